@@ -1,0 +1,1 @@
+"""Attribution: Grad-CAM masks (captum)."""

@@ -1,0 +1,1 @@
+"""Raw-format reader, synthetic generator, crops and in-memory datasets."""

@@ -1,0 +1,144 @@
+"""Crops by box, background-only images and crop-sized background patches.
+
+Crops are stored as one uint8 array per split, (N, 3, S, S), beside an index CSV, so training
+never decodes image files again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+from tqdm import tqdm
+
+from cnnlab.data.objects import ObjectsDataset, load_mask, load_rgb
+from cnnlab.io import load_array, save_array, write_csv
+
+
+def crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """Cut `box` = (x, y, w, h) out of an (H, W, 3) uint8 image and resize it to (3, size, size)."""
+    x, y, w, h = box
+    t = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)  # (3, H, W)
+    out = TF.resized_crop(t, top=y, left=x, height=h, width=w, size=[size, size], antialias=True)
+    return out.numpy()
+
+
+def crop_mask(mask: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """Cut `box` out of an (H, W) bool mask and resize it (nearest) to (size, size) bool."""
+    x, y, w, h = box
+    t = torch.from_numpy(mask.astype(np.uint8))[None]  # (1, H, W)
+    out = TF.resized_crop(t, top=y, left=x, height=h, width=w, size=[size, size], interpolation=InterpolationMode.NEAREST)
+    return out[0].numpy() > 0
+
+
+@dataclass
+class CropSet:
+    """Crops of one split: images (N, 3, S, S) uint8, index (path, label, has_mask), masks (N, S, S) bool."""
+
+    images: np.ndarray
+    index: pd.DataFrame
+    masks: np.ndarray
+
+    def save(self, folder: str | Path, split: str) -> None:
+        folder = Path(folder)
+        save_array(folder / f"{split}_images.npy", self.images)
+        save_array(folder / f"{split}_masks.npy", self.masks)
+        write_csv(folder / f"{split}_index.csv", self.index)
+
+    @classmethod
+    def load(cls, folder: str | Path, split: str) -> "CropSet":
+        folder = Path(folder)
+        index = pd.read_csv(folder / f"{split}_index.csv", dtype={"path": str, "label": str}, keep_default_na=False)
+        return cls(load_array(folder / f"{split}_images.npy"), index, load_array(folder / f"{split}_masks.npy"))
+
+
+def crop_split(ds: ObjectsDataset, split: str, size: int) -> CropSet:
+    """Crop every image of a split to its box; ground-truth masks are cropped the same way."""
+    rows = ds.split(split)
+    images = np.zeros((len(rows), 3, size, size), np.uint8)
+    masks = np.zeros((len(rows), size, size), bool)
+    for i, r in enumerate(tqdm(rows.itertuples(index=False), total=len(rows), desc=f"crop {split}", unit="img")):
+        image = load_rgb(ds.root / r.path)
+        box = (r.x, r.y, r.w, r.h)
+        images[i] = crop_resize(image, box, size)
+        if r.mask:
+            masks[i] = crop_mask(load_mask(ds.root / r.mask, image.shape[:2]), box, size)
+    index = pd.DataFrame({"path": rows.path, "label": rows.label, "has_mask": rows["mask"] != ""})
+    return CropSet(images, index, masks)
+
+
+def black_out(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """A copy of an (H, W, 3) image with the box set to black: the background only."""
+    x, y, w, h = box
+    out = image.copy()
+    out[y : y + h, x : x + w] = 0
+    return out
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Fraction of box a's area covered by box b."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / (a[2] * a[3])
+
+
+def place_patch(
+    rng: np.random.Generator, image_hw: tuple[int, int], box: tuple[int, int, int, int], max_overlap: float, tries: int = 50
+) -> tuple[int, int, int, int]:
+    """A patch with the box's own size (so it has the crops' scale) at a random position,
+    overlapping the blacked-out box by at most `max_overlap` of its area when possible
+    (otherwise the least-overlapping of `tries` positions)."""
+    height, width = image_hw
+    w, h = box[2], box[3]
+    best, best_overlap = None, 2.0
+    for _ in range(tries):
+        x = int(rng.integers(0, width - w + 1))
+        y = int(rng.integers(0, height - h + 1))
+        patch = (x, y, w, h)
+        ov = _overlap(patch, box)
+        if ov < best_overlap:
+            best, best_overlap = patch, ov
+        if ov <= max_overlap:
+            break
+    return best
+
+
+def background_patches(
+    ds: ObjectsDataset,
+    classes: tuple[str, str],
+    size: int,
+    patches_per_image: int,
+    max_overlap: float,
+    seed: int,
+    image_dir: str | Path | None = None,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Background-only images of two classes cut into crop-sized patches.
+
+    Returns:
+        images: (N, 3, size, size) uint8 patches.
+        index: path (source image), label (0 for classes[0], 1 for classes[1]), x, y, w, h (patch box).
+    If `image_dir` is given, the full background-only images are also written there as PNG.
+    """
+    rng = np.random.default_rng([seed, 4])
+    rows = ds.split("train")
+    rows = rows[rows.label.isin(classes)].reset_index(drop=True)
+    patches, index = [], []
+    for r in tqdm(rows.itertuples(index=False), total=len(rows), desc="backgrounds", unit="img"):
+        box = (r.x, r.y, r.w, r.h)
+        bg = black_out(load_rgb(ds.root / r.path), box)
+        if image_dir is not None:
+            out = Path(image_dir) / r.path
+            out.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(bg).save(out.with_suffix(".png"), compress_level=1)
+        for _ in range(patches_per_image):
+            patch = place_patch(rng, bg.shape[:2], box, max_overlap)
+            patches.append(crop_resize(bg, patch, size))
+            index.append((r.path, classes.index(r.label), *patch))
+    frame = pd.DataFrame(index, columns=["path", "label", "x", "y", "w", "h"])
+    return np.stack(patches), frame

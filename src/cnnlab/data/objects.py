@@ -1,0 +1,255 @@
+"""Reader for the objects dataset format ("bring your own data").
+
+A dataset folder holds::
+
+    train/<class>/<name>.png|jpg   RGB images, one folder per class
+    test/<name>.png|jpg            unlabelled test images
+    boxes.csv                      split,path,label,x,y,w,h   (one row per image)
+    test_labels.csv   (optional)   path,label                 (scores the test set)
+    masks/<path>.png  (optional)   ground-truth object masks, non-zero = object
+
+:func:`read_objects` checks the whole folder before any stage writes anything and raises
+:class:`DatasetError` naming the file, the CSV line or the class at fault.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+BOX_COLUMNS = ["split", "path", "label", "x", "y", "w", "h"]
+GENERATOR_MARKER = "cnnlab_generator.json"
+
+
+class DatasetError(ValueError):
+    """The dataset folder does not follow the objects format."""
+
+
+@dataclass(frozen=True)
+class ObjectsDataset:
+    """A validated objects dataset.
+
+    Attributes:
+        root: the dataset folder.
+        classes: class names (the folders of train/, sorted).
+        rows: one row per image: split, path, label ('' for unlabelled test rows), x, y, w, h,
+            width, height (image size), mask (relative mask path or '').
+        source: a short description of where the data came from (recorded with every metric).
+    """
+
+    root: Path
+    classes: tuple[str, ...]
+    rows: pd.DataFrame
+    source: str
+
+    @property
+    def has_test_labels(self) -> bool:
+        test = self.rows[self.rows.split == "test"]
+        return len(test) > 0 and bool((test.label != "").all())
+
+    @property
+    def has_masks(self) -> bool:
+        return bool((self.rows["mask"] != "").any())
+
+    def split(self, name: str) -> pd.DataFrame:
+        return self.rows[self.rows.split == name].reset_index(drop=True)
+
+    def class_index(self, labels) -> np.ndarray:
+        lookup = {c: i for i, c in enumerate(self.classes)}
+        return np.array([lookup[label] for label in labels], dtype=np.int64)
+
+
+def _line(i: int) -> str:
+    # pandas row i is CSV line i + 2 (line 1 is the header)
+    return f"line {i + 2}"
+
+
+def _image_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{path}: file is empty; expected the header {','.join(columns)}") from None
+    except pd.errors.ParserError as e:
+        raise DatasetError(f"{path}: cannot parse CSV ({e}); fix the malformed line") from None
+    frame.columns = [c.strip() for c in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DatasetError(
+            f"{path}: missing column(s) {', '.join(missing)}; the header must be {','.join(columns)}"
+        )
+    return frame[columns].apply(lambda col: col.str.strip())
+
+
+def _describe_source(root: Path) -> str:
+    marker = root / GENERATOR_MARKER
+    if marker.is_file():
+        info = json.loads(marker.read_text())
+        return f"synthetic (cnnlab generator, seed {info.get('seed')}) at {root}"
+    return f"folder {root}"
+
+
+def read_objects(root: str | Path) -> ObjectsDataset:
+    """Read and validate an objects dataset folder (without decoding the images).
+
+    Image headers are opened to learn each image's size, so boxes are checked against it.
+
+    Raises:
+        DatasetError: naming the file, the boxes.csv line or the class, and what to do.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(
+            f"dataset folder {root} does not exist; set params key 'objects.root' to a folder in the "
+            "objects format (see README, 'Bring your own data')"
+        )
+    boxes_path = root / "boxes.csv"
+    if not boxes_path.is_file():
+        raise DatasetError(f"{boxes_path} not found; every dataset folder needs a boxes.csv ({','.join(BOX_COLUMNS)})")
+    rows = _read_csv(boxes_path, BOX_COLUMNS)
+    if rows.empty:
+        raise DatasetError(f"{boxes_path}: no rows; add one row per image")
+
+    class_dirs = sorted(p for p in (root / "train").iterdir() if p.is_dir()) if (root / "train").is_dir() else []
+    if not class_dirs:
+        raise DatasetError(f"{root / 'train'}: no class folders; expected train/<class>/<image>")
+    classes = tuple(p.name for p in class_dirs)
+    for d in class_dirs:
+        if not _image_files(d):
+            raise DatasetError(f"class '{d.name}' is empty: {d} holds no .png/.jpg images; add images or remove the folder")
+
+    dup = rows.path.duplicated(keep="first")
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise DatasetError(f"{boxes_path} {_line(i)}: path {rows.path[i]} appears twice; keep one row per image")
+
+    coords = {}
+    for col in ("x", "y", "w", "h"):
+        values = pd.to_numeric(rows[col], errors="coerce")
+        bad = values.isna() | (values != values.round())
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DatasetError(
+                f"{boxes_path} {_line(i)} ({rows.path[i]}): column {col} must be a whole number of pixels, got {rows[col][i]!r}"
+            )
+        coords[col] = values.astype(np.int64)
+    rows = rows.assign(**coords)
+
+    widths, heights, masks = [], [], []
+    for i, r in enumerate(rows.itertuples(index=False)):
+        where = f"{boxes_path} {_line(i)} ({r.path})"
+        parts = Path(r.path).parts
+        if r.split == "train":
+            if len(parts) != 3 or parts[0] != "train":
+                raise DatasetError(f"{where}: train paths must look like train/<class>/<name>")
+            if r.label == "":
+                raise DatasetError(f"{where}: train row without a label; set label to its class ({parts[1]})")
+            if r.label not in classes:
+                raise DatasetError(
+                    f"{where}: unknown class '{r.label}'; classes are the folders of train/: {', '.join(classes)}"
+                )
+            if parts[1] != r.label:
+                raise DatasetError(f"{where}: label '{r.label}' does not match its folder '{parts[1]}'")
+        elif r.split == "test":
+            if len(parts) != 2 or parts[0] != "test":
+                raise DatasetError(f"{where}: test paths must look like test/<name>")
+            if r.label != "":
+                raise DatasetError(f"{where}: test rows carry no label; put test labels in test_labels.csv")
+        else:
+            raise DatasetError(f"{where}: split must be 'train' or 'test', got '{r.split}'")
+        if Path(r.path).suffix.lower() not in IMAGE_SUFFIXES:
+            raise DatasetError(f"{where}: not a .png/.jpg image path")
+        image_path = root / r.path
+        if not image_path.is_file():
+            raise DatasetError(f"{where}: image {image_path} does not exist; add it or delete the row")
+        try:
+            with Image.open(image_path) as im:
+                width, height = im.size
+        except (UnidentifiedImageError, OSError) as e:
+            raise DatasetError(f"{image_path}: unreadable image ({e}); replace the file or delete it and its row") from None
+        if r.w <= 0 or r.h <= 0:
+            raise DatasetError(f"{where}: zero-size box (w={r.w}, h={r.h}); boxes need w > 0 and h > 0")
+        if r.x < 0 or r.y < 0 or r.x + r.w > width or r.y + r.h > height:
+            raise DatasetError(
+                f"{where}: box x={r.x} y={r.y} w={r.w} h={r.h} lies outside the {width}x{height} image; "
+                "fix the box (x,y is the top-left pixel)"
+            )
+        widths.append(width)
+        heights.append(height)
+        masks.append(_mask_path(root, r.path))
+    rows = rows.assign(width=widths, height=heights, mask=masks)
+
+    listed = set(rows.path)
+    on_disk = [p for d in class_dirs for p in _image_files(d)] + _image_files(root / "test")
+    for p in on_disk:
+        rel = p.relative_to(root).as_posix()
+        if rel not in listed:
+            raise DatasetError(f"{p}: image without a row in {boxes_path}; add its box or remove the image")
+    for c in classes:
+        if not (rows.label == c).any():
+            raise DatasetError(f"class '{c}' has no rows in {boxes_path}")
+
+    test_labels_path = root / "test_labels.csv"
+    if test_labels_path.is_file():
+        labels = _read_csv(test_labels_path, ["path", "label"])
+        test_paths = set(rows.path[rows.split == "test"])
+        lookup = {}
+        for i, r in enumerate(labels.itertuples(index=False)):
+            where = f"{test_labels_path} {_line(i)} ({r.path})"
+            if r.path not in test_paths:
+                raise DatasetError(f"{where}: not a test row of {boxes_path}")
+            if r.label not in classes:
+                raise DatasetError(f"{where}: unknown class '{r.label}'; classes are: {', '.join(classes)}")
+            lookup[r.path] = r.label
+        missing = sorted(test_paths - set(lookup))
+        if missing:
+            raise DatasetError(f"{test_labels_path}: no label for {missing[0]} ({len(missing)} test images unlabelled)")
+        is_test = rows.split == "test"
+        rows.loc[is_test, "label"] = rows.path[is_test].map(lookup)
+
+    return ObjectsDataset(root=root, classes=classes, rows=rows.reset_index(drop=True), source=_describe_source(root))
+
+
+def _mask_path(root: Path, rel: str) -> str:
+    for candidate in (Path("masks") / Path(rel).with_suffix(".png"), Path("masks") / (rel + ".png")):
+        if (root / candidate).is_file():
+            return candidate.as_posix()
+    return ""
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Decode an image file to an (H, W, 3) uint8 array; greyscale and RGBA are converted to RGB.
+
+    Raises:
+        DatasetError: the file is unreadable or truncated.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DatasetError(f"{path}: unreadable or truncated image ({e}); replace the file or delete it and its row") from None
+
+
+def load_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """Decode a ground-truth mask to an (H, W) bool array (non-zero = object)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mask = np.asarray(im.convert("L")) > 0
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DatasetError(f"{path}: unreadable mask ({e}); replace or delete it") from None
+    if mask.shape != shape:
+        raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, its image {shape[1]}x{shape[0]}")
+    return mask

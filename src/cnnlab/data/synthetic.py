@@ -1,0 +1,204 @@
+"""Deterministic generator of the built-in objects dataset.
+
+Eight object shapes (one per class) of random colour, size, position and rotation are pasted on
+textured backgrounds. Every class has its own background family; the test images put objects of
+every class on the background family of class 0, so a classifier that learned backgrounds instead
+of objects answers "class 0" on the test set: the shortcut the objects chain has to remove.
+
+The output follows the objects format read by :func:`cnnlab.data.objects.read_objects`, with
+ground-truth masks and test labels.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import functools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from cnnlab.data.objects import BOX_COLUMNS, GENERATOR_MARKER
+from cnnlab.io import atomic_dir
+
+SHAPES = ("disc", "square", "triangle", "cross", "star", "ring", "hexagon", "arrow")
+
+# One background family per class: (hue, stripe period as a fraction of the side, stripe angle in degrees).
+_FAMILIES = [
+    (0.30, 0.060, 20.0),
+    (0.58, 0.110, 100.0),
+    (0.08, 0.045, 60.0),
+    (0.85, 0.150, 150.0),
+    (0.00, 0.080, 0.0),
+    (0.45, 0.035, 125.0),
+    (0.70, 0.095, 45.0),
+    (0.15, 0.130, 80.0),
+]
+
+
+def class_names(n: int) -> list[str]:
+    return [f"{i:02d}" for i in range(n)]
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    """Low-frequency noise in [-1, 1], (size, size)."""
+    grid = rng.uniform(0, 255, (cells, cells)).astype(np.uint8)
+    big = Image.fromarray(grid, "L").resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(big, dtype=np.float32) / 127.5 - 1.0
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    return yy, xx
+
+
+def background(rng: np.random.Generator, family: int, size: int) -> np.ndarray:
+    """A (size, size, 3) uint8 textured background of the given family."""
+    hue, period, angle = _FAMILIES[family]
+    angle = math.radians(angle + rng.uniform(-12, 12))
+    freq = 1.0 / (period * size * rng.uniform(0.9, 1.1))
+    yy, xx = _grid(size)
+    stripes = np.sin(2 * np.pi * freq * (xx * math.cos(angle) + yy * math.sin(angle)) + rng.uniform(0, 2 * np.pi))
+    texture = 0.6 * stripes + 0.4 * _smooth_noise(rng, size, 6)  # (H, W) in [-1, 1]
+    value = rng.uniform(0.45, 0.6)
+    base = np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.12, 0.22), value), dtype=np.float32)
+    shade = np.array(colorsys.hsv_to_rgb(hue, 0.5, value * 0.55), dtype=np.float32)
+    img = base[None, None, :] + texture[..., None] * (base - shade)[None, None, :]
+    img = img * 255 + 5 * rng.standard_normal(img.shape, dtype=np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _polygon(shape: str, cx: float, cy: float, r: float, rot: float) -> list[list[tuple[float, float]]]:
+    """Outline polygons of a shape of radius r centred at (cx, cy), rotated by rot radians."""
+
+    def ring(points):
+        return [
+            (cx + x * math.cos(rot) - y * math.sin(rot), cy + x * math.sin(rot) + y * math.cos(rot))
+            for x, y in points
+        ]
+
+    def regular(n, radius, phase=0.0):
+        return [(radius * math.cos(phase + 2 * math.pi * k / n), radius * math.sin(phase + 2 * math.pi * k / n)) for k in range(n)]
+
+    if shape == "square":
+        return [ring(regular(4, r, math.pi / 4))]
+    if shape == "triangle":
+        return [ring(regular(3, r, -math.pi / 2))]
+    if shape == "hexagon":
+        return [ring(regular(6, r))]
+    if shape == "star":
+        pts = []
+        for k in range(10):
+            radius = r if k % 2 == 0 else r * 0.42
+            a = -math.pi / 2 + math.pi * k / 5
+            pts.append((radius * math.cos(a), radius * math.sin(a)))
+        return [ring(pts)]
+    if shape == "cross":
+        t = r * 0.33
+        return [ring([(-t, -r), (t, -r), (t, -t), (r, -t), (r, t), (t, t), (t, r), (-t, r), (-t, t), (-r, t), (-r, -t), (-t, -t)])]
+    if shape == "arrow":
+        return [ring([(-r, -0.3 * r), (0.1 * r, -0.3 * r), (0.1 * r, -0.75 * r), (r, 0), (0.1 * r, 0.75 * r), (0.1 * r, 0.3 * r), (-r, 0.3 * r)])]
+    raise ValueError(shape)
+
+
+def object_mask(rng: np.random.Generator, shape: str, size: int, scale: tuple[float, float]) -> np.ndarray:
+    """A (size, size) bool mask of one object of the given shape at a random pose."""
+    r = rng.uniform(*scale) * size / 2
+    cx, cy = rng.uniform(r + 2, size - r - 2, 2)
+    rot = rng.uniform(0, 2 * math.pi)
+    canvas = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(canvas)
+    if shape in ("disc", "ring"):
+        rx, ry = r, r * rng.uniform(0.8, 1.0)  # slightly elliptic, rotated by drawing a polygon
+        pts = [(rx * math.cos(t), ry * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 64, endpoint=False)]
+        outer = [(cx + x * math.cos(rot) - y * math.sin(rot), cy + x * math.sin(rot) + y * math.cos(rot)) for x, y in pts]
+        draw.polygon(outer, fill=255)
+        if shape == "ring":
+            inner = [(cx + 0.5 * (x * math.cos(rot) - y * math.sin(rot)), cy + 0.5 * (x * math.sin(rot) + y * math.cos(rot))) for x, y in pts]
+            draw.polygon(inner, fill=0)
+    else:
+        for poly in _polygon(shape, cx, cy, r, rot):
+            draw.polygon(poly, fill=255)
+    return np.asarray(canvas) > 0
+
+
+def paint_object(rng: np.random.Generator, bg: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Paint a randomly coloured, shaded object into `bg` where `mask` is set."""
+    size = bg.shape[0]
+    color = np.array(colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.6, 1.0), rng.uniform(0.7, 1.0)), np.float32)
+    shading = (0.8 + 0.2 * _smooth_noise(rng, size, 4))[mask]  # uneven lighting on the object, (K,)
+    noise = 5 * rng.standard_normal((len(shading), 3), dtype=np.float32)
+    out = bg.copy()
+    out[mask] = np.clip(color[None, :] * shading[:, None] * 255 + noise, 0, 255).astype(np.uint8)
+    return out
+
+
+def box_around(rng: np.random.Generator, mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box (x, y, w, h) of the mask, widened by a random margin and clipped to the image."""
+    ys, xs = np.nonzero(mask)
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    mx = int((x1 - x0) * rng.uniform(0.08, 0.25))
+    my = int((y1 - y0) * rng.uniform(0.08, 0.25))
+    h_img, w_img = mask.shape
+    x0, y0 = max(0, x0 - mx), max(0, y0 - my)
+    x1, y1 = min(w_img, x1 + mx), min(h_img, y1 + my)
+    return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
+
+
+def _sample(seed: int, split: int, index: int, cls: int, family: int, size: int, scale) -> tuple:
+    rng = np.random.default_rng([seed, split, index])
+    mask = object_mask(rng, SHAPES[cls], size, scale)
+    image = paint_object(rng, background(rng, family, size), mask)
+    return image, mask, box_around(rng, mask)
+
+
+def generate_objects(
+    out: str | Path,
+    *,
+    seed: int,
+    classes: int = 8,
+    train_per_class: int = 200,
+    test_per_class: int = 50,
+    image_size: int = 350,
+    object_scale: tuple[float, float] = (0.22, 0.4),
+) -> Path:
+    """Write the built-in dataset to `out` (replaced atomically) and return its path.
+
+    The same arguments always give byte-identical files.
+    """
+    names = class_names(classes)
+    rows, test_labels = [], []
+    # Test order is shuffled so that file names do not reveal the class.
+    test_classes = np.random.default_rng([seed, 99]).permutation(np.repeat(np.arange(classes), test_per_class))
+    jobs = [("train", c, i) for c in range(classes) for i in range(train_per_class)]
+    jobs += [("test", int(c), i) for i, c in enumerate(test_classes)]
+    with atomic_dir(out) as tmp:
+        for split, cls, i in tqdm(jobs, desc="generate objects", unit="img"):
+            if split == "train":
+                rel = f"train/{names[cls]}/{names[cls]}_{i:04d}.jpg"
+                image, mask, box = _sample(seed, 0, cls * 100_000 + i, cls, cls, image_size, object_scale)
+            else:
+                rel = f"test/img_{i:04d}.jpg"
+                image, mask, box = _sample(seed, 1, i, cls, 0, image_size, object_scale)
+                test_labels.append((rel, names[cls]))
+            # Photos as JPEG (as cameras write them, and 10x faster to encode than noisy PNG);
+            # masks as lossless PNG.
+            mask_path = (tmp / "masks" / rel).with_suffix(".png")
+            for path in (tmp / rel, mask_path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(tmp / rel, quality=92)
+            Image.fromarray(mask.astype(np.uint8) * 255).save(mask_path, compress_level=1)
+            rows.append((split, rel, names[cls] if split == "train" else "", *box))
+        pd.DataFrame(rows, columns=BOX_COLUMNS).to_csv(tmp / "boxes.csv", index=False, lineterminator="\n")
+        pd.DataFrame(test_labels, columns=["path", "label"]).to_csv(tmp / "test_labels.csv", index=False, lineterminator="\n")
+        marker = dict(
+            generator="cnnlab.data.synthetic", seed=seed, classes=classes, train_per_class=train_per_class,
+            test_per_class=test_per_class, image_size=image_size, object_scale=list(object_scale),
+        )
+        (tmp / GENERATOR_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    return Path(out)

@@ -1,0 +1,41 @@
+"""What every stage script shares: seeded start, device choice, clean error exits."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from cnnlab.config import Params, ParamsError, load_params
+from cnnlab.data.objects import DatasetError
+from cnnlab.tracking import TrackingError
+from cnnlab.train.loop import seed_everything
+
+KNOWN_ERRORS = (ParamsError, DatasetError, TrackingError, FileNotFoundError, FloatingPointError)
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_stage(main: Callable[[Params, argparse.Namespace], None], *paths: str, doc: str = "") -> None:
+    """Parse the stage's path arguments, load and check params.yaml, seed, and run `main`.
+
+    A known error (bad params, bad dataset, unreachable tracking store, ...) ends the process
+    with exit code 1 and a one-line message instead of a traceback.
+    """
+    parser = argparse.ArgumentParser(description=doc)
+    for p in paths:
+        parser.add_argument(p, type=Path)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+    args = parser.parse_args()
+    try:
+        params = load_params(args.params)
+        seed_everything(params.seed)
+        main(params, args)
+    except KNOWN_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

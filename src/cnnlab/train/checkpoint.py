@@ -1,0 +1,32 @@
+"""Saving and loading models: plain state dicts plus the arguments that rebuild the model,
+always read back with ``weights_only=True``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab.io import atomic_file
+from cnnlab.models import ObjectsCNN
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, *, optimizer=None, **extra) -> None:
+    """Write model weights (and optionally optimizer state and extra plain values) atomically."""
+    state = {"arch": dict(model.arch), "model": model.state_dict(), **extra}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    with atomic_file(path, "wb") as f:
+        torch.save(state, f)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[ObjectsCNN, dict]:
+    """Rebuild an ObjectsCNN from a checkpoint; returns (model in eval mode, the whole state)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model not found; run `dvc repro` to train it")
+    state = torch.load(path, map_location=device, weights_only=True)
+    model = ObjectsCNN(**state["arch"])
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), state

@@ -1,0 +1,37 @@
+"""Fit a model while logging every epoch to its MLflow run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab.config import TrainParams
+from cnnlab.tracking import StageRun
+from cnnlab.train.loop import FitResult, TensorData, fit, to_float
+from cnnlab.viz.plots import training_curves
+
+
+def fit_tracked(
+    run: StageRun,
+    name: str,
+    model: nn.Module,
+    train: TensorData,
+    val: TensorData,
+    cfg: TrainParams,
+    *,
+    seed: int,
+    device: torch.device,
+    checkpoint: Path | None = None,
+) -> FitResult:
+    """:func:`cnnlab.train.loop.fit`, with per-epoch metrics (prefixed ``name.``), the curves
+    figure and the trained model logged to the run."""
+    result = fit(
+        model, train, val, cfg, seed=seed, device=device, checkpoint=checkpoint, name=name,
+        on_epoch=lambda row: run.log_epoch(row, row["epoch"], prefix=f"{name}."),
+    )
+    run.log_figure(training_curves(result.history, title=name), f"{name}_curves.png")
+    example = to_float(val.images[:1]).numpy()
+    run.log_model(model.cpu(), name=name.replace("_", "-"), input_example=example)
+    return result

@@ -1,0 +1,1 @@
+"""Pure plotting: arrays in, matplotlib Figure out."""

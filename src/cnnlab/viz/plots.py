@@ -1,0 +1,58 @@
+"""Figures for the objects chain: arrays in, matplotlib Figure out (nothing is saved here)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def training_curves(history: list[dict], title: str = "") -> Figure:
+    """Train/val loss and accuracy per epoch, from rows with epoch, train_loss, val_loss, train_acc, val_acc."""
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for split in ("train", "val"):
+        ax_loss.plot(epochs, [r[f"{split}_loss"] for r in history], marker="o", label=split)
+        ax_acc.plot(epochs, [r[f"{split}_acc"] for r in history], marker="o", label=split)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def mask_examples(images: np.ndarray, heat: np.ndarray, masks: np.ndarray, truth: np.ndarray | None = None) -> Figure:
+    """For a few crops: the image, the Grad-CAM heat overlay, the mask and the masked image.
+
+    Args:
+        images: (N, 3, H, W) uint8. heat: (N, H, W) float in [0, 1]. masks: (N, H, W) bool.
+        truth: optional (N, H, W) bool ground-truth masks, drawn as a contour on the mask column.
+    """
+    n = len(images)
+    fig, axes = plt.subplots(n, 4, figsize=(8, 2 * n), squeeze=False)
+    for i in range(n):
+        rgb = images[i].transpose(1, 2, 0)
+        panels = [
+            (rgb, "crop"),
+            (rgb, "Grad-CAM"),
+            (masks[i], "mask"),
+            (rgb * masks[i][..., None], "masked"),
+        ]
+        for j, (panel, name) in enumerate(panels):
+            ax = axes[i, j]
+            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1 if panel.ndim == 2 else None)
+            if j == 1:
+                ax.imshow(heat[i], cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            if j == 2 and truth is not None:
+                ax.contour(truth[i], levels=[0.5], colors="red", linewidths=1)
+            ax.set_axis_off()
+            if i == 0:
+                ax.set_title(name + (" (red: truth)" if j == 2 and truth is not None else ""), fontsize=9)
+    fig.tight_layout()
+    return fig

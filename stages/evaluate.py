@@ -1,0 +1,63 @@
+"""Stage evaluate: baseline and masked classifier on the validation split and the test set;
+shortcut metrics for both and the test predictions (path,label)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cnnlab.data.crops import CropSet
+from cnnlab.data.sets import baseline_and_masked, class_indices
+from cnnlab.io import atomic_dir, write_csv, write_json
+from cnnlab.metrics import shortcut_metrics
+from cnnlab.stage import device, run_stage
+from cnnlab.tracking import stage_run
+from cnnlab.train.checkpoint import load_model
+from cnnlab.train.loop import predict
+
+MODELS = ("baseline", "masked")
+
+
+def main(p, args):
+    info = json.loads((args.crops / "dataset.json").read_text())
+    classes = info["classes"]
+    shortcut = classes.index(p.backgrounds.classes[0])
+    train = CropSet.load(args.crops, "train")
+    test = CropSet.load(args.crops, "test")
+    val_rows = np.flatnonzero(pd.read_csv(args.models / "split.csv").subset.to_numpy() == "val")
+    sets = dict(zip(MODELS, baseline_and_masked(train, args.masked, classes)))
+    labelled = bool(len(test.index)) and bool((test.index.label != "").all())
+    test_images = torch.from_numpy(test.images)
+    with stage_run("evaluate", {"shortcut_class": classes[shortcut]}, data_source=info["source"]) as run:
+        metrics = {"data_source": info["source"], "test_labelled": labelled, "chance_rate": 1 / len(classes)}
+        with atomic_dir(args.out) as tmp:
+            for name in MODELS:
+                model, _ = load_model(args.models / f"{name}.pt", device())
+                val = sets[name].subset(val_rows)
+                val_pred = predict(model, val.images, device()).argmax(1).numpy()
+                test_pred = predict(model, test_images, device()).argmax(1).numpy()
+                m = {"val": shortcut_metrics(val.labels.numpy(), val_pred, shortcut_class=shortcut, num_classes=len(classes))}
+                m["val_accuracy"] = m["val"]["accuracy"]
+                m["test_shortcut_rate"] = float(np.mean(test_pred == shortcut))
+                if labelled:
+                    t = shortcut_metrics(class_indices(test.index.label, classes), test_pred,
+                                         shortcut_class=shortcut, num_classes=len(classes))
+                    m.update(test_accuracy=t["accuracy"], test_val_ratio=t["accuracy"] / max(m["val_accuracy"], 1e-12),
+                             test_worst_class_recall=t["worst_class_recall"], test_recall=t["recall"])
+                metrics[name] = m
+                frame = pd.DataFrame({"path": test.index.path, "label": [classes[i] for i in test_pred]})
+                # The deliverable is the masked model's predictions; the baseline's sit beside them.
+                write_csv(tmp / ("test_predictions.csv" if name == "masked" else f"{name}_test_predictions.csv"), frame)
+        if labelled:
+            metrics["effect"] = {
+                "test_accuracy_gain": metrics["masked"]["test_accuracy"] - metrics["baseline"]["test_accuracy"],
+                "test_shortcut_rate_drop": metrics["baseline"]["test_shortcut_rate"] - metrics["masked"]["test_shortcut_rate"],
+            }
+        run.log_metrics(metrics)
+        run.log_artifact(args.out / "test_predictions.csv")
+        write_json(args.metrics, metrics)
+
+
+if __name__ == "__main__":
+    run_stage(main, "crops", "masked", "models", "out", "metrics", doc=__doc__)

@@ -1,0 +1,62 @@
+"""Stage train_classifier: the report's second CNN (8 classes), trained twice with the same seed
+and settings: on the crops as they are (baseline) and with the shortcut class masked."""
+
+import json
+
+import pandas as pd
+import torch
+
+from cnnlab.config import to_flat_dict
+from cnnlab.data.crops import CropSet
+from cnnlab.data.sets import baseline_and_masked
+from cnnlab.io import atomic_dir, write_csv, write_json
+from cnnlab.models import ObjectsCNN
+from cnnlab.stage import device, run_stage
+from cnnlab.tracking import stage_run
+from cnnlab.train.checkpoint import save_checkpoint
+from cnnlab.train.split import stratified_split
+from cnnlab.train.tracked import fit_tracked
+
+MODELS = ("baseline", "masked")
+
+
+def main(p, args):
+    cfg = p.classifier_train()
+    info = json.loads((args.crops / "dataset.json").read_text())
+    classes = info["classes"]
+    crops = CropSet.load(args.crops, "train")
+    sets = dict(zip(MODELS, baseline_and_masked(crops, args.masked, classes)))
+    train_idx, val_idx = stratified_split(sets["baseline"].labels.numpy(), cfg.val_fraction, p.seed)
+    params = {"seed": p.seed, "crop.size": p.crop.size, "shortcut_class": p.backgrounds.classes[0],
+              **to_flat_dict(cfg, "classifier.")}
+    with stage_run("train_classifier", params, data_source=info["source"]) as run:
+        metrics = {"data_source": info["source"], "lr": cfg.lr}
+        curves = {}
+        with atomic_dir(args.out) as tmp:
+            for name in MODELS:
+                torch.manual_seed(p.seed)  # same initial weights for both models
+                model = ObjectsCNN(len(classes), cfg.hidden, p.crop.size)
+                data = sets[name]
+                result = fit_tracked(
+                    run, name, model, data.subset(train_idx), data.subset(val_idx), cfg,
+                    seed=p.seed, device=device(), checkpoint=args.checkpoints / f"{name}.pt",
+                )
+                best = result.history[result.best_epoch - 1]
+                metrics[name] = {
+                    "val_accuracy": best["val_acc"], "val_loss": best["val_loss"],
+                    "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+                    "stopped_early": result.stopped_early,
+                }
+                curves[name] = pd.DataFrame(result.history)
+                save_checkpoint(tmp / f"{name}.pt", model, classes=classes)
+            split = pd.DataFrame({"path": crops.index.path, "subset": "train"})
+            split.loc[val_idx, "subset"] = "val"
+            write_csv(tmp / "split.csv", split)
+        run.log_metrics(metrics)
+        for name, frame in curves.items():
+            write_csv(args.curves / f"{name}.csv", frame)
+        write_json(args.metrics, metrics)
+
+
+if __name__ == "__main__":
+    run_stage(main, "crops", "masked", "out", "checkpoints", "metrics", "curves", doc=__doc__)
