@@ -12,6 +12,7 @@ def main(p, args):
         generate_objects(
             args.out, seed=p.seed, classes=g.classes, train_per_class=g.train_per_class,
             test_per_class=g.test_per_class, image_size=g.image_size, object_scale=g.object_scale,
+            shared_backgrounds=g.shared_backgrounds,
         )
 
 

@@ -62,6 +62,8 @@ class GenerateParams:
     image_size: int = field(default=350, metadata=_check(lambda v: v >= 32, ">= 32"))
     # Object side as a fraction of the image side (min, max).
     object_scale: tuple[float, float] = (0.22, 0.4)
+    # Fraction of the non-shortcut classes' training images put on another class's background.
+    shared_backgrounds: float = field(default=0.4, metadata=UNIT)
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class BackgroundsParams:
     # First: the shortcut class, whose background the test images share and Grad-CAM removes;
     # second: a contrast class for the background classifier.
     classes: tuple[str, str] = ("00", "04")
-    patches_per_image: int = field(default=2, metadata=AT_LEAST_ONE)
+    patches_per_image: int = field(default=1, metadata=AT_LEAST_ONE)
     max_box_overlap: float = field(default=0.25, metadata=UNIT)
 
 

@@ -39,8 +39,12 @@ def repo_root() -> Path:
     return here
 
 
+def default_uri() -> str:
+    return f"sqlite:///{repo_root() / STORE_FILE}"
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / STORE_FILE}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
@@ -94,8 +98,9 @@ def _experiment_id(mlflow, name: str) -> str:
     if exp is not None:
         return exp.experiment_id
     location = None
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        # Absolute, so runs from a queued experiment's temporary copy land beside mlflow.db.
+    if mlflow.get_tracking_uri() == default_uri():
+        # Absolute, so runs from a queued experiment's temporary copy land beside mlflow.db
+        # (MLflow's own default, ./mlruns, would be inside that copy and lost).
         location = (repo_root() / ARTIFACT_DIR / name).as_uri()
     try:
         return mlflow.create_experiment(name, artifact_location=location)

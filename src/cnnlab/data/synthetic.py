@@ -15,6 +15,8 @@ import colorsys
 import functools
 import json
 import math
+import multiprocessing
+import os
 from pathlib import Path
 
 import numpy as np
@@ -150,11 +152,20 @@ def box_around(rng: np.random.Generator, mask: np.ndarray) -> tuple[int, int, in
     return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
 
 
-def _sample(seed: int, split: int, index: int, cls: int, family: int, size: int, scale) -> tuple:
+def _write_sample(job: tuple) -> tuple:
+    """Draw one image from its own seeded generator and write it and its mask; returns its boxes.csv row."""
+    tmp, rel, label, seed, split, index, cls, family, size, scale = job
     rng = np.random.default_rng([seed, split, index])
     mask = object_mask(rng, SHAPES[cls], size, scale)
     image = paint_object(rng, background(rng, family, size), mask)
-    return image, mask, box_around(rng, mask)
+    box = box_around(rng, mask)
+    mask_path = (Path(tmp) / "masks" / rel).with_suffix(".png")
+    for path in (Path(tmp) / rel, mask_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    # Photos as JPEG (as cameras write them, and 10x faster to encode than noisy PNG); masks as PNG.
+    Image.fromarray(image).save(Path(tmp) / rel, quality=92)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(mask_path, compress_level=1)
+    return ("train" if split == 0 else "test", rel, label, *box)
 
 
 def generate_objects(
@@ -166,39 +177,41 @@ def generate_objects(
     test_per_class: int = 50,
     image_size: int = 350,
     object_scale: tuple[float, float] = (0.22, 0.4),
+    shared_backgrounds: float = 0.4,
+    workers: int | None = None,
 ) -> Path:
     """Write the built-in dataset to `out` (replaced atomically) and return its path.
 
-    The same arguments always give byte-identical files.
+    Class 0's training images all lie on background family 0, and so do all test images, of
+    every class. A fraction `shared_backgrounds` of the other classes' training images lie on
+    the family of another class (never family 0), so that a classifier also has to learn the
+    objects. The same arguments always give byte-identical files, whatever `workers` is.
     """
     names = class_names(classes)
-    rows, test_labels = [], []
+    rng = np.random.default_rng([seed, 99])
     # Test order is shuffled so that file names do not reveal the class.
-    test_classes = np.random.default_rng([seed, 99]).permutation(np.repeat(np.arange(classes), test_per_class))
-    jobs = [("train", c, i) for c in range(classes) for i in range(train_per_class)]
-    jobs += [("test", int(c), i) for i, c in enumerate(test_classes)]
+    test_classes = rng.permutation(np.repeat(np.arange(classes), test_per_class))
+    jobs = []
     with atomic_dir(out) as tmp:
-        for split, cls, i in tqdm(jobs, desc="generate objects", unit="img"):
-            if split == "train":
-                rel = f"train/{names[cls]}/{names[cls]}_{i:04d}.jpg"
-                image, mask, box = _sample(seed, 0, cls * 100_000 + i, cls, cls, image_size, object_scale)
-            else:
-                rel = f"test/img_{i:04d}.jpg"
-                image, mask, box = _sample(seed, 1, i, cls, 0, image_size, object_scale)
-                test_labels.append((rel, names[cls]))
-            # Photos as JPEG (as cameras write them, and 10x faster to encode than noisy PNG);
-            # masks as lossless PNG.
-            mask_path = (tmp / "masks" / rel).with_suffix(".png")
-            for path in (tmp / rel, mask_path):
-                path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(tmp / rel, quality=92)
-            Image.fromarray(mask.astype(np.uint8) * 255).save(mask_path, compress_level=1)
-            rows.append((split, rel, names[cls] if split == "train" else "", *box))
+        for c in range(classes):
+            for i in range(train_per_class):
+                family = c
+                if c != 0 and classes > 2 and rng.uniform() < shared_backgrounds:
+                    family = int(rng.choice([f for f in range(1, classes) if f != c]))
+                rel = f"train/{names[c]}/{names[c]}_{i:04d}.jpg"
+                jobs.append((str(tmp), rel, names[c], seed, 0, c * 100_000 + i, c, family, image_size, object_scale))
+        for i, c in enumerate(test_classes):
+            jobs.append((str(tmp), f"test/img_{i:04d}.jpg", "", seed, 1, i, int(c), 0, image_size, object_scale))
+        workers = workers or min(4, os.cpu_count() or 1)
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            rows = list(tqdm(pool.imap(_write_sample, jobs, chunksize=16), total=len(jobs), desc="generate objects", unit="img"))
         pd.DataFrame(rows, columns=BOX_COLUMNS).to_csv(tmp / "boxes.csv", index=False, lineterminator="\n")
+        test_labels = [(f"test/img_{i:04d}.jpg", names[c]) for i, c in enumerate(test_classes)]
         pd.DataFrame(test_labels, columns=["path", "label"]).to_csv(tmp / "test_labels.csv", index=False, lineterminator="\n")
         marker = dict(
             generator="cnnlab.data.synthetic", seed=seed, classes=classes, train_per_class=train_per_class,
             test_per_class=test_per_class, image_size=image_size, object_scale=list(object_scale),
+            shared_backgrounds=shared_backgrounds,
         )
         (tmp / GENERATOR_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     return Path(out)
