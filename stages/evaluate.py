@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cnnlab.data.crops import CropSet
+from cnnlab.data.store import CropSet
 from cnnlab.data.sets import baseline_and_masked, class_indices
 from cnnlab.io import atomic_dir, write_csv, write_json
 from cnnlab.metrics import shortcut_metrics

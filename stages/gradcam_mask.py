@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from cnnlab.attribution.gradcam import gradcam_masks
-from cnnlab.data.crops import CropSet
+from cnnlab.data.store import CropSet
 from cnnlab.io import atomic_dir, save_array, write_csv, write_json
 from cnnlab.metrics import mask_quality
 from cnnlab.stage import device, run_stage

@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 
 from cnnlab.config import to_flat_dict
-from cnnlab.data.crops import CropSet
+from cnnlab.data.store import CropSet
 from cnnlab.data.sets import baseline_and_masked
 from cnnlab.io import atomic_dir, write_csv, write_json
 from cnnlab.models import ObjectsCNN

@@ -1,12 +1,7 @@
-"""Crops by box, background-only images and crop-sized background patches.
-
-Crops are stored as one uint8 array per split, (N, 3, S, S), beside an index CSV, so training
-never decodes image files again.
-"""
+"""Crops by box, background-only images and crop-sized background patches."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +13,7 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
 from cnnlab.data.objects import ObjectsDataset, load_mask, load_rgb
-from cnnlab.io import load_array, save_array, write_csv
+from cnnlab.data.store import CropSet
 
 
 def crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
@@ -35,27 +30,6 @@ def crop_mask(mask: np.ndarray, box: tuple[int, int, int, int], size: int) -> np
     t = torch.from_numpy(mask.astype(np.uint8))[None]  # (1, H, W)
     out = TF.resized_crop(t, top=y, left=x, height=h, width=w, size=[size, size], interpolation=InterpolationMode.NEAREST)
     return out[0].numpy() > 0
-
-
-@dataclass
-class CropSet:
-    """Crops of one split: images (N, 3, S, S) uint8, index (path, label, has_mask), masks (N, S, S) bool."""
-
-    images: np.ndarray
-    index: pd.DataFrame
-    masks: np.ndarray
-
-    def save(self, folder: str | Path, split: str) -> None:
-        folder = Path(folder)
-        save_array(folder / f"{split}_images.npy", self.images)
-        save_array(folder / f"{split}_masks.npy", self.masks)
-        write_csv(folder / f"{split}_index.csv", self.index)
-
-    @classmethod
-    def load(cls, folder: str | Path, split: str) -> "CropSet":
-        folder = Path(folder)
-        index = pd.read_csv(folder / f"{split}_index.csv", dtype={"path": str, "label": str}, keep_default_na=False)
-        return cls(load_array(folder / f"{split}_images.npy"), index, load_array(folder / f"{split}_masks.npy"))
 
 
 def crop_split(ds: ObjectsDataset, split: str, size: int) -> CropSet:

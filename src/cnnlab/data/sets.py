@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cnnlab.data.crops import CropSet
+from cnnlab.data.store import CropSet
 from cnnlab.io import load_array
 from cnnlab.train.loop import TensorData
 

@@ -168,6 +168,27 @@ def _write_sample(job: tuple) -> tuple:
     return ("train" if split == 0 else "test", rel, label, *box)
 
 
+def plan(seed: int, classes: int, train_per_class: int, test_per_class: int, shared_backgrounds: float) -> list[tuple]:
+    """Every image to draw: (split 0=train/1=test, relative path, index, class, background family).
+
+    Class 0 and every test image use family 0; a fraction `shared_backgrounds` of the other
+    classes' training images use another non-zero family.
+    """
+    names = class_names(classes)
+    rng = np.random.default_rng([seed, 99])
+    out = []
+    for c in range(classes):
+        for i in range(train_per_class):
+            family = c
+            if c != 0 and classes > 2 and rng.uniform() < shared_backgrounds:
+                family = int(rng.choice([f for f in range(1, classes) if f != c]))
+            out.append((0, f"train/{names[c]}/{names[c]}_{i:04d}.jpg", c * 100_000 + i, c, family))
+    # Test order is shuffled so that file names do not reveal the class.
+    test_classes = rng.permutation(np.repeat(np.arange(classes), test_per_class))
+    out += [(1, f"test/img_{i:04d}.jpg", i, int(c), 0) for i, c in enumerate(test_classes)]
+    return out
+
+
 def generate_objects(
     out: str | Path,
     *,
@@ -188,25 +209,20 @@ def generate_objects(
     objects. The same arguments always give byte-identical files, whatever `workers` is.
     """
     names = class_names(classes)
-    rng = np.random.default_rng([seed, 99])
-    # Test order is shuffled so that file names do not reveal the class.
-    test_classes = rng.permutation(np.repeat(np.arange(classes), test_per_class))
-    jobs = []
     with atomic_dir(out) as tmp:
-        for c in range(classes):
-            for i in range(train_per_class):
-                family = c
-                if c != 0 and classes > 2 and rng.uniform() < shared_backgrounds:
-                    family = int(rng.choice([f for f in range(1, classes) if f != c]))
-                rel = f"train/{names[c]}/{names[c]}_{i:04d}.jpg"
-                jobs.append((str(tmp), rel, names[c], seed, 0, c * 100_000 + i, c, family, image_size, object_scale))
-        for i, c in enumerate(test_classes):
-            jobs.append((str(tmp), f"test/img_{i:04d}.jpg", "", seed, 1, i, int(c), 0, image_size, object_scale))
+        jobs = [
+            (str(tmp), rel, names[c] if split == 0 else "", seed, split, index, c, family, image_size, object_scale)
+            for split, rel, index, c, family in plan(seed, classes, train_per_class, test_per_class, shared_backgrounds)
+        ]
         workers = workers or min(4, os.cpu_count() or 1)
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            rows = list(tqdm(pool.imap(_write_sample, jobs, chunksize=16), total=len(jobs), desc="generate objects", unit="img"))
+        bar = dict(total=len(jobs), desc="generate objects", unit="img")
+        if workers == 1:
+            rows = [_write_sample(job) for job in tqdm(jobs, **bar)]
+        else:
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                rows = list(tqdm(pool.imap(_write_sample, jobs, chunksize=16), **bar))
         pd.DataFrame(rows, columns=BOX_COLUMNS).to_csv(tmp / "boxes.csv", index=False, lineterminator="\n")
-        test_labels = [(f"test/img_{i:04d}.jpg", names[c]) for i, c in enumerate(test_classes)]
+        test_labels = [(job[1], names[job[6]]) for job in jobs if job[4] == 1]
         pd.DataFrame(test_labels, columns=["path", "label"]).to_csv(tmp / "test_labels.csv", index=False, lineterminator="\n")
         marker = dict(
             generator="cnnlab.data.synthetic", seed=seed, classes=classes, train_per_class=train_per_class,

@@ -1,0 +1,97 @@
+import pytest
+import yaml
+
+from cnnlab.config import Params, ParamsError, load_params, parse_params, to_flat_dict
+from tests.conftest import REPO
+
+
+def test_repository_params_yaml_is_valid():
+    p = load_params(REPO / "params.yaml")
+    assert p.lr > 0
+    assert p.classifier_train().lr == p.lr
+    assert p.backgrounds.classes == ("00", "04")
+    assert p.crop.size == 117
+
+
+def test_defaults_fill_missing_keys_and_sections_keep_their_own_defaults():
+    p = parse_params({"lr": 0.05, "classifier": {"epochs": 2}})
+    assert p.classifier.epochs == 2
+    assert p.classifier.batch_size == 32  # the classifier's default, not the background classifier's
+    assert p.classifier.hidden == 1012
+    assert p.background_classifier.batch_size == 8
+    assert p.classifier_train().lr == 0.05
+
+
+def test_integers_are_accepted_for_floats():
+    assert parse_params({"lr": 1}).lr == 1.0
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"lrr": 0.1}, "'lrr'"),
+        ({"classifier": {"epoch": 3}}, "'classifier.epoch'"),
+        ({"gradcam": {"treshold": 0.3}}, "'gradcam.treshold'"),
+    ],
+)
+def test_misspelled_key_is_rejected_by_name(data, key):
+    with pytest.raises(ParamsError, match=key):
+        parse_params(data)
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"lr": "fast"}, "'lr'"),
+        ({"classifier": {"epochs": 2.5}}, "'classifier.epochs'"),
+        ({"classifier": {"batch_size": True}}, "'classifier.batch_size'"),
+        ({"backgrounds": {"classes": [0, 4]}}, r"'backgrounds.classes\[0\]'"),
+        ({"backgrounds": {"classes": ["00"]}}, "'backgrounds.classes'"),
+        ({"crop": 117}, "'crop'"),
+    ],
+)
+def test_wrong_type_is_rejected_by_name(data, key):
+    with pytest.raises(ParamsError, match=key):
+        parse_params(data)
+
+
+def test_unquoted_class_name_gets_a_quoting_hint():
+    with pytest.raises(ParamsError, match="quote"):
+        parse_params({"backgrounds": {"classes": [0, "04"]}})
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"lr": 0}, "'lr' must be > 0"),
+        ({"lr": -0.1}, "'lr' must be > 0"),
+        ({"gradcam": {"threshold": 1.5}}, "'gradcam.threshold' must be between 0 and 1"),
+        ({"gradcam": {"threshold": -0.1}}, "'gradcam.threshold'"),
+        ({"classifier": {"batch_size": 0}}, "'classifier.batch_size' must be >= 1"),
+        ({"background_classifier": {"batch_size": 0}}, "'background_classifier.batch_size'"),
+        ({"classifier": {"val_fraction": 1.0}}, "'classifier.val_fraction'"),
+        ({"crop": {"size": 4}}, "'crop.size'"),
+    ],
+)
+def test_out_of_range_is_rejected_by_name(data, key):
+    with pytest.raises(ParamsError, match=key):
+        parse_params(data)
+
+
+def test_classifier_lr_is_refused_in_favour_of_top_level_lr():
+    with pytest.raises(ParamsError, match="top-level 'lr'"):
+        parse_params({"classifier": {"lr": 0.1}})
+
+
+def test_load_params_names_the_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"seed": 0, "batchsize": 3}))
+    with pytest.raises(ParamsError, match=r"params.yaml: unknown params key\(s\) 'batchsize'"):
+        load_params(path)
+
+
+def test_flat_dict_for_logging():
+    flat = to_flat_dict(Params())
+    assert flat["lr"] == Params().lr
+    assert flat["backgrounds.classes"] == ["00", "04"]
+    assert "classifier.hidden" in flat

@@ -1,0 +1,82 @@
+"""Grad-CAM masks on tiny nets whose expected maps are computed by hand."""
+
+import torch
+from torch import nn
+
+from cnnlab.attribution.gradcam import gradcam_masks
+from cnnlab.models import ObjectsCNN
+
+
+def _identity_net(w0: float, w1: float) -> tuple[nn.Module, nn.Module]:
+    """x (1,1,4,4) -> layer A = x (1x1 conv, weight 1) -> logits_t = sum(w_t * A)."""
+    layer = nn.Conv2d(1, 1, 1, bias=False)
+    head = nn.Linear(16, 2, bias=False)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+        head.weight[0].fill_(w0)
+        head.weight[1].fill_(w1)
+    return nn.Sequential(layer, nn.Flatten(), head), layer
+
+
+X = (torch.arange(16, dtype=torch.float32) - 4).reshape(1, 1, 4, 4)  # values -4 .. 11
+
+
+def test_positive_evidence_by_hand():
+    # d logit_1 / dA = 0.5 everywhere, so alpha = 0.5 and the map is ReLU(0.5 x) = max(0, x) / 2.
+    # Its maximum is 5.5 (x = 11): normalised heat = max(0, x) / 11.
+    model, layer = _identity_net(-0.25, 0.5)
+    heat, mask = gradcam_masks(model, layer, X, target=1, threshold=0.5)
+    expected = X.clamp(min=0)[0, 0] / 11
+    torch.testing.assert_close(heat[0], expected)
+    # kept: heat >= 0.5  <=>  x >= 5.5  <=>  x in 6..11, the last six pixels in raster order
+    assert mask[0].flatten().tolist() == [False] * 10 + [True] * 6
+
+
+def test_relu_keeps_only_positive_evidence_by_hand():
+    # target 0: alpha = -0.25, map = ReLU(-0.25 x): 1, .75, .5, .25 at x = -4..-1, zero elsewhere.
+    model, layer = _identity_net(-0.25, 0.5)
+    heat, mask = gradcam_masks(model, layer, X, target=0, threshold=0.5)
+    assert heat[0].flatten().tolist() == [1.0, 0.75, 0.5, 0.25] + [0.0] * 12
+    assert mask[0].flatten().tolist() == [True, True, True] + [False] * 13
+
+
+def test_bilinear_upsampling_by_hand():
+    # A 2x2 stride-2 averaging conv gives the layer map [[1, 2], [3, 4]]; with every head
+    # weight 1, alpha = 1 and Grad-CAM is that map. Bilinear upsampling 2 -> 4
+    # (align_corners=False) maps output pixel i to input coordinate (i + .5) / 2 - .5, i.e.
+    # weights [1, 0], [.75, .25], [.25, .75], [0, 1]: a row [a, b] becomes [a, .75a+.25b, .25a+.75b, b].
+    layer = nn.Conv2d(1, 1, 2, stride=2, bias=False)
+    head = nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.fill_(0.25)
+        head.weight.fill_(1.0)
+    model = nn.Sequential(layer, nn.Flatten(), head)
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).repeat_interleave(2, 0).repeat_interleave(2, 1)[None, None]
+    heat, _ = gradcam_masks(model, layer, x, target=0, threshold=0.5)
+
+    def up(a, b):
+        return [a, 0.75 * a + 0.25 * b, 0.25 * a + 0.75 * b, b]
+
+    cols = [up(1, 2), up(3, 4)]  # the two layer rows, upsampled along x
+    expected = torch.tensor([up(cols[0][j], cols[1][j]) for j in range(4)]).T / 4  # then along y; / max
+    torch.testing.assert_close(heat[0], expected)
+
+
+def test_all_zero_map_gives_empty_mask_and_zero_threshold_keeps_all():
+    model, layer = _identity_net(0.0, 0.0)
+    heat, mask = gradcam_masks(model, layer, X, target=1, threshold=0.2)
+    assert heat.abs().sum() == 0 and not mask.any()
+    _, mask0 = gradcam_masks(model, layer, X, target=1, threshold=0.0)
+    assert mask0.all()
+
+
+def test_maps_do_not_depend_on_the_batch():
+    torch.manual_seed(0)
+    model = ObjectsCNN(2, 8, 16)
+    model.train()  # gradcam_masks must switch BatchNorm to eval mode itself
+    images = torch.rand(5, 3, 16, 16)
+    heat_batch, _ = gradcam_masks(model, model.last_conv, images, target=1, threshold=0.2, batch_size=5)
+    heat_one, _ = gradcam_masks(model, model.last_conv, images[2:3], target=1, threshold=0.2)
+    torch.testing.assert_close(heat_batch[2], heat_one[0])
+    assert heat_batch.shape == (5, 16, 16)
+    assert float(heat_batch.amin()) >= 0 and float(heat_batch.amax()) <= 1

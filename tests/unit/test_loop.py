@@ -1,0 +1,100 @@
+import dataclasses
+
+import pytest
+import torch
+
+from cnnlab.config import TrainParams
+from cnnlab.models import ObjectsCNN
+from cnnlab.train.checkpoint import load_model, save_checkpoint
+from cnnlab.train.loop import TensorData, fit, predict
+from cnnlab.train.split import stratified_split
+
+CPU = torch.device("cpu")
+
+
+def _two_colours(n=32, size=12):
+    """Class 0: dark images, class 1: bright ones."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(n) % 2
+    base = torch.where(labels[:, None, None, None] == 1, 180, 40)
+    images = (base + torch.randint(0, 40, (n, 3, size, size), generator=g)).to(torch.uint8)
+    return TensorData(images, labels)
+
+
+def test_fit_learns_an_easy_task_and_reports_every_epoch():
+    data = _two_colours()
+    torch.manual_seed(0)
+    model = ObjectsCNN(2, 8, 12)
+    seen = []
+    cfg = TrainParams(lr=0.05, batch_size=8, epochs=4)
+    result = fit(model, data, data, cfg, seed=0, device=CPU, on_epoch=seen.append)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4] and seen == result.history
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.history[-1]["val_acc"] == 1.0
+    assert set(result.history[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}
+
+
+def test_same_seed_same_weights():
+    data = _two_colours()
+    cfg = TrainParams(lr=0.05, batch_size=8, epochs=2)
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        model = ObjectsCNN(2, 8, 12)
+        fit(model, data, data, cfg, seed=3, device=CPU)
+        outs.append(predict(model, data.images, CPU))
+    torch.testing.assert_close(outs[0], outs[1])
+
+
+def test_early_stopping_restores_the_best_weights():
+    data = _two_colours()
+    torch.manual_seed(0)
+    model = ObjectsCNN(2, 8, 12)
+    # a far too high learning rate makes val loss go up after the first epochs
+    cfg = TrainParams(lr=5.0, batch_size=4, epochs=30, patience=2)
+    try:
+        result = fit(model, data, data, cfg, seed=0, device=CPU)
+    except FloatingPointError:
+        pytest.skip("diverged to NaN before early stopping (covered by the NaN test)")
+    assert result.stopped_early and len(result.history) < 30
+    best = result.history[result.best_epoch - 1]["val_loss"]
+    assert best == min(r["val_loss"] for r in result.history)
+    loss = torch.nn.functional.cross_entropy(predict(model, data.images, CPU), data.labels).item()
+    assert loss == pytest.approx(best, rel=1e-4)
+
+
+def test_nan_loss_says_to_lower_the_learning_rate():
+    data = _two_colours()
+    data = dataclasses.replace(data)
+    model = ObjectsCNN(2, 8, 12)
+    with torch.no_grad():
+        model.classifier[-1].weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        fit(model, data, data, TrainParams(lr=0.1, batch_size=8, epochs=1), seed=0, device=CPU)
+
+
+def test_checkpoint_round_trip_with_weights_only(tmp_path):
+    model = ObjectsCNN(3, 8, 16).eval()
+    save_checkpoint(tmp_path / "m.pt", model, classes=["a", "b", "c"])
+    loaded, state = load_model(tmp_path / "m.pt")
+    x = torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(loaded(x), model(x))
+    assert state["classes"] == ["a", "b", "c"]
+    with pytest.raises(FileNotFoundError, match="dvc repro"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_per_epoch_checkpoint_is_written(tmp_path):
+    data = _two_colours()
+    model = ObjectsCNN(2, 8, 12)
+    fit(model, data, data, TrainParams(lr=0.05, batch_size=8, epochs=2), seed=0, device=CPU, checkpoint=tmp_path / "c.pt")
+    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert state["epoch"] == 2 and len(state["history"]) == 2 and "optimizer" in state
+
+
+def test_stratified_split():
+    labels = [0] * 10 + [1] * 10
+    train, val = stratified_split(labels, 0.2, seed=0)
+    assert len(val) == 4 and sorted([labels[i] for i in val]) == [0, 0, 1, 1]
+    assert set(train) | set(val) == set(range(20)) and not set(train) & set(val)
+    assert (stratified_split(labels, 0.2, seed=0)[1] == val).all()

@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from cnnlab.metrics import mask_quality, shortcut_metrics
+
+
+def test_shortcut_metrics_by_hand():
+    y_true = [0, 0, 1, 1, 2, 2, 3, 3]
+    y_pred = [0, 0, 0, 1, 0, 2, 0, 0]  # six 0s; class 3 never right
+    m = shortcut_metrics(y_true, y_pred, shortcut_class=0, num_classes=4)
+    assert m["accuracy"] == pytest.approx(4 / 8)
+    assert m["shortcut_rate"] == pytest.approx(6 / 8)
+    assert m["recall"] == [1.0, 0.5, 0.5, 0.0]
+    assert m["worst_class_recall"] == 0.0
+
+
+def test_worst_recall_ignores_classes_absent_from_the_truth():
+    m = shortcut_metrics([1, 1, 2], [1, 1, 1], shortcut_class=0, num_classes=3)
+    assert m["recall"] == [None, 1.0, 0.0]
+    assert m["worst_class_recall"] == 0.0
+    assert m["shortcut_rate"] == 0.0
+
+
+def test_mask_quality_by_hand():
+    pred = np.zeros((2, 2, 2), bool)
+    truth = np.zeros((2, 2, 2), bool)
+    pred[0, 0, :] = True  # 2 pixels
+    truth[0, :, 0] = True  # 2 pixels, 1 shared -> IoU 1/3
+    pred[1] = True  # all 4
+    truth[1, 0, 0] = True  # IoU 1/4
+    q = mask_quality(pred, truth)
+    assert q["kept_fraction"] == pytest.approx((2 + 4) / 8)
+    assert q["mask_iou"] == pytest.approx((1 / 3 + 1 / 4) / 2)
+    assert mask_quality(pred)["mask_iou"] is None

@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+from cnnlab.models import ObjectsCNN
+
+
+@pytest.mark.parametrize(
+    "classes, hidden, size, flat",
+    [
+        (2, 512, 200, 80000),  # the report's background classifier: 32 x 50 x 50
+        (8, 1012, 124, 30752),  # the report's 8-class CNN: 32 x 31 x 31
+        (8, 1012, 117, 32 * 29 * 29),  # cnnlab's default crop size
+    ],
+)
+def test_flatten_size_follows_the_input_size(classes, hidden, size, flat):
+    model = ObjectsCNN(classes, hidden, size)
+    fc = model.classifier[1]
+    assert fc.in_features == flat and fc.out_features == hidden
+    assert model(torch.rand(2, 3, size, size)).shape == (2, classes)
+
+
+def test_last_conv_is_the_32_channel_layer():
+    model = ObjectsCNN(2, 16, 32)
+    assert model.last_conv.out_channels == 32 and model.last_conv.kernel_size == (3, 3)
+
+
+def test_forward_and_backward():
+    model = ObjectsCNN(8, 16, 24)
+    loss = model(torch.rand(4, 3, 24, 24)).sum()
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())

@@ -1,0 +1,163 @@
+"""The objects-format reader, and every bad input it must name."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from cnnlab.data.crops import crop_split
+from cnnlab.data.objects import DatasetError, load_rgb, read_objects
+
+
+def _rows(root):
+    return pd.read_csv(root / "boxes.csv", dtype=str, keep_default_na=False)
+
+
+def _write_rows(root, rows):
+    rows.to_csv(root / "boxes.csv", index=False)
+
+
+def test_reads_the_generated_dataset(tiny_objects):
+    ds = read_objects(tiny_objects)
+    assert ds.classes == tuple(f"{i:02d}" for i in range(8))
+    assert len(ds.split("train")) == 24 and len(ds.split("test")) == 8
+    assert ds.has_masks and ds.has_test_labels
+    assert ds.source.startswith("synthetic (cnnlab generator, seed 1)")
+    # labels were read as strings: "00", not 0
+    assert set(ds.split("train").label) == set(ds.classes)
+    assert (ds.rows.width == 64).all()
+
+
+def test_user_folder_without_marker_masks_or_test_labels(tiny_objects):
+    (tiny_objects / "cnnlab_generator.json").unlink()
+    (tiny_objects / "test_labels.csv").unlink()
+    shutil.rmtree(tiny_objects / "masks")
+    ds = read_objects(tiny_objects)
+    assert ds.source == f"folder {tiny_objects}"
+    assert not ds.has_masks and not ds.has_test_labels
+    assert (ds.split("test").label == "").all()
+
+
+def test_greyscale_and_rgba_images_are_read_as_rgb(tiny_objects):
+    path = tiny_objects / _rows(tiny_objects).path[0]
+    Image.open(path).convert("L").save(path)
+    assert load_rgb(path).shape == (64, 64, 3)
+    path2 = tiny_objects / _rows(tiny_objects).path[1]
+    Image.open(path2).convert("RGBA").save(path2.with_suffix(".png"))
+    assert load_rgb(path2.with_suffix(".png")).shape == (64, 64, 3)
+
+
+def test_missing_folder_names_the_params_key(tmp_path):
+    with pytest.raises(DatasetError, match="objects.root"):
+        read_objects(tmp_path / "nowhere")
+
+
+def test_truncated_image_is_named_when_decoded(tiny_objects):
+    rel = _rows(tiny_objects).path[2]
+    data = (tiny_objects / rel).read_bytes()
+    (tiny_objects / rel).write_bytes(data[: len(data) // 3])
+    ds = read_objects(tiny_objects)  # the header is intact
+    with pytest.raises(DatasetError, match=f"{rel}: unreadable or truncated image"):
+        crop_split(ds, "train", 16)
+
+
+def test_unreadable_image_is_named(tiny_objects):
+    rel = _rows(tiny_objects).path[0]
+    (tiny_objects / rel).write_bytes(b"not an image at all")
+    with pytest.raises(DatasetError, match=f"{rel}: unreadable image"):
+        read_objects(tiny_objects)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(x="60"), r"line 4 \(.*\): box x=60 y=.* outside the 64x64 image"),
+        (dict(x="-1"), "outside the 64x64 image"),
+        (dict(w="0"), r"line 4 \(.*\): zero-size box \(w=0"),
+        (dict(h="-5"), "zero-size box"),
+        (dict(w="3.5"), "column w must be a whole number of pixels, got '3.5'"),
+        (dict(y="abc"), "column y must be a whole number"),
+        (dict(label="09"), "line 4 .*unknown class '09'; classes are the folders of train/"),
+        (dict(label="01"), "label '01' does not match its folder '00'"),
+        (dict(split="valid"), "split must be 'train' or 'test'"),
+    ],
+)
+def test_bad_box_rows_name_the_line(tiny_objects, change, message):
+    rows = _rows(tiny_objects)
+    for key, value in change.items():
+        rows.loc[2, key] = value
+    _write_rows(tiny_objects, rows)
+    with pytest.raises(DatasetError, match=message):
+        read_objects(tiny_objects)
+
+
+def test_row_without_its_image(tiny_objects):
+    rel = _rows(tiny_objects).path[5]
+    (tiny_objects / rel).unlink()
+    with pytest.raises(DatasetError, match=f"line 7 \\({rel}\\): image .* does not exist"):
+        read_objects(tiny_objects)
+
+
+def test_image_without_a_row(tiny_objects):
+    rows = _rows(tiny_objects)
+    rel = rows.path[1]
+    _write_rows(tiny_objects, rows.drop(index=1))
+    with pytest.raises(DatasetError, match=f"{rel}: image without a row"):
+        read_objects(tiny_objects)
+
+
+def test_test_image_without_a_row(tiny_objects):
+    Image.new("RGB", (64, 64)).save(tiny_objects / "test" / "stray.png")
+    with pytest.raises(DatasetError, match="stray.png: image without a row"):
+        read_objects(tiny_objects)
+
+
+def test_empty_class_folder(tiny_objects):
+    (tiny_objects / "train" / "08").mkdir()
+    with pytest.raises(DatasetError, match="class '08' is empty"):
+        read_objects(tiny_objects)
+
+
+def test_duplicate_row(tiny_objects):
+    rows = _rows(tiny_objects)
+    _write_rows(tiny_objects, pd.concat([rows, rows.iloc[[0]]]))
+    with pytest.raises(DatasetError, match="appears twice"):
+        read_objects(tiny_objects)
+
+
+def test_missing_column(tiny_objects):
+    _write_rows(tiny_objects, _rows(tiny_objects).drop(columns=["h"]))
+    with pytest.raises(DatasetError, match="missing column.*h"):
+        read_objects(tiny_objects)
+
+
+def test_missing_boxes_csv(tiny_objects):
+    (tiny_objects / "boxes.csv").unlink()
+    with pytest.raises(DatasetError, match="boxes.csv not found"):
+        read_objects(tiny_objects)
+
+
+def test_test_label_of_unknown_class(tiny_objects):
+    labels = pd.read_csv(tiny_objects / "test_labels.csv", dtype=str)
+    labels.loc[0, "label"] = "99"
+    labels.to_csv(tiny_objects / "test_labels.csv", index=False)
+    with pytest.raises(DatasetError, match="test_labels.csv line 2 .*unknown class '99'"):
+        read_objects(tiny_objects)
+
+
+def test_test_labels_incomplete(tiny_objects):
+    labels = pd.read_csv(tiny_objects / "test_labels.csv", dtype=str)
+    labels.iloc[1:].to_csv(tiny_objects / "test_labels.csv", index=False)
+    with pytest.raises(DatasetError, match="no label for test/"):
+        read_objects(tiny_objects)
+
+
+def test_masks_are_cropped_with_their_image(tiny_objects):
+    ds = read_objects(tiny_objects)
+    crops = crop_split(ds, "train", 16)
+    assert crops.images.shape == (24, 3, 16, 16) and crops.images.dtype == np.uint8
+    assert crops.masks.shape == (24, 16, 16) and crops.index.has_mask.all()
+    # the generator's boxes hug the object, so every crop holds a good share of object pixels
+    assert (crops.masks.mean(axis=(1, 2)) > 0.2).all()
