@@ -1,0 +1,59 @@
+"""A throw-away git + DVC repository holding cnnlab's pipeline with tiny params."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+TINY = {
+    "seed": 0,
+    "lr": 0.01,
+    "objects": {"root": "data/raw/objects"},
+    "generate": {"classes": 8, "train_per_class": 5, "test_per_class": 2, "image_size": 64},
+    "crop": {"size": 24},
+    "backgrounds": {"classes": ["00", "04"], "patches_per_image": 1},
+    "background_classifier": {"epochs": 1, "batch_size": 4, "hidden": 16},
+    "gradcam": {"threshold": 0.2, "batch_size": 16},
+    "classifier": {"epochs": 1, "batch_size": 8, "hidden": 16},
+}
+
+
+def clean_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    # the stages' `python` and `dvc` are this interpreter's
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["TQDM_DISABLE"] = "1"
+    return env
+
+
+def sh(cmd: str, cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, shell=True, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout)
+    if check and out.returncode != 0:
+        raise AssertionError(f"`{cmd}` failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def make_repo(path: Path, params: dict) -> Path:
+    path.mkdir(parents=True)
+    for item in ("dvc.yaml", ".gitignore"):
+        shutil.copy(REPO / item, path / item)
+    for folder in ("stages", "src"):
+        shutil.copytree(REPO / folder, path / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git init -q && dvc init -q && git add -A && git commit -qm init", path)
+    return path
+
+
+@pytest.fixture
+def tiny_repo(tmp_path) -> Path:
+    return make_repo(tmp_path / "repo", TINY)

@@ -1,0 +1,94 @@
+"""The whole objects chain under DVC, on tiny params, in a temporary git repository."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import mlflow
+import pytest
+
+from tests.pipeline.conftest import sh
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["generate", "crop", "backgrounds", "background_classifier", "gradcam_mask", "train_classifier", "evaluate"]
+
+
+def _runs(repo):
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("cnnlab-objects")
+    return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_repo):
+    repo = tiny_repo
+    out = sh("dvc repro", repo)
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in out.stdout
+
+    ev = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert ev["data_source"].startswith("synthetic (cnnlab generator, seed 0)")
+    assert ev["test_labelled"] is True
+    for model in ("baseline", "masked"):
+        m = ev[model]
+        for key in ("val_accuracy", "test_accuracy", "test_val_ratio", "test_shortcut_rate", "test_worst_class_recall"):
+            assert 0 <= m[key] <= (10 if key == "test_val_ratio" else 1), key
+    grad = json.loads((repo / "metrics/gradcam_mask.json").read_text())
+    assert 0 <= grad["mask_iou"] <= 1 and 0 <= grad["kept_fraction"] <= 1 and grad["crops"] == 5
+    bg = json.loads((repo / "metrics/background_classifier.json").read_text())
+    assert 0 <= bg["val_accuracy"] <= 1
+    preds = (repo / "data/evaluation/test_predictions.csv").read_text().splitlines()
+    assert preds[0] == "path,label" and len(preds) == 1 + 16
+    curves = (repo / "metrics/curves/masked.csv").read_text().splitlines()
+    assert curves[0] == "epoch,train_loss,train_acc,val_loss,val_acc" and len(curves) == 2
+
+    # one MLflow run per stage, all in one store at the repository root
+    runs = _runs(repo)
+    assert sorted(r.data.tags["dvc.stage"] for r in runs) == sorted(STAGES)
+    assert not (repo / "mlruns").exists()
+
+    # the second repro does nothing
+    again = sh("dvc repro", repo)
+    assert "Running stage" not in again.stdout
+    assert "up to date" in again.stdout.lower()
+
+    # `-S lr=` reruns only what reads lr
+    sh("git add -A && git commit -qm 'first run'", repo)
+    exp = sh("dvc exp run -S lr=0.05", repo)
+    ran = {s for s in STAGES if f"Running stage '{s}'" in exp.stdout}
+    assert ran == {"train_classifier", "evaluate"}
+    show = json.loads(sh("dvc exp show --json", repo).stdout)
+    lrs = set()
+    for commit in show:
+        for e in [commit] + [x for ex in commit.get("experiments") or [] for x in ex.get("revs", [])]:
+            params = (e.get("data") or {}).get("params", {}).get("params.yaml", {}).get("data", {})
+            metrics = (e.get("data") or {}).get("metrics", {}).get("metrics/evaluate.json", {}).get("data", {})
+            if params:
+                lrs.add(params["lr"])
+                assert "masked" in metrics and "test_accuracy" in metrics["masked"]
+    assert lrs == {0.01, 0.05}
+    train_runs = [r for r in _runs(repo) if r.data.tags["dvc.stage"] == "train_classifier"]
+    assert sorted(r.data.params["classifier.lr"] for r in train_runs) == ["0.01", "0.05"]
+    exp_names = {r.data.tags["dvc.experiment"] for r in train_runs}
+    assert len(exp_names) == 2 and any(n.startswith("repro-") for n in exp_names)
+
+
+def test_queued_experiment_logs_into_the_same_store(tiny_repo):
+    repo = tiny_repo
+    sh("dvc repro", repo)
+    sh("git add -A && git commit -qm 'first run'", repo)
+    sh("dvc exp run --queue -S lr=0.02 -n queued-lr", repo)
+    sh("dvc queue start", repo)
+    deadline = time.time() + 400
+    while time.time() < deadline:
+        status = sh("dvc queue status", repo).stdout
+        if "queued-lr" in status and ("Success" in status or "Failed" in status):
+            break
+        time.sleep(3)
+    assert "Success" in status, status + sh("dvc queue logs queued-lr", repo, check=False).stdout
+    sh("dvc queue stop", repo, check=False)
+    runs = [r for r in _runs(repo) if r.data.tags["dvc.experiment"] == "queued-lr"]
+    assert sorted(r.data.tags["dvc.stage"] for r in runs) == ["evaluate", "train_classifier"]
+    assert runs[0].info.artifact_uri.startswith((repo / "mlartifacts").as_uri())
+    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))

@@ -1,0 +1,48 @@
+"""Stages end bad runs with a one-line error naming the culprit, and leave no output behind."""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.pipeline.conftest import TINY, sh
+
+pytestmark = pytest.mark.slow
+
+
+def _crop(tmp_path, root, params=TINY):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    cmd = f"{sys.executable} {REPO / 'stages/crop.py'} {root} {tmp_path / 'crops'} --params {tmp_path / 'params.yaml'}"
+    return sh(cmd, tmp_path, check=False)
+
+
+def test_bad_box_stops_the_crop_stage_without_output(tiny_objects, tmp_path):
+    rows = pd.read_csv(tiny_objects / "boxes.csv", dtype=str, keep_default_na=False)
+    rows.loc[3, "w"] = "500"
+    rows.to_csv(tiny_objects / "boxes.csv", index=False)
+    out = _crop(tmp_path, tiny_objects)
+    assert out.returncode == 1
+    assert "error:" in out.stderr and "boxes.csv line 5" in out.stderr and "outside the 64x64 image" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "crops").exists()
+    assert not list(tmp_path.glob(".crops*"))
+
+
+def test_truncated_image_stops_the_crop_stage_without_output(tiny_objects, tmp_path):
+    rel = pd.read_csv(tiny_objects / "boxes.csv", dtype=str).path[7]
+    data = (tiny_objects / rel).read_bytes()
+    (tiny_objects / rel).write_bytes(data[: len(data) // 2])
+    out = _crop(tmp_path, tiny_objects)
+    assert out.returncode == 1 and rel in out.stderr and "truncated" in out.stderr
+    assert not (tmp_path / "crops").exists() and not list(tmp_path.glob(".crops*"))
+
+
+def test_misspelled_param_stops_the_stage(tiny_objects, tmp_path):
+    params = dict(TINY, crop={"sise": 24})
+    out = _crop(tmp_path, tiny_objects, params)
+    assert out.returncode == 1 and "'crop.sise'" in out.stderr and "valid keys: size" in out.stderr
+    assert not (tmp_path / "crops").exists()
