@@ -18,7 +18,7 @@ def main(p, args):
     with stage_run("backgrounds", to_flat_dict(b, "backgrounds."), data_source=ds.source):
         with atomic_dir(args.out) as tmp:
             patches, index = background_patches(
-                ds, b.classes, p.crop.size, b.patches_per_image, b.max_box_overlap, p.seed, image_dir=tmp / "images"
+                ds, b.classes, p.crop.size, b.patches_per_image, b.max_box_overlap, p.seed
             )
             save_array(tmp / "patches.npy", patches)
             write_csv(tmp / "patches.csv", index)

@@ -15,6 +15,7 @@ from cnnlab.stage import device, run_stage
 from cnnlab.tracking import stage_run
 from cnnlab.train.checkpoint import load_model
 from cnnlab.train.loop import predict
+from cnnlab.viz.plots import confusion_matrices
 
 MODELS = ("baseline", "masked")
 
@@ -31,6 +32,7 @@ def main(p, args):
     test_images = torch.from_numpy(test.images)
     with stage_run("evaluate", {"shortcut_class": classes[shortcut]}, data_source=info["source"]) as run:
         metrics = {"data_source": info["source"], "test_labelled": labelled, "chance_rate": 1 / len(classes)}
+        panels = {}
         with atomic_dir(args.out) as tmp:
             for name in MODELS:
                 model, _ = load_model(args.models / f"{name}.pt", device())
@@ -41,8 +43,9 @@ def main(p, args):
                 m["val_accuracy"] = m["val"]["accuracy"]
                 m["test_shortcut_rate"] = float(np.mean(test_pred == shortcut))
                 if labelled:
-                    t = shortcut_metrics(class_indices(test.index.label, classes), test_pred,
-                                         shortcut_class=shortcut, num_classes=len(classes))
+                    test_true = class_indices(test.index.label, classes)
+                    t = shortcut_metrics(test_true, test_pred, shortcut_class=shortcut, num_classes=len(classes))
+                    panels[f"{name}: test"] = (test_true, test_pred)
                     m.update(test_accuracy=t["accuracy"], test_val_ratio=t["accuracy"] / max(m["val_accuracy"], 1e-12),
                              test_worst_class_recall=t["worst_class_recall"], test_recall=t["recall"])
                 metrics[name] = m
@@ -55,6 +58,8 @@ def main(p, args):
                 "test_shortcut_rate_drop": metrics["baseline"]["test_shortcut_rate"] - metrics["masked"]["test_shortcut_rate"],
             }
         run.log_metrics(metrics)
+        if panels:
+            run.log_figure(confusion_matrices(panels, classes, "test set (rows: true class)"), "test_confusion.png")
         run.log_artifact(args.out / "test_predictions.csv")
         write_json(args.metrics, metrics)
 

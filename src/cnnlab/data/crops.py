@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
@@ -90,14 +89,12 @@ def background_patches(
     patches_per_image: int,
     max_overlap: float,
     seed: int,
-    image_dir: str | Path | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Background-only images of two classes cut into crop-sized patches.
 
     Returns:
         images: (N, 3, size, size) uint8 patches.
         index: path (source image), label (0 for classes[0], 1 for classes[1]), x, y, w, h (patch box).
-    If `image_dir` is given, the full background-only images are also written there as PNG.
     """
     rng = np.random.default_rng([seed, 4])
     rows = ds.split("train")
@@ -106,10 +103,6 @@ def background_patches(
     for r in tqdm(rows.itertuples(index=False), total=len(rows), desc="backgrounds", unit="img"):
         box = (r.x, r.y, r.w, r.h)
         bg = black_out(load_rgb(ds.root / r.path), box)
-        if image_dir is not None:
-            out = Path(image_dir) / r.path
-            out.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(bg).save(out.with_suffix(".png"), compress_level=1)
         for _ in range(patches_per_image):
             patch = place_patch(rng, bg.shape[:2], box, max_overlap)
             patches.append(crop_resize(bg, patch, size))

@@ -56,3 +56,23 @@ def mask_examples(images: np.ndarray, heat: np.ndarray, masks: np.ndarray, truth
                 ax.set_title(name + (" (red: truth)" if j == 2 and truth is not None else ""), fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def confusion_matrices(results: dict[str, tuple[np.ndarray, np.ndarray]], labels: list[str], title: str = "") -> Figure:
+    """Side-by-side confusion matrices with counts in the cells.
+
+    Args:
+        results: {panel name: (y_true, y_pred)} with integer class indices.
+        labels: class names, in index order.
+    """
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 4.2), squeeze=False)
+    for ax, (name, (y_true, y_pred)) in zip(axes[0], results.items()):
+        ConfusionMatrixDisplay.from_predictions(
+            y_true, y_pred, labels=list(range(len(labels))), display_labels=labels, ax=ax, colorbar=False
+        )
+        ax.set_title(name)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
