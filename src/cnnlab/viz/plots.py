@@ -76,3 +76,19 @@ def confusion_matrices(results: dict[str, tuple[np.ndarray, np.ndarray]], labels
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def image_grid(images: np.ndarray, titles: list[str], columns: int = 8, title: str = "") -> Figure:
+    """A grid of (N, 3, H, W) or (N, H, W, 3) uint8 images with a title under each."""
+    if images.ndim == 4 and images.shape[1] == 3:
+        images = images.transpose(0, 2, 3, 1)
+    rows = max(1, int(np.ceil(len(images) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, image, name in zip(axes.flat, images, titles):
+        ax.imshow(image)
+        ax.set_title(name, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
