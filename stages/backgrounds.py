@@ -3,13 +3,13 @@ crop-sized patches of them for the background classifier."""
 
 import numpy as np
 
+from cnnlab.config import to_flat_dict
 from cnnlab.data.crops import background_patches
 from cnnlab.data.objects import DatasetError, read_objects
 from cnnlab.io import atomic_dir, save_array, write_csv, write_json
 from cnnlab.stage import run_stage
 from cnnlab.tracking import stage_run
 from cnnlab.viz.plots import image_grid
-from cnnlab.config import to_flat_dict
 
 
 def main(p, args):

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cnnlab.data.store import CropSet
 from cnnlab.data.sets import baseline_and_masked, class_indices
+from cnnlab.data.store import CropSet
 from cnnlab.io import atomic_dir, write_csv, write_json
 from cnnlab.metrics import shortcut_metrics
 from cnnlab.stage import device, run_stage
@@ -39,15 +39,23 @@ def main(p, args):
                 val = sets[name].subset(val_rows)
                 val_pred = predict(model, val.images, device()).argmax(1).numpy()
                 test_pred = predict(model, test_images, device()).argmax(1).numpy()
-                m = {"val": shortcut_metrics(val.labels.numpy(), val_pred, shortcut_class=shortcut, num_classes=len(classes))}
+                m = {
+                    "val": shortcut_metrics(
+                        val.labels.numpy(), val_pred, shortcut_class=shortcut, num_classes=len(classes)
+                    )
+                }
                 m["val_accuracy"] = m["val"]["accuracy"]
                 m["test_shortcut_rate"] = float(np.mean(test_pred == shortcut))
                 if labelled:
                     test_true = class_indices(test.index.label, classes)
                     t = shortcut_metrics(test_true, test_pred, shortcut_class=shortcut, num_classes=len(classes))
                     panels[f"{name}: test"] = (test_true, test_pred)
-                    m.update(test_accuracy=t["accuracy"], test_val_ratio=t["accuracy"] / max(m["val_accuracy"], 1e-12),
-                             test_worst_class_recall=t["worst_class_recall"], test_recall=t["recall"])
+                    m.update(
+                        test_accuracy=t["accuracy"],
+                        test_val_ratio=t["accuracy"] / max(m["val_accuracy"], 1e-12),
+                        test_worst_class_recall=t["worst_class_recall"],
+                        test_recall=t["recall"],
+                    )
                 metrics[name] = m
                 frame = pd.DataFrame({"path": test.index.path, "label": [classes[i] for i in test_pred]})
                 # The deliverable is the masked model's predictions; the baseline's sit beside them.
@@ -55,7 +63,8 @@ def main(p, args):
         if labelled:
             metrics["effect"] = {
                 "test_accuracy_gain": metrics["masked"]["test_accuracy"] - metrics["baseline"]["test_accuracy"],
-                "test_shortcut_rate_drop": metrics["baseline"]["test_shortcut_rate"] - metrics["masked"]["test_shortcut_rate"],
+                "test_shortcut_rate_drop": metrics["baseline"]["test_shortcut_rate"]
+                - metrics["masked"]["test_shortcut_rate"],
             }
         run.log_metrics(metrics)
         if panels:

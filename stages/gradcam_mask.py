@@ -26,7 +26,11 @@ def main(p, args):
     rows = np.flatnonzero(crops.index.label.to_numpy() == shortcut)
     images = torch.from_numpy(crops.images[rows])  # (N, 3, S, S) uint8
     model, _ = load_model(args.model / "model.pt", device())
-    params = {"gradcam.threshold": p.gradcam.threshold, "gradcam.batch_size": p.gradcam.batch_size, "shortcut_class": shortcut}
+    params = {
+        "gradcam.threshold": p.gradcam.threshold,
+        "gradcam.batch_size": p.gradcam.batch_size,
+        "shortcut_class": shortcut,
+    }
     with stage_run("gradcam_mask", params, data_source=source) as run:
         heat, masks = gradcam_masks(
             model, model.last_conv, to_float(images), NOT_SHORTCUT, p.gradcam.threshold, p.gradcam.batch_size, device()
@@ -53,7 +57,9 @@ def main(p, args):
         run.log_metrics(metrics)
         show = np.linspace(0, len(rows) - 1, min(6, len(rows))).astype(int)
         truth = crops.masks[rows][show] if has_truth[show].all() else None
-        run.log_figure(mask_examples(images[show].numpy(), heat[show].numpy(), masks[show].numpy(), truth), "gradcam_masks.png")
+        run.log_figure(
+            mask_examples(images[show].numpy(), heat[show].numpy(), masks[show].numpy(), truth), "gradcam_masks.png"
+        )
         with atomic_dir(args.out) as tmp:
             save_array(tmp / "masked_images.npy", masked.numpy())
             save_array(tmp / "masks.npy", masks.numpy())

@@ -7,8 +7,8 @@ import pandas as pd
 import torch
 
 from cnnlab.config import to_flat_dict
-from cnnlab.data.store import CropSet
 from cnnlab.data.sets import baseline_and_masked
+from cnnlab.data.store import CropSet
 from cnnlab.io import atomic_dir, write_csv, write_json
 from cnnlab.models import ObjectsCNN
 from cnnlab.stage import device, run_stage
@@ -27,8 +27,12 @@ def main(p, args):
     crops = CropSet.load(args.crops, "train")
     sets = dict(zip(MODELS, baseline_and_masked(crops, args.masked, classes)))
     train_idx, val_idx = stratified_split(sets["baseline"].labels.numpy(), cfg.val_fraction, p.seed)
-    params = {"seed": p.seed, "crop.size": p.crop.size, "shortcut_class": p.backgrounds.classes[0],
-              **to_flat_dict(cfg, "classifier.")}
+    params = {
+        "seed": p.seed,
+        "crop.size": p.crop.size,
+        "shortcut_class": p.backgrounds.classes[0],
+        **to_flat_dict(cfg, "classifier."),
+    }
     with stage_run("train_classifier", params, data_source=info["source"]) as run:
         metrics = {"data_source": info["source"], "lr": cfg.lr}
         curves = {}
@@ -38,13 +42,22 @@ def main(p, args):
                 model = ObjectsCNN(len(classes), cfg.hidden, p.crop.size)
                 data = sets[name]
                 result = fit_tracked(
-                    run, name, model, data.subset(train_idx), data.subset(val_idx), cfg,
-                    seed=p.seed, device=device(), checkpoint=args.checkpoints / f"{name}.pt",
+                    run,
+                    name,
+                    model,
+                    data.subset(train_idx),
+                    data.subset(val_idx),
+                    cfg,
+                    seed=p.seed,
+                    device=device(),
+                    checkpoint=args.checkpoints / f"{name}.pt",
                 )
                 best = result.history[result.best_epoch - 1]
                 metrics[name] = {
-                    "val_accuracy": best["val_acc"], "val_loss": best["val_loss"],
-                    "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+                    "val_accuracy": best["val_acc"],
+                    "val_loss": best["val_loss"],
+                    "best_epoch": result.best_epoch,
+                    "epochs_run": len(result.history),
                     "stopped_early": result.stopped_early,
                 }
                 curves[name] = pd.DataFrame(result.history)

@@ -157,7 +157,7 @@ def _coerce(value: Any, tp: Any, key: str, default: Any = None) -> Any:
     else:
         ok = isinstance(value, tp)
     if not ok:
-        hint = " (quote it in params.yaml, e.g. \"00\")" if tp is str else ""
+        hint = ' (quote it in params.yaml, e.g. "00")' if tp is str else ""
         raise ParamsError(
             f"params key '{key}' must be of type {_type_name(tp)}, got {value!r} ({type(value).__name__}){hint}"
         )

@@ -14,7 +14,8 @@ from cnnlab.data.objects import DatasetError
 from cnnlab.tracking import TrackingError
 from cnnlab.train.loop import seed_everything
 
-KNOWN_ERRORS = (ParamsError, DatasetError, TrackingError, FileNotFoundError, FloatingPointError)
+# ValueError covers the split's "too few images" message; other bugs still show a traceback.
+KNOWN_ERRORS = (ParamsError, DatasetError, TrackingError, FileNotFoundError, FloatingPointError, ValueError)
 
 
 def device() -> torch.device:

@@ -159,9 +159,8 @@ class StageRun:
         `input_example`: a small float numpy batch of the model's input shape (it also gives
         the model signature).
         """
-        import torch
-
         import mlflow.pytorch
+        import torch
 
         version = torch.__version__.split("+")[0]
         mlflow.pytorch.log_model(

@@ -87,7 +87,15 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
 def test_per_epoch_checkpoint_is_written(tmp_path):
     data = _two_colours()
     model = ObjectsCNN(2, 8, 12)
-    fit(model, data, data, TrainParams(lr=0.05, batch_size=8, epochs=2), seed=0, device=CPU, checkpoint=tmp_path / "c.pt")
+    fit(
+        model,
+        data,
+        data,
+        TrainParams(lr=0.05, batch_size=8, epochs=2),
+        seed=0,
+        device=CPU,
+        checkpoint=tmp_path / "c.pt",
+    )
     state = torch.load(tmp_path / "c.pt", weights_only=True)
     assert state["epoch"] == 2 and len(state["history"]) == 2 and "optimizer" in state
 
@@ -98,3 +106,13 @@ def test_stratified_split():
     assert len(val) == 4 and sorted([labels[i] for i in val]) == [0, 0, 1, 1]
     assert set(train) | set(val) == set(range(20)) and not set(train) & set(val)
     assert (stratified_split(labels, 0.2, seed=0)[1] == val).all()
+
+
+def test_split_with_too_few_images_says_so():
+    with pytest.raises(ValueError, match="class 'b' has 1 of 5 images"):
+        stratified_split(["a", "a", "a", "a", "b"], 0.2, seed=0)
+
+
+def test_predict_on_no_images_gives_an_empty_batch():
+    model = ObjectsCNN(3, 8, 16)
+    assert predict(model, torch.zeros(0, 3, 16, 16, dtype=torch.uint8), CPU).shape == (0, 3)

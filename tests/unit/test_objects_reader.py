@@ -161,3 +161,24 @@ def test_masks_are_cropped_with_their_image(tiny_objects):
     assert crops.masks.shape == (24, 16, 16) and crops.index.has_mask.all()
     # the generator's boxes hug the object, so every crop holds a good share of object pixels
     assert (crops.masks.mean(axis=(1, 2)) > 0.2).all()
+
+
+def test_spreadsheet_csv_with_bom_and_windows_paths(tiny_objects):
+    rows = _rows(tiny_objects)
+    rows["path"] = rows.path.str.replace("/", "\\", regex=False)
+    (tiny_objects / "boxes.csv").write_text(
+        "\ufeff" + rows.to_csv(index=False, lineterminator="\r\n"), encoding="utf-8"
+    )
+    ds = read_objects(tiny_objects)
+    assert ds.split("train").path[0].startswith("train/00/")
+
+
+def test_folder_without_test_images(tiny_objects):
+    rows = _rows(tiny_objects)
+    for rel in rows.path[rows.split == "test"]:
+        (tiny_objects / rel).unlink()
+    _write_rows(tiny_objects, rows[rows.split == "train"])
+    (tiny_objects / "test_labels.csv").unlink()
+    ds = read_objects(tiny_objects)
+    assert len(ds.split("test")) == 0 and not ds.has_test_labels
+    assert crop_split(ds, "test", 16).images.shape == (0, 3, 16, 16)

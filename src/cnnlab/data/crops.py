@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import torch
@@ -27,7 +25,9 @@ def crop_mask(mask: np.ndarray, box: tuple[int, int, int, int], size: int) -> np
     """Cut `box` out of an (H, W) bool mask and resize it (nearest) to (size, size) bool."""
     x, y, w, h = box
     t = torch.from_numpy(mask.astype(np.uint8))[None]  # (1, H, W)
-    out = TF.resized_crop(t, top=y, left=x, height=h, width=w, size=[size, size], interpolation=InterpolationMode.NEAREST)
+    out = TF.resized_crop(
+        t, top=y, left=x, height=h, width=w, size=[size, size], interpolation=InterpolationMode.NEAREST
+    )
     return out[0].numpy() > 0
 
 
@@ -62,7 +62,11 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
 
 
 def place_patch(
-    rng: np.random.Generator, image_hw: tuple[int, int], box: tuple[int, int, int, int], max_overlap: float, tries: int = 50
+    rng: np.random.Generator,
+    image_hw: tuple[int, int],
+    box: tuple[int, int, int, int],
+    max_overlap: float,
+    tries: int = 50,
 ) -> tuple[int, int, int, int]:
     """A patch with the box's own size (so it has the crops' scale) at a random position,
     overlapping the blacked-out box by at most `max_overlap` of its area when possible

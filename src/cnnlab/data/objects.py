@@ -78,7 +78,8 @@ def _image_files(folder: Path) -> list[Path]:
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        # utf-8-sig: spreadsheets often write a byte-order mark before the header
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise DatasetError(f"{path}: file is empty; expected the header {','.join(columns)}") from None
     except pd.errors.ParserError as e:
@@ -86,10 +87,11 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     frame.columns = [c.strip() for c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DatasetError(
-            f"{path}: missing column(s) {', '.join(missing)}; the header must be {','.join(columns)}"
-        )
-    return frame[columns].apply(lambda col: col.str.strip())
+        raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}; the header must be {','.join(columns)}")
+    frame = frame[columns].apply(lambda col: col.str.strip())
+    if "path" in frame:
+        frame["path"] = frame["path"].str.replace("\\", "/", regex=False)  # paths written on Windows
+    return frame
 
 
 def _describe_source(root: Path) -> str:
@@ -127,7 +129,9 @@ def read_objects(root: str | Path) -> ObjectsDataset:
     classes = tuple(p.name for p in class_dirs)
     for d in class_dirs:
         if not _image_files(d):
-            raise DatasetError(f"class '{d.name}' is empty: {d} holds no .png/.jpg images; add images or remove the folder")
+            raise DatasetError(
+                f"class '{d.name}' is empty: {d} holds no .png/.jpg images; add images or remove the folder"
+            )
 
     dup = rows.path.duplicated(keep="first")
     if dup.any():
@@ -141,7 +145,8 @@ def read_objects(root: str | Path) -> ObjectsDataset:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DatasetError(
-                f"{boxes_path} {_line(i)} ({rows.path[i]}): column {col} must be a whole number of pixels, got {rows[col][i]!r}"
+                f"{boxes_path} {_line(i)} ({rows.path[i]}): column {col} must be a whole number of pixels, "
+                f"got {rows[col][i]!r}"
             )
         coords[col] = values.astype(np.int64)
     rows = rows.assign(**coords)
@@ -177,7 +182,9 @@ def read_objects(root: str | Path) -> ObjectsDataset:
             with Image.open(image_path) as im:
                 width, height = im.size
         except (UnidentifiedImageError, OSError) as e:
-            raise DatasetError(f"{image_path}: unreadable image ({e}); replace the file or delete it and its row") from None
+            raise DatasetError(
+                f"{image_path}: unreadable image ({e}); replace the file or delete it and its row"
+            ) from None
         if r.w <= 0 or r.h <= 0:
             raise DatasetError(f"{where}: zero-size box (w={r.w}, h={r.h}); boxes need w > 0 and h > 0")
         if r.x < 0 or r.y < 0 or r.x + r.w > width or r.y + r.h > height:
@@ -239,7 +246,9 @@ def load_rgb(path: str | Path) -> np.ndarray:
             im.load()
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DatasetError(f"{path}: unreadable or truncated image ({e}); replace the file or delete it and its row") from None
+        raise DatasetError(
+            f"{path}: unreadable or truncated image ({e}); replace the file or delete it and its row"
+        ) from None
 
 
 def load_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:

@@ -80,12 +80,14 @@ def _polygon(shape: str, cx: float, cy: float, r: float, rot: float) -> list[lis
 
     def ring(points):
         return [
-            (cx + x * math.cos(rot) - y * math.sin(rot), cy + x * math.sin(rot) + y * math.cos(rot))
-            for x, y in points
+            (cx + x * math.cos(rot) - y * math.sin(rot), cy + x * math.sin(rot) + y * math.cos(rot)) for x, y in points
         ]
 
     def regular(n, radius, phase=0.0):
-        return [(radius * math.cos(phase + 2 * math.pi * k / n), radius * math.sin(phase + 2 * math.pi * k / n)) for k in range(n)]
+        return [
+            (radius * math.cos(phase + 2 * math.pi * k / n), radius * math.sin(phase + 2 * math.pi * k / n))
+            for k in range(n)
+        ]
 
     if shape == "square":
         return [ring(regular(4, r, math.pi / 4))]
@@ -102,9 +104,38 @@ def _polygon(shape: str, cx: float, cy: float, r: float, rot: float) -> list[lis
         return [ring(pts)]
     if shape == "cross":
         t = r * 0.33
-        return [ring([(-t, -r), (t, -r), (t, -t), (r, -t), (r, t), (t, t), (t, r), (-t, r), (-t, t), (-r, t), (-r, -t), (-t, -t)])]
+        return [
+            ring(
+                [
+                    (-t, -r),
+                    (t, -r),
+                    (t, -t),
+                    (r, -t),
+                    (r, t),
+                    (t, t),
+                    (t, r),
+                    (-t, r),
+                    (-t, t),
+                    (-r, t),
+                    (-r, -t),
+                    (-t, -t),
+                ]
+            )
+        ]
     if shape == "arrow":
-        return [ring([(-r, -0.3 * r), (0.1 * r, -0.3 * r), (0.1 * r, -0.75 * r), (r, 0), (0.1 * r, 0.75 * r), (0.1 * r, 0.3 * r), (-r, 0.3 * r)])]
+        return [
+            ring(
+                [
+                    (-r, -0.3 * r),
+                    (0.1 * r, -0.3 * r),
+                    (0.1 * r, -0.75 * r),
+                    (r, 0),
+                    (0.1 * r, 0.75 * r),
+                    (0.1 * r, 0.3 * r),
+                    (-r, 0.3 * r),
+                ]
+            )
+        ]
     raise ValueError(shape)
 
 
@@ -118,10 +149,15 @@ def object_mask(rng: np.random.Generator, shape: str, size: int, scale: tuple[fl
     if shape in ("disc", "ring"):
         rx, ry = r, r * rng.uniform(0.8, 1.0)  # slightly elliptic, rotated by drawing a polygon
         pts = [(rx * math.cos(t), ry * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 64, endpoint=False)]
-        outer = [(cx + x * math.cos(rot) - y * math.sin(rot), cy + x * math.sin(rot) + y * math.cos(rot)) for x, y in pts]
+        outer = [
+            (cx + x * math.cos(rot) - y * math.sin(rot), cy + x * math.sin(rot) + y * math.cos(rot)) for x, y in pts
+        ]
         draw.polygon(outer, fill=255)
         if shape == "ring":
-            inner = [(cx + 0.5 * (x * math.cos(rot) - y * math.sin(rot)), cy + 0.5 * (x * math.sin(rot) + y * math.cos(rot))) for x, y in pts]
+            inner = [
+                (cx + 0.5 * (x * math.cos(rot) - y * math.sin(rot)), cy + 0.5 * (x * math.sin(rot) + y * math.cos(rot)))
+                for x, y in pts
+            ]
             draw.polygon(inner, fill=0)
     else:
         for poly in _polygon(shape, cx, cy, r, rot):
@@ -223,10 +259,17 @@ def generate_objects(
                 rows = list(tqdm(pool.imap(_write_sample, jobs, chunksize=16), **bar))
         pd.DataFrame(rows, columns=BOX_COLUMNS).to_csv(tmp / "boxes.csv", index=False, lineterminator="\n")
         test_labels = [(job[1], names[job[6]]) for job in jobs if job[4] == 1]
-        pd.DataFrame(test_labels, columns=["path", "label"]).to_csv(tmp / "test_labels.csv", index=False, lineterminator="\n")
+        pd.DataFrame(test_labels, columns=["path", "label"]).to_csv(
+            tmp / "test_labels.csv", index=False, lineterminator="\n"
+        )
         marker = dict(
-            generator="cnnlab.data.synthetic", seed=seed, classes=classes, train_per_class=train_per_class,
-            test_per_class=test_per_class, image_size=image_size, object_scale=list(object_scale),
+            generator="cnnlab.data.synthetic",
+            seed=seed,
+            classes=classes,
+            train_per_class=train_per_class,
+            test_per_class=test_per_class,
+            image_size=image_size,
+            object_scale=list(object_scale),
             shared_backgrounds=shared_backgrounds,
         )
         (tmp / GENERATOR_MARKER).write_text(json.dumps(marker, indent=2) + "\n")

@@ -48,7 +48,9 @@ class TensorData:
 
     @classmethod
     def from_numpy(cls, images: np.ndarray, labels: np.ndarray) -> "TensorData":
-        return cls(torch.from_numpy(np.require(images, requirements=["C", "W"])), torch.from_numpy(np.array(labels, np.int64)))
+        return cls(
+            torch.from_numpy(np.require(images, requirements=["C", "W"])), torch.from_numpy(np.array(labels, np.int64))
+        )
 
 
 @dataclass
@@ -62,8 +64,8 @@ class FitResult:
 def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
     """Logits (N, classes) for uint8 images (N, 3, H, W), in eval mode."""
     model.eval()
-    out = [model(to_float(images[i : i + batch_size].to(device))).cpu() for i in range(0, len(images), batch_size)]
-    return torch.cat(out) if out else torch.empty(0)
+    starts = range(0, max(len(images), 1), batch_size)  # an empty set still gives (0, classes)
+    return torch.cat([model(to_float(images[i : i + batch_size].to(device))).cpu() for i in starts])
 
 
 def evaluate(model: nn.Module, data: TensorData, device: torch.device) -> tuple[float, float]:

@@ -9,6 +9,15 @@ from sklearn.model_selection import train_test_split
 def stratified_split(labels, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, val indices), sorted, with every class in the same proportion in both."""
     labels = np.asarray(labels)
+    values, counts = np.unique(labels, return_counts=True)
+    n_val = int(np.ceil(val_fraction * len(labels)))
+    if counts.min() < 2 or n_val < len(values) or len(labels) - n_val < len(values):
+        raise ValueError(
+            f"too few images for a stratified {1 - val_fraction:.0%}/{val_fraction:.0%} split: class "
+            f"{str(values[counts.argmin()])!r} has {counts.min()} of {len(labels)} images "
+            f"across {len(values)} classes; "
+            "every class needs at least 2 and each side of the split one per class (add images or change val_fraction)"
+        )
     idx = np.arange(len(labels))
     train_idx, val_idx = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=labels)
     return np.sort(train_idx), np.sort(val_idx)

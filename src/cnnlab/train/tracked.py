@@ -28,7 +28,14 @@ def fit_tracked(
     """:func:`cnnlab.train.loop.fit`, with per-epoch metrics (prefixed ``name.``), the curves
     figure and the trained model logged to the run."""
     result = fit(
-        model, train, val, cfg, seed=seed, device=device, checkpoint=checkpoint, name=name,
+        model,
+        train,
+        val,
+        cfg,
+        seed=seed,
+        device=device,
+        checkpoint=checkpoint,
+        name=name,
         on_epoch=lambda row: run.log_epoch(row, row["epoch"], prefix=f"{name}."),
     )
     run.log_figure(training_curves(result.history, title=name), f"{name}_curves.png")
