@@ -61,3 +61,22 @@ def test_repo_root_without_dvc_root_finds_the_dvc_folder(tmp_path, monkeypatch):
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "sub")
     assert tracking.repo_root() == tmp_path
+
+
+def test_logged_model_loads_back_and_takes_any_batch_size(store):
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+
+    from cnnlab.models import ObjectsCNN
+
+    model = ObjectsCNN(3, 8, 16).eval()
+    with tracking.stage_run("train_classifier", {}) as run:
+        run.log_model(model, "masked", np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32))
+        run_id = run.run_id
+    exp = mlflow.get_experiment_by_name(tracking.EXPERIMENT)
+    logged = mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
+    assert [m.name for m in logged if m.source_run_id == run_id] == ["masked"]
+    loaded = mlflow.pytorch.load_model(logged[0].model_uri)
+    x = torch.rand(5, 3, 16, 16)
+    torch.testing.assert_close(loaded(x), model(x))

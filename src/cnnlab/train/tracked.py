@@ -39,6 +39,6 @@ def fit_tracked(
         on_epoch=lambda row: run.log_epoch(row, row["epoch"], prefix=f"{name}."),
     )
     run.log_figure(training_curves(result.history, title=name), f"{name}_curves.png")
-    example = to_float(val.images[:1]).numpy()
+    example = to_float(val.images[:2]).numpy()  # batch 2: a batch of 1 would fix the exported batch size
     run.log_model(model.cpu(), name=name.replace("_", "-"), input_example=example)
     return result
