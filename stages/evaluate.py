@@ -9,12 +9,12 @@ import torch
 
 from cnnlab.data.sets import baseline_and_masked, class_indices
 from cnnlab.data.store import CropSet
-from cnnlab.io import atomic_dir, write_csv, write_json
-from cnnlab.metrics import shortcut_metrics
+from cnnlab.io import atomic_dir, load_array, write_csv, write_json
 from cnnlab.stage import device, run_stage
 from cnnlab.tracking import stage_run
 from cnnlab.train.checkpoint import load_model
-from cnnlab.train.loop import predict
+from cnnlab.train.evaluate import score_classifier
+from cnnlab.train.loop import TensorData
 from cnnlab.viz.plots import confusion_matrices
 
 MODELS = ("baseline", "masked")
@@ -29,7 +29,10 @@ def main(p, args):
     val_rows = np.flatnonzero(pd.read_csv(args.models / "split.csv").subset.to_numpy() == "val")
     sets = dict(zip(MODELS, baseline_and_masked(train, args.masked, classes)))
     labelled = bool(len(test.index)) and bool((test.index.label != "").all())
-    test_images = torch.from_numpy(test.images)
+    test_labels = class_indices(test.index.label, classes) if labelled else None
+    patches = pd.read_csv(args.backgrounds / "patches.csv")
+    source_class = class_indices([p.backgrounds.classes[k] for k in patches.label], classes)
+    backgrounds = TensorData.from_numpy(load_array(args.backgrounds / "patches.npy"), source_class)
     with stage_run("evaluate", {"shortcut_class": classes[shortcut]}, data_source=info["source"]) as run:
         metrics = {"data_source": info["source"], "test_labelled": labelled, "chance_rate": 1 / len(classes)}
         panels = {}
@@ -37,26 +40,12 @@ def main(p, args):
             for name in MODELS:
                 model, _ = load_model(args.models / f"{name}.pt", device())
                 val = sets[name].subset(val_rows)
-                val_pred = predict(model, val.images, device()).argmax(1).numpy()
-                test_pred = predict(model, test_images, device()).argmax(1).numpy()
-                m = {
-                    "val": shortcut_metrics(
-                        val.labels.numpy(), val_pred, shortcut_class=shortcut, num_classes=len(classes)
-                    )
-                }
-                m["val_accuracy"] = m["val"]["accuracy"]
-                m["test_shortcut_rate"] = float(np.mean(test_pred == shortcut))
+                metrics[name], test_pred = score_classifier(
+                    model, val, torch.from_numpy(test.images), test_labels, backgrounds,
+                    shortcut=shortcut, num_classes=len(classes), device=device(),
+                )  # fmt: skip
                 if labelled:
-                    test_true = class_indices(test.index.label, classes)
-                    t = shortcut_metrics(test_true, test_pred, shortcut_class=shortcut, num_classes=len(classes))
-                    panels[f"{name}: test"] = (test_true, test_pred)
-                    m.update(
-                        test_accuracy=t["accuracy"],
-                        test_val_ratio=t["accuracy"] / max(m["val_accuracy"], 1e-12),
-                        test_worst_class_recall=t["worst_class_recall"],
-                        test_recall=t["recall"],
-                    )
-                metrics[name] = m
+                    panels[f"{name}: test"] = (test_labels, test_pred)
                 frame = pd.DataFrame({"path": test.index.path, "label": [classes[i] for i in test_pred]})
                 # The deliverable is the masked model's predictions; the baseline's sit beside them.
                 write_csv(tmp / ("test_predictions.csv" if name == "masked" else f"{name}_test_predictions.csv"), frame)
@@ -74,4 +63,4 @@ def main(p, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "crops", "masked", "models", "out", "metrics", doc=__doc__)
+    run_stage(main, "crops", "masked", "backgrounds", "models", "out", "metrics", doc=__doc__)
