@@ -60,10 +60,6 @@ class ObjectsDataset:
     def split(self, name: str) -> pd.DataFrame:
         return self.rows[self.rows.split == name].reset_index(drop=True)
 
-    def class_index(self, labels) -> np.ndarray:
-        lookup = {c: i for i, c in enumerate(self.classes)}
-        return np.array([lookup[label] for label in labels], dtype=np.int64)
-
 
 def _line(i: int) -> str:
     # pandas row i is CSV line i + 2 (line 1 is the header)
