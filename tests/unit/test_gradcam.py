@@ -1,5 +1,6 @@
 """Grad-CAM masks on tiny nets whose expected maps are computed by hand."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -80,3 +81,24 @@ def test_maps_do_not_depend_on_the_batch():
     torch.testing.assert_close(heat_batch[2], heat_one[0])
     assert heat_batch.shape == (5, 16, 16)
     assert float(heat_batch.amin()) >= 0 and float(heat_batch.amax()) <= 1
+
+
+def test_mask_backgrounds_blacks_out_what_is_not_kept():
+    from cnnlab.attribution.masking import mask_backgrounds
+
+    torch.manual_seed(0)
+    model = ObjectsCNN(2, 8, 16)
+    images = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8)
+    truth = torch.zeros(6, 16, 16, dtype=torch.bool)
+    truth[:, 4:12, 4:12] = True
+    has_truth = torch.tensor([True, True, True, True, False, False])
+    out = mask_backgrounds(model, images, 0.3, truth=truth.numpy(), has_truth=has_truth.numpy())
+    assert out.images.dtype == torch.uint8 and out.images.shape == images.shape
+    assert torch.equal(out.images, images * out.masks[:, None])  # kept pixels unchanged, the rest black
+    assert out.masks.shape == (6, 16, 16) and out.heat.shape == (6, 16, 16)
+    m = out.metrics
+    assert m["masks_with_truth"] == 4
+    assert m["kept_fraction"] == pytest.approx(out.masks.float().mean().item())
+    assert 0 <= m["mask_iou"] <= 1 and 0 <= m["bg_classifier_shortcut_rate_after"] <= 1
+    assert m["empty_maps"] == int((~out.masks.flatten(1).any(1)).sum())
+    assert mask_backgrounds(model, images, 0.3).metrics["mask_iou"] is None
