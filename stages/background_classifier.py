@@ -28,16 +28,8 @@ def main(p, args):
         result = fit_tracked(
             run, "background", model, data.subset(train_idx), data.subset(val_idx), cfg, seed=p.seed, device=device()
         )
-        final = result.history[result.best_epoch - 1]
-        metrics = {
-            "data_source": source,
-            "val_accuracy": final["val_acc"],
-            "val_loss": final["val_loss"],
-            "epochs_run": len(result.history),
-            "best_epoch": result.best_epoch,
-            "train_patches": len(train_idx),
-            "val_patches": len(val_idx),
-        }
+        metrics = {"data_source": source, **result.summary()}
+        metrics |= {"train_patches": len(train_idx), "val_patches": len(val_idx)}
         run.log_metrics(metrics)
         with atomic_dir(args.out) as tmp:
             save_checkpoint(tmp / "model.pt", model, classes=list(p.backgrounds.classes))

@@ -52,14 +52,7 @@ def main(p, args):
                     device=device(),
                     checkpoint=args.checkpoints / f"{name}.pt",
                 )
-                best = result.history[result.best_epoch - 1]
-                metrics[name] = {
-                    "val_accuracy": best["val_acc"],
-                    "val_loss": best["val_loss"],
-                    "best_epoch": result.best_epoch,
-                    "epochs_run": len(result.history),
-                    "stopped_early": result.stopped_early,
-                }
+                metrics[name] = result.summary()
                 curves[name] = pd.DataFrame(result.history)
                 save_checkpoint(tmp / f"{name}.pt", model, classes=classes)
             split = pd.DataFrame({"path": crops.index.path, "subset": "train"})

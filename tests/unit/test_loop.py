@@ -116,3 +116,12 @@ def test_split_with_too_few_images_says_so():
 def test_predict_on_no_images_gives_an_empty_batch():
     model = ObjectsCNN(3, 8, 16)
     assert predict(model, torch.zeros(0, 3, 16, 16, dtype=torch.uint8), CPU).shape == (0, 3)
+
+
+def test_summary_reports_the_weights_the_model_ends_with():
+    from cnnlab.train.loop import FitResult
+
+    history = [dict(epoch=e, train_loss=1.0, train_acc=0.5, val_loss=v, val_acc=a)
+               for e, v, a in ((1, 0.9, 0.6), (2, 0.4, 0.8), (3, 0.7, 0.7))]  # fmt: skip
+    s = FitResult(history, best_epoch=2, stopped_early=True).summary()
+    assert s == {"val_accuracy": 0.8, "val_loss": 0.4, "best_epoch": 2, "epochs_run": 3, "stopped_early": True}

@@ -59,6 +59,17 @@ class FitResult:
     best_epoch: int = 0
     stopped_early: bool = False
 
+    def summary(self) -> dict:
+        """The metrics of the weights the model ends with (the best epoch's, with early stopping)."""
+        best = self.history[self.best_epoch - 1]
+        return {
+            "val_accuracy": best["val_acc"],
+            "val_loss": best["val_loss"],
+            "best_epoch": self.best_epoch,
+            "epochs_run": len(self.history),
+            "stopped_early": self.stopped_early,
+        }
+
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
