@@ -7,7 +7,6 @@ range raises :class:`ParamsError` naming the key, so a typo never silently falls
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,36 +19,16 @@ class ParamsError(ValueError):
     """A params.yaml key is unknown, of the wrong type or out of range."""
 
 
-def _positive(v):
-    return v > 0
-
-
-def _at_least_one(v):
-    return v >= 1
-
-
-def _non_negative(v):
-    return v >= 0
-
-
-def _fraction_open(v):  # strictly between 0 and 1
-    return 0 < v < 1
-
-
-def _unit_interval(v):  # 0..1 inclusive
-    return 0 <= v <= 1
-
-
 # (check, human description) attached to fields through metadata
 def _check(fn, text):
     return {"check": fn, "text": text}
 
 
-POSITIVE = _check(_positive, "> 0")
-AT_LEAST_ONE = _check(_at_least_one, ">= 1")
-NON_NEGATIVE = _check(_non_negative, ">= 0")
-FRACTION = _check(_fraction_open, "strictly between 0 and 1")
-UNIT = _check(_unit_interval, "between 0 and 1")
+POSITIVE = _check(lambda v: v > 0, "> 0")
+AT_LEAST_ONE = _check(lambda v: v >= 1, ">= 1")
+NON_NEGATIVE = _check(lambda v: v >= 0, ">= 0")
+FRACTION = _check(lambda v: 0 < v < 1, "strictly between 0 and 1")
+UNIT = _check(lambda v: 0 <= v <= 1, "between 0 and 1")
 
 
 @dataclass(frozen=True)
@@ -142,8 +121,6 @@ def _coerce(value: Any, tp: Any, key: str, default: Any = None) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ParamsError(f"params key '{key}' must be a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin in (typing.Union, types.UnionType):
-        raise TypeError(f"unsupported params type for {key}")
     if tp is bool:
         ok = isinstance(value, bool)
     elif tp is int:

@@ -14,8 +14,7 @@ from cnnlab.data.objects import DatasetError
 from cnnlab.tracking import TrackingError
 from cnnlab.train.loop import seed_everything
 
-# ValueError covers the split's "too few images" message; other bugs still show a traceback.
-KNOWN_ERRORS = (ParamsError, DatasetError, TrackingError, FileNotFoundError, FloatingPointError, ValueError)
+KNOWN_ERRORS = (ParamsError, DatasetError, TrackingError, FileNotFoundError, FloatingPointError)
 
 
 def device() -> torch.device:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from cnnlab.data.objects import DatasetError
+
 
 def stratified_split(labels, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, val indices), sorted, with every class in the same proportion in both."""
@@ -12,7 +14,7 @@ def stratified_split(labels, val_fraction: float, seed: int) -> tuple[np.ndarray
     values, counts = np.unique(labels, return_counts=True)
     n_val = int(np.ceil(val_fraction * len(labels)))
     if counts.min() < 2 or n_val < len(values) or len(labels) - n_val < len(values):
-        raise ValueError(
+        raise DatasetError(
             f"too few images for a stratified {1 - val_fraction:.0%}/{val_fraction:.0%} split: class "
             f"{str(values[counts.argmin()])!r} has {counts.min()} of {len(labels)} images "
             f"across {len(values)} classes; "
