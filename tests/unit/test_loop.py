@@ -1,5 +1,3 @@
-import dataclasses
-
 import pytest
 import torch
 
@@ -52,10 +50,7 @@ def test_early_stopping_restores_the_best_weights():
     model = ObjectsCNN(2, 8, 12)
     # a far too high learning rate makes val loss go up after the first epochs
     cfg = TrainParams(lr=5.0, batch_size=4, epochs=30, patience=2)
-    try:
-        result = fit(model, data, data, cfg, seed=0, device=CPU)
-    except FloatingPointError:
-        pytest.skip("diverged to NaN before early stopping (covered by the NaN test)")
+    result = fit(model, data, data, cfg, seed=0, device=CPU)  # seeded: stops early, does not diverge
     assert result.stopped_early and len(result.history) < 30
     best = result.history[result.best_epoch - 1]["val_loss"]
     assert best == min(r["val_loss"] for r in result.history)
@@ -65,7 +60,6 @@ def test_early_stopping_restores_the_best_weights():
 
 def test_nan_loss_says_to_lower_the_learning_rate():
     data = _two_colours()
-    data = dataclasses.replace(data)
     model = ObjectsCNN(2, 8, 12)
     with torch.no_grad():
         model.classifier[-1].weight.fill_(float("nan"))

@@ -23,7 +23,8 @@ def test_reads_the_generated_dataset(tiny_objects):
     ds = read_objects(tiny_objects)
     assert ds.classes == tuple(f"{i:02d}" for i in range(8))
     assert len(ds.split("train")) == 24 and len(ds.split("test")) == 8
-    assert ds.has_masks and ds.has_test_labels
+    assert (ds.rows["mask"] != "").all()  # every image has its ground-truth mask
+    assert (ds.split("test").label != "").all()  # test labels were merged from test_labels.csv
     assert ds.source.startswith("synthetic (cnnlab generator, seed 1)")
     # labels were read as strings: "00", not 0
     assert set(ds.split("train").label) == set(ds.classes)
@@ -36,7 +37,7 @@ def test_user_folder_without_marker_masks_or_test_labels(tiny_objects):
     shutil.rmtree(tiny_objects / "masks")
     ds = read_objects(tiny_objects)
     assert ds.source == f"folder {tiny_objects}"
-    assert not ds.has_masks and not ds.has_test_labels
+    assert (ds.rows["mask"] == "").all()
     assert (ds.split("test").label == "").all()
 
 
@@ -180,5 +181,5 @@ def test_folder_without_test_images(tiny_objects):
     _write_rows(tiny_objects, rows[rows.split == "train"])
     (tiny_objects / "test_labels.csv").unlink()
     ds = read_objects(tiny_objects)
-    assert len(ds.split("test")) == 0 and not ds.has_test_labels
+    assert len(ds.split("test")) == 0
     assert crop_split(ds, "test", 16).images.shape == (0, 3, 16, 16)

@@ -48,15 +48,6 @@ class ObjectsDataset:
     rows: pd.DataFrame
     source: str
 
-    @property
-    def has_test_labels(self) -> bool:
-        test = self.rows[self.rows.split == "test"]
-        return len(test) > 0 and bool((test.label != "").all())
-
-    @property
-    def has_masks(self) -> bool:
-        return bool((self.rows["mask"] != "").any())
-
     def split(self, name: str) -> pd.DataFrame:
         return self.rows[self.rows.split == name].reset_index(drop=True)
 
