@@ -87,6 +87,156 @@ class GradcamParams:
     batch_size: int = field(default=64, metadata=AT_LEAST_ONE)
 
 
+# ---------------------------------------------------------------------------------------------
+# The CIFAR-10 / ImageNet10 study: one DVC matrix stage over study.datasets x study.models.
+
+DATASET_SOURCES = {
+    "cifar10": ("synthetic", "torchvision"),
+    "imagenet10": ("synthetic", "folder", "imagenette"),
+}
+OPTIMIZERS = ("adam", "sgd")
+WEIGHTS = ("imagenet", "none")
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    """One dataset of the study; `source` picks where its images come from."""
+
+    # cifar10: synthetic | torchvision; imagenet10: synthetic | folder | imagenette
+    source: str = "synthetic"
+    root: str = ""  # folder of the real dataset (torchvision / folder / imagenette sources)
+    download: bool = False  # torchvision / imagenette: download into `root` when missing (needs internet)
+    image_size: int = field(default=32, metadata=_check(lambda v: v >= 16, ">= 16"))  # px, square
+    val_fraction: float = field(default=0.1, metadata=FRACTION)  # of train, where the source has no val split
+    limit_per_class: int = field(default=0, metadata=NON_NEGATIVE)  # real sources: 0 = all images
+    train_per_class: int = field(default=100, metadata=AT_LEAST_ONE)  # synthetic source only
+    test_per_class: int = field(default=20, metadata=AT_LEAST_ONE)  # synthetic source only
+
+
+@dataclass(frozen=True)
+class DatasetsParams:
+    cifar10: DatasetParams = DatasetParams(root="data/raw/cifar10", image_size=32)
+    imagenet10: DatasetParams = DatasetParams(root="data/raw/imagenet10", image_size=64)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """How one model family is built and trained (the keys a family does not use are ignored;
+    the comments say which)."""
+
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = field(default=1e-3, metadata=POSITIVE)
+    momentum: float = field(default=0.9, metadata=_check(lambda v: 0 <= v < 1, "in [0, 1)"))  # sgd only
+    weight_decay: float = field(default=0.0, metadata=NON_NEGATIVE)  # L2 penalty on all weights
+    batch_size: int = field(default=64, metadata=AT_LEAST_ONE)
+    epochs: int = field(default=3, metadata=AT_LEAST_ONE)
+    patience: int = field(default=0, metadata=NON_NEGATIVE)  # early stopping on val loss; 0 = off
+    shuffle: bool = True
+    dropout: float = field(default=0.2, metadata=_check(lambda v: 0 <= v < 1, "in [0, 1)"))
+    augment: bool = True  # apply the `augment` section when training
+    # Inputs are resized to input_size x input_size; 0 keeps the dataset's image size.
+    input_size: int = field(default=0, metadata=NON_NEGATIVE)
+    width: int = field(default=64, metadata=AT_LEAST_ONE)  # resnet: channels of the first stage
+    weights: str = "none"  # mobilenet_v3 / inception_v3: imagenet | none
+    allow_random_init: bool = False  # imagenet weights unavailable: train from random weights instead of failing
+    freeze_backbone: bool = True  # mobilenet_v3 / inception_v3: train the new head only
+    head_hidden: int = field(default=256, metadata=AT_LEAST_ONE)  # transfer head: Linear -> ReLU -> Dropout -> Linear
+    single_batch: bool = False  # sanity check: train on one batch only (loss should go to ~0, val loss up)
+    retrain_epochs: int = field(default=0, metadata=NON_NEGATIVE)  # > 0: final model retrained on train+val
+
+
+@dataclass(frozen=True)
+class ModelsParams:
+    """Per model family; the defaults are the reference reports' settings."""
+
+    simple_cnn: ModelParams = ModelParams(optimizer="adam", lr=1e-3, batch_size=256, epochs=100, dropout=0.2)
+    mish_cnn: ModelParams = ModelParams(
+        optimizer="adam", lr=1e-3, batch_size=128, epochs=100, patience=10, weight_decay=2e-3, dropout=0.2
+    )
+    imagenet10_cnn: ModelParams = ModelParams(
+        optimizer="adam", lr=1e-3, batch_size=64, epochs=30, dropout=0.3, input_size=128
+    )
+    resnet: ModelParams = ModelParams(
+        optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-3, batch_size=64, epochs=30, width=64
+    )
+    mobilenet_v3: ModelParams = ModelParams(
+        optimizer="adam", lr=1e-3, batch_size=64, epochs=15, dropout=0.3, input_size=224, weights="imagenet"
+    )
+    inception_v3: ModelParams = ModelParams(
+        optimizer="adam",
+        lr=1e-3,
+        batch_size=256,
+        epochs=4,
+        dropout=0.3,
+        input_size=299,
+        weights="imagenet",
+        head_hidden=512,
+    )
+
+
+@dataclass(frozen=True)
+class Rotate90:
+    p: float = field(default=0.0, metadata=UNIT)  # rotate by a random multiple of 90 degrees
+
+
+@dataclass(frozen=True)
+class ResizedCrop:
+    p: float = field(default=0.0, metadata=UNIT)
+    scale: tuple[float, float] = (0.5, 1.0)  # area fraction of the crop (min, max)
+
+
+@dataclass(frozen=True)
+class Translate:
+    p: float = field(default=0.0, metadata=UNIT)
+    max: tuple[float, float] = (0.1, 0.4)  # max shift as a fraction of width, height
+
+
+@dataclass(frozen=True)
+class HFlip:
+    p: float = field(default=0.0, metadata=UNIT)
+
+
+@dataclass(frozen=True)
+class RotateShift:
+    p: float = field(default=0.0, metadata=UNIT)
+    degrees: float = field(default=15.0, metadata=NON_NEGATIVE)  # rotation in [-degrees, degrees]
+    shift: float = field(default=0.1, metadata=UNIT)  # max shift as a fraction of the side
+
+
+@dataclass(frozen=True)
+class Cutout:
+    p: float = field(default=0.0, metadata=UNIT)
+    scale: tuple[float, float] = (0.02, 0.2)  # erased area fraction (min, max)
+
+
+@dataclass(frozen=True)
+class Mix:
+    p: float = field(default=0.0, metadata=UNIT)  # fraction of batches mixed
+    alpha: float = field(default=1.0, metadata=POSITIVE)  # Beta(alpha, alpha) mixing ratio
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Training augmentation, each step on with probability p (0 = off), in this order."""
+
+    rotate90: Rotate90 = Rotate90()
+    resized_crop: ResizedCrop = ResizedCrop()
+    translate: Translate = Translate()
+    hflip: HFlip = HFlip()
+    rotate_shift: RotateShift = RotateShift()
+    cutout: Cutout = Cutout()
+    cutmix: Mix = Mix()
+    mixup: Mix = Mix(alpha=0.2)
+
+
+@dataclass(frozen=True)
+class StudyParams:
+    """Which datasets x models the `study` matrix stage runs."""
+
+    datasets: tuple[str, ...] = ("cifar10", "imagenet10")
+    models: tuple[str, ...] = ("simple_cnn", "mish_cnn", "imagenet10_cnn", "resnet", "mobilenet_v3", "inception_v3")
+
+
 @dataclass(frozen=True)
 class Params:
     seed: int = 0
@@ -100,6 +250,10 @@ class Params:
     # a `lr` key inside this section is rejected to keep one source of truth.
     classifier: TrainParams = TrainParams(batch_size=32, epochs=5, hidden=1012)
     gradcam: GradcamParams = GradcamParams()
+    study: StudyParams = StudyParams()
+    datasets: DatasetsParams = DatasetsParams()
+    models: ModelsParams = ModelsParams()
+    augment: AugmentParams = AugmentParams()
 
     def classifier_train(self) -> TrainParams:
         """The 8-class classifier's settings with the top-level `lr` filled in."""
@@ -116,6 +270,11 @@ def _coerce(value: Any, tp: Any, key: str, default: Any = None) -> Any:
         if not isinstance(value, dict):
             raise ParamsError(f"params key '{key}' must be a mapping of {tp.__name__} settings, got {value!r}")
         return _build(tp, value, key, default)
+    if origin is tuple and typing.get_args(tp)[-1] is Ellipsis:
+        if not isinstance(value, (list, tuple)):
+            raise ParamsError(f"params key '{key}' must be a list, got {value!r}")
+        item = typing.get_args(tp)[0]
+        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
@@ -164,13 +323,46 @@ def _build(cls, data: dict, prefix: str = "", defaults=None):
     return dataclasses.replace(defaults or cls(), **kwargs)
 
 
+def _one_of(key: str, value: str, valid) -> None:
+    if value not in valid:
+        raise ParamsError(f"params key '{key}': unknown name {value!r}; valid names: {', '.join(valid)}")
+
+
+def _check_study(p: Params) -> None:
+    datasets = [f.name for f in dataclasses.fields(DatasetsParams)]
+    models = [f.name for f in dataclasses.fields(ModelsParams)]
+    for i, name in enumerate(p.study.datasets):
+        _one_of(f"study.datasets[{i}]", name, datasets)
+    for i, name in enumerate(p.study.models):
+        _one_of(f"study.models[{i}]", name, models)
+    for key, values in (("study.datasets", p.study.datasets), ("study.models", p.study.models)):
+        if len(set(values)) != len(values):
+            raise ParamsError(f"params key '{key}' lists a name twice: {list(values)}")
+    for name in datasets:
+        _one_of(f"datasets.{name}.source", getattr(p.datasets, name).source, DATASET_SOURCES[name])
+    for name in models:
+        m = getattr(p.models, name)
+        _one_of(f"models.{name}.optimizer", m.optimizer, OPTIMIZERS)
+        _one_of(f"models.{name}.weights", m.weights, WEIGHTS)
+    if p.augment.cutmix.p + p.augment.mixup.p > 1:
+        raise ParamsError(
+            "params keys 'augment.cutmix.p' + 'augment.mixup.p' must be <= 1 (a batch is mixed at most once)"
+        )
+    for name in ("resized_crop", "cutout"):
+        low, high = getattr(p.augment, name).scale
+        if not 0 < low <= high <= 1:
+            raise ParamsError(f"params key 'augment.{name}.scale' must be 0 < min <= max <= 1, got {[low, high]}")
+
+
 def parse_params(data: dict | None) -> Params:
     """Validate a params mapping (as read from params.yaml) and return :class:`Params`."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ParamsError("params.yaml must hold a mapping of keys at the top level")
-    return _build(Params, data)
+    params = _build(Params, data)
+    _check_study(params)
+    return params
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

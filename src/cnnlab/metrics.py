@@ -48,3 +48,31 @@ def mask_quality(pred: np.ndarray, truth: np.ndarray | None = None) -> dict:
         ious = [jaccard_score(t.ravel(), p.ravel(), zero_division=1.0) for p, t in zip(pred, np.asarray(truth, bool))]
         out["mask_iou"] = float(np.mean(ious))
     return out
+
+
+def classification_metrics(y_true, y_pred, classes: list[str]) -> tuple[dict, list[dict]]:
+    """Accuracy and macro precision/recall/F1, plus one row per class (scikit-learn).
+
+    Returns:
+        (summary: accuracy, macro_precision, macro_recall, macro_f1;
+         rows: class, precision, recall, f1, support for every class, then a "macro avg" row).
+        Classes without predictions or without examples score 0 (zero_division=0).
+    """
+    from sklearn.metrics import precision_recall_fscore_support
+
+    labels = list(range(len(classes)))
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    mp, mr, mf, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+    summary = {
+        "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
+        "macro_precision": float(mp),
+        "macro_recall": float(mr),
+        "macro_f1": float(mf),
+    }
+    rows = [
+        {"class": c, "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        for i, c in enumerate(classes)
+    ]
+    rows.append({"class": "macro avg", "precision": float(mp), "recall": float(mr), "f1": float(mf),
+                 "support": int(s.sum())})  # fmt: skip
+    return summary, rows

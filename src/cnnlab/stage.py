@@ -11,23 +11,29 @@ import torch
 
 from cnnlab.config import Params, ParamsError, load_params
 from cnnlab.data.objects import DatasetError
+from cnnlab.models.transfer import WeightsError
 from cnnlab.tracking import TrackingError
 from cnnlab.train.loop import seed_everything
 
-KNOWN_ERRORS = (ParamsError, DatasetError, TrackingError, FileNotFoundError, FloatingPointError)
+KNOWN_ERRORS = (ParamsError, DatasetError, TrackingError, WeightsError, FileNotFoundError, FloatingPointError)
 
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def run_stage(main: Callable[[Params, argparse.Namespace], None], *paths: str, doc: str = "") -> None:
-    """Parse the stage's path arguments, load and check params.yaml, seed, and run `main`.
+def run_stage(
+    main: Callable[[Params, argparse.Namespace], None], *paths: str, doc: str = "", names: tuple[str, ...] = ()
+) -> None:
+    """Parse the stage's name arguments (strings) and path arguments, load and check
+    params.yaml, seed, and run `main`.
 
     A known error (bad params, bad dataset, unreachable tracking store, ...) ends the process
     with exit code 1 and a one-line message instead of a traceback.
     """
     parser = argparse.ArgumentParser(description=doc)
+    for n in names:
+        parser.add_argument(n)
     for p in paths:
         parser.add_argument(p, type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")

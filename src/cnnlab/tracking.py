@@ -17,7 +17,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
-EXPERIMENT = "cnnlab-objects"
+EXPERIMENT = "cnnlab-objects"  # the objects chain
+STUDY_EXPERIMENT = "cnnlab-study"  # the CIFAR-10 / ImageNet10 matrix
 STORE_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 
@@ -143,6 +144,9 @@ class StageRun:
         if flat:
             self._mlflow.log_metrics(flat)
 
+    def set_tag(self, key: str, value: str) -> None:
+        self._mlflow.set_tag(key, value)
+
     def log_figure(self, figure, name: str) -> None:
         """Log a matplotlib figure as figures/<name> and close it."""
         import matplotlib.pyplot as plt
@@ -169,11 +173,18 @@ class StageRun:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, params: dict[str, Any], *, data_source: str | None = None) -> Iterator[StageRun]:
+def stage_run(
+    stage: str,
+    params: dict[str, Any],
+    *,
+    data_source: str | None = None,
+    experiment: str = EXPERIMENT,
+    tags: dict[str, str] | None = None,
+) -> Iterator[StageRun]:
     """Open one MLflow run for a stage execution.
 
     The run is named ``<dvc experiment>/<stage>`` and tagged with the DVC experiment name, the
-    stage, the git commit and the data source; `params` are logged as run parameters.
+    stage, the git commit, the data source and `tags`; `params` are logged as run parameters.
     Fails with :class:`TrackingError` before the stage does any work if the store is unreachable.
     """
     check_store()
@@ -181,12 +192,13 @@ def stage_run(stage: str, params: dict[str, Any], *, data_source: str | None = N
     commit = git_commit()
     exp_name = dvc_experiment_name(commit)
     tags = {
+        **(tags or {}),
         "dvc.experiment": exp_name,
         "dvc.stage": stage,
         "git.commit": commit,
         "cnnlab.data_source": data_source or "n/a",
     }
-    experiment_id = _experiment_id(mlflow, EXPERIMENT)
+    experiment_id = _experiment_id(mlflow, experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{exp_name}/{stage}", tags=tags) as run:
         if params:
             mlflow.log_params({k: str(v) for k, v in params.items()})

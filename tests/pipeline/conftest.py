@@ -23,6 +23,16 @@ TINY = {
     "background_classifier": {"epochs": 1, "batch_size": 4, "hidden": 16},
     "gradcam": {"threshold": 0.2, "batch_size": 16},
     "classifier": {"epochs": 1, "batch_size": 8, "hidden": 16},
+    "study": {"datasets": ["cifar10", "imagenet10"], "models": ["simple_cnn", "resnet"]},
+    "datasets": {
+        "cifar10": {"train_per_class": 3, "test_per_class": 1, "val_fraction": 0.34},
+        "imagenet10": {"train_per_class": 3, "test_per_class": 1, "val_fraction": 0.34, "image_size": 24},
+    },
+    "models": {
+        "simple_cnn": {"epochs": 2, "batch_size": 8},
+        "resnet": {"epochs": 1, "batch_size": 8, "width": 4},
+    },
+    "augment": {"hflip": {"p": 0.5}, "cutmix": {"p": 0.5}},  # DVC tracks the section: it must be present
 }
 
 

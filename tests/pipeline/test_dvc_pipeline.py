@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import mlflow
@@ -13,11 +14,12 @@ from tests.pipeline.conftest import sh
 pytestmark = pytest.mark.slow
 
 STAGES = ["generate", "crop", "backgrounds", "background_classifier", "gradcam_mask", "train_classifier", "evaluate"]
+STUDY = [f"study@{d}-{m}" for d in ("cifar10", "imagenet10") for m in ("simple_cnn", "resnet")]
 
 
-def _runs(repo):
+def _runs(repo, experiment="cnnlab-objects"):
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("cnnlab-objects")
+    exp = client.get_experiment_by_name(experiment)
     return client.search_runs([exp.experiment_id], max_results=1000)
 
 
@@ -48,6 +50,31 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     assert sorted(r.data.tags["dvc.stage"] for r in runs) == sorted(STAGES)
     assert not (repo / "mlruns").exists()
 
+    # the study matrix: every dataset x model, its reports, its MLflow runs
+    for stage in ["prepare@cifar10", "prepare@imagenet10", *STUDY]:
+        assert f"Running stage '{stage}'" in out.stdout
+    for cell in (s.split("@")[1] for s in STUDY):
+        m = json.loads((repo / f"metrics/study/{cell}/metrics.json").read_text())
+        assert m["data_source"].startswith("synthetic (cnnlab shapes stand-in") and m["weights"] == "random"
+        assert m["sizes"] == {"train": 19, "val": 11, "test": 10}
+        assert 0 <= m["val"]["accuracy"] <= 1 and 0 <= m["test"]["macro_f1"] <= 1
+        preds = (repo / f"data/study/{cell}/test_predictions.csv").read_text().splitlines()
+        assert preds[0] == "id,label" and len(preds) == 11
+        confusion = (repo / f"metrics/study/{cell}/confusion_val.csv").read_text().splitlines()
+        assert confusion[0] == "actual,predicted" and len(confusion) == 12
+        report = (repo / f"metrics/study/{cell}/classification_report.csv").read_text().splitlines()
+        assert report[0] == "class,precision,recall,f1,support" and len(report) == 12
+        for figure in ("curves.png", "confusion.png", "examples.png", "model.pt"):
+            assert (repo / f"data/study/{cell}/{figure}").stat().st_size > 1000
+    study_runs = _runs(repo, "cnnlab-study")
+    assert sorted(r.data.tags["dvc.stage"] for r in study_runs) == sorted(STUDY)
+    run = next(r for r in study_runs if r.data.tags["dvc.stage"] == "study@cifar10-simple_cnn")
+    assert run.data.tags["cnnlab.weights"] == "random" and run.data.params["model.lr"] == "0.001"
+    assert "fit.val_acc" in run.data.metrics and "val.macro_f1" in run.data.metrics
+    assert not list((repo / "data/checkpoints/study").glob("*.pt"))  # finished runs leave no checkpoint
+    # dvc plots: curves and confusion data render
+    sh("dvc plots show --json > /dev/null", repo)
+
     # the second repro does nothing
     again = sh("dvc repro", repo)
     assert "Running stage" not in again.stdout
@@ -57,7 +84,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     sh("git add -A && git commit -qm 'first run'", repo)
     exp = sh("dvc exp run -S lr=0.05", repo)
     ran = {s for s in STAGES if f"Running stage '{s}'" in exp.stdout}
-    assert ran == {"train_classifier", "evaluate"}
+    assert ran == {"train_classifier", "evaluate"} and "study@" not in exp.stdout
     show = json.loads(sh("dvc exp show --json", repo).stdout)
     lrs = set()
     for commit in show:
@@ -92,3 +119,12 @@ def test_queued_experiment_logs_into_the_same_store(tiny_repo):
     assert sorted(r.data.tags["dvc.stage"] for r in runs) == ["evaluate", "train_classifier"]
     assert runs[0].info.artifact_uri.startswith((repo / "mlartifacts").as_uri())
     assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+def test_a_model_param_reruns_only_that_models_cells(tiny_repo):
+    repo = tiny_repo
+    sh("dvc repro study", repo)  # the study group and what it needs, not the objects chain
+    sh("git add -A && git commit -qm study", repo)
+    exp = sh("dvc exp run -S models.resnet.lr=0.05 study", repo)
+    ran = set(re.findall(r"Running stage '([^']+)'", exp.stdout))
+    assert ran == {"study@cifar10-resnet", "study@imagenet10-resnet"}

@@ -46,3 +46,24 @@ def test_misspelled_param_stops_the_stage(tiny_objects, tmp_path):
     out = _crop(tmp_path, tiny_objects, params)
     assert out.returncode == 1 and "'crop.sise'" in out.stderr and "valid keys: size" in out.stderr
     assert not (tmp_path / "crops").exists()
+
+
+def _stage(tmp_path, args, params):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return sh(f"{sys.executable} {REPO / 'stages' / args} --params {tmp_path / 'params.yaml'}", tmp_path, check=False)
+
+
+def test_unknown_model_name_fails_before_training_with_the_valid_names(tmp_path):
+    params = {**TINY, "study": {"datasets": ["cifar10"], "models": ["simple_cnn", "vgg16"]}}
+    out = _stage(tmp_path, f"study.py cifar10 vgg16 {tmp_path}/prep {tmp_path}/out {tmp_path}/ck {tmp_path}/m", params)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "'study.models[1]': unknown name 'vgg16'; valid names: simple_cnn, mish_cnn" in out.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_real_dataset_offline_fails_with_how_to_get_it(tmp_path):
+    params = {**TINY, "datasets": {"cifar10": {"source": "torchvision", "root": str(tmp_path / "raw")}}}
+    out = _stage(tmp_path, f"prepare.py cifar10 {tmp_path}/prepared", params)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "error: CIFAR-10 not found" in out.stderr and "download: true" in out.stderr
+    assert not (tmp_path / "prepared").exists()

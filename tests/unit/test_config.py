@@ -95,3 +95,27 @@ def test_flat_dict_for_logging():
     assert flat["lr"] == Params().lr
     assert flat["backgrounds.classes"] == ["00", "04"]
     assert "classifier.hidden" in flat
+
+
+def test_real_data_config_is_valid_and_uses_the_real_sources():
+    p = load_params(REPO / "configs/real.yaml")
+    assert p.datasets.cifar10.source == "torchvision" and p.datasets.imagenet10.source == "imagenette"
+    assert len(p.study.models) == 6 and p.models.mish_cnn.epochs == 100
+    assert p.models.mobilenet_v3.input_size == 224 and not p.models.mobilenet_v3.allow_random_init
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"models": {"vgg": {}}}, "valid keys: imagenet10_cnn, inception_v3, mish_cnn"),
+        ({"study": {"models": ["vgg"]}}, "'study.models[0]': unknown name 'vgg'; valid names: simple_cnn"),
+        ({"study": {"datasets": ["mnist"]}}, "valid names: cifar10, imagenet10"),
+        ({"augment": {"mosaic": {"p": 1}}}, "valid keys: cutmix, cutout, hflip, mixup"),
+        ({"datasets": {"cifar10": {"source": "folder"}}}, "valid names: synthetic, torchvision"),
+        ({"models": {"resnet": {"optimizer": "rmsprop"}}}, "valid names: adam, sgd"),
+        ({"study": {"models": ["resnet", "resnet"]}}, "lists a name twice"),
+    ],
+)
+def test_unknown_study_names_are_rejected_with_the_valid_ones(data, message):
+    with pytest.raises(ParamsError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_params(data)

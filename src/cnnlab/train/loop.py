@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from cnnlab.config import TrainParams
+from cnnlab.data.augment import Augment
 from cnnlab.train.checkpoint import save_checkpoint
 
 
@@ -87,6 +87,16 @@ def evaluate(model: nn.Module, data: TensorData, device: torch.device) -> tuple[
     return loss, acc
 
 
+def make_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    """Adam or SGD (with momentum) over the trainable parameters, with weight decay (L2)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    name = getattr(cfg, "optimizer", "sgd")
+    decay = getattr(cfg, "weight_decay", 0.0)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=decay)
+
+
 def train_one_epoch(
     model: nn.Module,
     criterion: nn.Module,
@@ -96,83 +106,133 @@ def train_one_epoch(
     device: torch.device,
     generator: torch.Generator,
     desc: str = "train",
+    augment: Augment | None = None,
+    shuffle: bool = True,
 ) -> tuple[float, float]:
-    """One pass over the data in a seeded random order; returns (mean loss, accuracy)."""
+    """One pass over the data (in a seeded random order when `shuffle`); returns (mean loss, accuracy).
+
+    `augment` maps a uint8 batch and its labels to float images and targets (soft targets from
+    CutMix/MixUp count as their largest class for the accuracy).
+    """
     model.train()
-    order = torch.randperm(len(data), generator=generator)
+    order = torch.randperm(len(data), generator=generator) if shuffle else torch.arange(len(data))
     total_loss, correct = 0.0, 0
     steps = math.ceil(len(data) / batch_size)
     for step in tqdm(range(steps), desc=desc, unit="batch", leave=False):
         idx = order[step * batch_size : (step + 1) * batch_size]
-        x = to_float(data.images[idx].to(device, non_blocking=True))
-        y = data.labels[idx].to(device, non_blocking=True)
+        images, y = data.images[idx].to(device, non_blocking=True), data.labels[idx].to(device, non_blocking=True)
+        if augment is None:
+            x = to_float(images)
+        else:
+            x, y = augment(images, y)
+            x = x.contiguous(memory_format=torch.channels_last)
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
         loss = criterion(logits, y)
         loss.backward()
         optimizer.step()
         total_loss += loss.item() * len(idx)
-        correct += (logits.argmax(1) == y).sum().item()
+        hard = y if y.ndim == 1 else y.argmax(1)
+        correct += (logits.argmax(1) == hard).sum().item()
     return total_loss / len(data), correct / len(data)
+
+
+def _resume_state(checkpoint: Path | None, fingerprint: str | None) -> dict | None:
+    """The state saved by an interrupted fit with the same fingerprint, or None."""
+    if checkpoint is None or fingerprint is None or not Path(checkpoint).is_file():
+        return None
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception:  # a damaged checkpoint: start over
+        return None
+    return state if state.get("fingerprint") == fingerprint else None
 
 
 def fit(
     model: nn.Module,
     train: TensorData,
-    val: TensorData,
-    cfg: TrainParams,
+    val: TensorData | None,
+    cfg,
     *,
     seed: int,
     device: torch.device,
     checkpoint: str | Path | None = None,
+    fingerprint: str | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    augment: Augment | None = None,
     name: str = "model",
 ) -> FitResult:
-    """Train `model` with SGD on `train`, validating on `val` after every epoch.
+    """Train `model` on `train`, validating on `val` (if given) after every epoch.
 
     Args:
-        cfg: lr, momentum, batch_size, epochs, patience (0 = no early stopping; otherwise stop
-            after `patience` epochs without a lower val loss and restore the best weights).
+        cfg: lr, batch_size, epochs, patience (0 = no early stopping; otherwise stop after
+            `patience` epochs without a lower val loss and restore the best weights), and
+            optionally optimizer ("sgd" or "adam"), momentum, weight_decay, shuffle.
         seed: seeds the batch order, so two fits with the same seed see the same batches.
-        checkpoint: if given, the model/optimizer state is written there after every epoch.
+        checkpoint: if given, the whole training state is written there after every epoch.
+        fingerprint: what the checkpoint must have been written for (params, data, seed): a
+            fit that finds a checkpoint with the same fingerprint resumes after its last epoch
+            instead of starting over. Delete the checkpoint once the model is saved.
         on_epoch: called with each epoch's row (epoch, train_loss, train_acc, val_loss, val_acc).
+        augment: see :func:`train_one_epoch`.
 
     Returns:
         FitResult with the per-epoch history; the model holds the final (or best) weights.
     """
     model.to(device, memory_format=torch.channels_last)
     criterion = nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(seed)
+    patience = cfg.patience if val is not None else 0
     result = FitResult()
-    best_loss, best_state, since_best = math.inf, None, 0
-    bar = tqdm(range(1, cfg.epochs + 1), desc=f"fit {name}", unit="epoch")
+    best_loss, best_state, since_best, start = math.inf, None, 0, 1
+    saved = _resume_state(checkpoint, fingerprint)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        result.history = saved["history"]
+        result.best_epoch, since_best = saved["best_epoch"], saved["since_best"]
+        best_loss, best_state = saved["best_loss"], saved.get("best_model")
+        start = len(result.history) + 1
+        tqdm.write(f"{name}: resuming from {checkpoint} after epoch {start - 1}")
+    bar = tqdm(range(start, cfg.epochs + 1), desc=f"fit {name}", unit="epoch", initial=start - 1, total=cfg.epochs)
     for epoch in bar:
         train_loss, train_acc = train_one_epoch(
-            model, criterion, optimizer, train, cfg.batch_size, device, generator, desc=f"{name} epoch {epoch}"
-        )
-        val_loss, val_acc = evaluate(model, val, device)
+            model, criterion, optimizer, train, cfg.batch_size, device, generator,
+            desc=f"{name} epoch {epoch}", augment=augment, shuffle=getattr(cfg, "shuffle", True),
+        )  # fmt: skip
         if not math.isfinite(train_loss):
             raise FloatingPointError(
                 f"{name}: training loss became {train_loss} in epoch {epoch}; lower the learning rate (lr={cfg.lr})"
             )
-        row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc)
+        row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc)
+        if val is not None:
+            row["val_loss"], row["val_acc"] = evaluate(model, val, device)
         result.history.append(row)
-        bar.set_postfix(loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+        bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k != "epoch"})
         if on_epoch is not None:
             on_epoch(row)
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer=optimizer, epoch=epoch, history=result.history)
-        if val_loss < best_loss:
-            best_loss, since_best, result.best_epoch = val_loss, 0, epoch
-            if cfg.patience:
+        stop = False
+        if val is not None and row["val_loss"] < best_loss:
+            best_loss, since_best, result.best_epoch = row["val_loss"], 0, epoch
+            if patience:
                 best_state = copy.deepcopy(model.state_dict())
-        else:
+        elif val is not None:
             since_best += 1
-            if cfg.patience and since_best >= cfg.patience:
-                result.stopped_early = True
-                break
-    if cfg.patience and best_state is not None:
+            stop = bool(patience and since_best >= patience)
+        if checkpoint is not None:
+            extra = dict(best_model=best_state) if best_state is not None else {}
+            save_checkpoint(
+                checkpoint, model, optimizer=optimizer, epoch=epoch, history=result.history, fingerprint=fingerprint,
+                generator=generator.get_state(), torch_rng=torch.get_rng_state(), best_epoch=result.best_epoch,
+                since_best=since_best, best_loss=best_loss, **extra,
+            )  # fmt: skip
+        if stop:
+            result.stopped_early = True
+            break
+    if patience and best_state is not None:
         model.load_state_dict(best_state)
     else:
         result.best_epoch = len(result.history)

@@ -70,7 +70,13 @@ def confusion_matrices(results: dict[str, tuple[np.ndarray, np.ndarray]], labels
     fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 4.2), squeeze=False)
     for ax, (name, (y_true, y_pred)) in zip(axes[0], results.items()):
         ConfusionMatrixDisplay.from_predictions(
-            y_true, y_pred, labels=list(range(len(labels))), display_labels=labels, ax=ax, colorbar=False
+            y_true,
+            y_pred,
+            labels=list(range(len(labels))),
+            display_labels=labels,
+            ax=ax,
+            colorbar=False,
+            xticks_rotation=45 if max(map(len, labels)) > 3 else "horizontal",
         )
         ax.set_title(name)
     fig.suptitle(title)
@@ -89,6 +95,26 @@ def image_grid(images: np.ndarray, titles: list[str], columns: int = 8, title: s
     for ax, image, name in zip(axes.flat, images, titles):
         ax.imshow(image)
         ax.set_title(name, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def prediction_grid(
+    images: np.ndarray, true: list[str], pred: list[str], prob: np.ndarray, columns: int = 8, title: str = ""
+) -> Figure:
+    """Example predictions: each (N, 3, H, W) uint8 image titled with the predicted class and its
+    probability, and the true class when wrong; green when right, red when wrong."""
+    images = images.transpose(0, 2, 3, 1)
+    rows = max(1, int(np.ceil(len(images) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.7 * columns, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, image, t, p, q in zip(axes.flat, images, true, pred, prob):
+        ax.imshow(image)
+        right = t == p
+        label = f"{p} {q:.2f}" if right else f"{p} {q:.2f}\n(true: {t})"
+        ax.set_title(label, fontsize=7, color="green" if right else "red")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -1,0 +1,100 @@
+"""Every study model: forward and backward at its input size, flatten sizes computed, clear
+errors for sizes an architecture cannot take, and the transfer models' weight handling."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torchvision
+
+from cnnlab.config import ModelParams, ParamsError, parse_params
+from cnnlab.models import transfer, zoo
+from cnnlab.models.imagenet10_cnn import ImageNet10CNN
+from cnnlab.models.transfer import WeightsError
+
+DEFAULTS = parse_params({}).models
+
+
+def small(family: str, **kw) -> ModelParams:
+    """The family's defaults with sizes small enough for a test."""
+    base = {"input_size": {"mobilenet_v3": 64, "inception_v3": 75}.get(family, 0), "width": 8, "weights": "none"}
+    return dataclasses.replace(getattr(DEFAULTS, family), **{**base, **kw})
+
+
+@pytest.mark.parametrize("family", zoo.FAMILIES)
+@pytest.mark.parametrize("image_size", [32, 48])
+def test_forward_and_backward_at_the_input_size(family, image_size):
+    if family == "imagenet10_cnn" and image_size < ImageNet10CNN.MIN_SIZE:
+        pytest.skip("covered by the input-size error test")
+    torch.manual_seed(0)
+    model, init = zoo.build_model(family, small(family), num_classes=10, image_size=image_size)
+    assert init == "random"
+    model.train()
+    x = torch.rand(3, 3, image_size, image_size)
+    logits = model(x)
+    assert logits.shape == (3, 10) and torch.isfinite(logits).all()
+    logits.logsumexp(1).sum().backward()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable)
+
+
+def test_imagenet10_cnn_has_the_reports_flatten_size_at_128_px():
+    model = ImageNet10CNN(10, 128)
+    assert model.classifier[1].in_features == 256 * 6 * 6 == 9216
+
+
+def test_imagenet10_cnn_on_too_small_inputs_names_the_key_to_set():
+    with pytest.raises(ParamsError, match=r"models.imagenet10_cnn.input_size"):
+        zoo.build_model("imagenet10_cnn", small("imagenet10_cnn", input_size=0), 10, 32)
+
+
+def test_frozen_backbone_trains_only_the_head_and_keeps_batchnorm_statistics():
+    model, _ = zoo.build_model("mobilenet_v3", small("mobilenet_v3", freeze_backbone=True), 10, 32)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all(n.startswith("net.classifier.") for n in names)
+    bn = next(m for m in model.net.features.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = bn.running_mean.clone()
+    model.train()
+    model(torch.rand(4, 3, 32, 32))
+    assert not bn.training and torch.equal(bn.running_mean, before)
+
+
+def test_unavailable_imagenet_weights_fail_with_how_to_get_them(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(*a, **k):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(torchvision.models._api.WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(WeightsError, match=r"allow_random_init.*") as err:
+        zoo.build_model("mobilenet_v3", small("mobilenet_v3", weights="imagenet"), 10, 32)
+    assert "mobilenet_v3_large-" in str(err.value) and str(tmp_path) in str(err.value)
+    model, init = zoo.build_model(
+        "mobilenet_v3", small("mobilenet_v3", weights="imagenet", allow_random_init=True), 10, 32
+    )
+    assert init.startswith("random (ImageNet weights unavailable")
+
+
+@pytest.mark.parametrize("family", ["mobilenet_v3", "inception_v3"])
+def test_imagenet_weights_are_loaded_into_the_backbone(monkeypatch, family):
+    """The state dict torchvision would download (same keys, incl. Inception's AuxLogits) ends up in the model."""
+    builder = transfer.BACKBONES[family][0]
+    kw = {"aux_logits": True, "init_weights": False} if family == "inception_v3" else {}
+    reference = builder(weights=None, **kw).state_dict()
+    monkeypatch.setattr(transfer, "imagenet_state_dict", lambda fam, timeout=30.0: reference)
+    monkeypatch.setattr(zoo, "imagenet_state_dict", lambda fam: reference)
+    model, init = zoo.build_model(family, small(family, weights="imagenet"), 10, 32)
+    assert init == "imagenet"
+    first_conv = next(k for k in reference if k.endswith("weight") and reference[k].ndim == 4)
+    assert torch.equal(model.net.state_dict()[first_conv], reference[first_conv])
+
+
+def test_rebuild_from_arch_gives_the_same_network():
+    model, _ = zoo.build_model("resnet", small("resnet"), 10, 32)
+    again = zoo.rebuild(model.arch)
+    again.load_state_dict(model.state_dict())
+    model.eval(), again.eval()
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(model(x), again(x))

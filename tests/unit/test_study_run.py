@@ -1,0 +1,116 @@
+"""The study runner and the loop features it uses: single-batch overfitting, resuming from a
+checkpoint, retraining on train+val, the reports."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.config import parse_params
+from cnnlab.data.sources import Prepared, Split
+from cnnlab.metrics import classification_metrics
+from cnnlab.models.zoo import build_model
+from cnnlab.train.loop import TensorData, fit
+from cnnlab.train.study import run_study
+
+CPU = torch.device("cpu")
+P = parse_params({})
+NO_AUG = parse_params({"augment": {"hflip": {"p": 0}, "rotate_shift": {"p": 0}}}).augment
+
+
+def tiny_prepared(n_train=40, n_val=20, n_test=10, size=16, classes=4) -> Prepared:
+    """Classes told apart by which colour channel is bright."""
+    g = np.random.default_rng(0)
+
+    def split(n, labelled=True):
+        labels = np.arange(n) % classes
+        images = g.integers(0, 60, (n, 3, size, size), dtype=np.uint8)
+        for i, c in enumerate(labels):
+            images[i, c % 3] += np.uint8(120 + 60 * (c // 3))
+        return Split(images, labels if labelled else np.full(n, -1), [f"img{i}" for i in range(n)])
+
+    return Prepared("cifar10", "test data", [f"c{i}" for i in range(classes)], size,
+                    {"train": split(n_train), "val": split(n_val), "test": split(n_test)})  # fmt: skip
+
+
+def test_single_batch_mode_drives_the_training_loss_to_about_zero():
+    data = tiny_prepared(n_train=64)
+    cfg = dataclasses.replace(P.models.simple_cnn, batch_size=8, epochs=60, dropout=0.0, lr=3e-3, single_batch=True)
+    result = run_study(data, "simple_cnn", cfg, P.augment, seed=0, device=CPU)
+    history = result.fit.history
+    assert result.metrics["sizes"]["train"] == 64 and result.metrics["single_batch"] is True
+    assert history[-1]["train_loss"] < 0.02 < history[0]["train_loss"]
+    assert len(result.predictions["train"]) == 8  # trained (and scored) on the one batch only
+
+
+def test_resume_after_interruption_ends_like_an_uninterrupted_fit(tmp_path):
+    data = tiny_prepared()
+    train = TensorData.from_numpy(data.splits["train"].images, data.splits["train"].labels)
+    val = TensorData.from_numpy(data.splits["val"].images, data.splits["val"].labels)
+    cfg = dataclasses.replace(P.models.simple_cnn, batch_size=8, epochs=4, dropout=0.3)
+
+    def run(epochs, checkpoint=None):
+        torch.manual_seed(0)
+        model, _ = build_model("simple_cnn", cfg, 4, 16)
+        result = fit(model, train, val, dataclasses.replace(cfg, epochs=epochs), seed=0, device=CPU,
+                     checkpoint=checkpoint, fingerprint="same")  # fmt: skip
+        return model, result
+
+    whole, whole_result = run(4)
+    ckpt = tmp_path / "ckpt.pt"
+    run(2, ckpt)  # "interrupted" after epoch 2: its checkpoint is what a killed run leaves behind
+    torch.manual_seed(123)  # the restarted process's RNG state differs; resuming restores it
+    resumed, resumed_result = run(4, ckpt)
+    assert resumed_result.history == whole_result.history
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
+    data = tiny_prepared()
+    train = TensorData.from_numpy(data.splits["train"].images, data.splits["train"].labels)
+    cfg = dataclasses.replace(P.models.resnet, batch_size=8, epochs=1, width=4)
+    model, _ = build_model("resnet", cfg, 4, 16)
+    fit(model, train, None, cfg, seed=0, device=CPU, checkpoint=tmp_path / "c.pt", fingerprint="old")
+    result = fit(model, train, None, dataclasses.replace(cfg, epochs=2), seed=0, device=CPU,
+                 checkpoint=tmp_path / "c.pt", fingerprint="new")  # fmt: skip
+    assert [r["epoch"] for r in result.history] == [1, 2]
+
+
+def test_study_reports_and_retraining_on_train_and_val():
+    data = tiny_prepared()
+    cfg = dataclasses.replace(P.models.resnet, batch_size=8, epochs=3, width=4, retrain_epochs=2)
+    result = run_study(data, "resnet", cfg, NO_AUG, seed=0, device=CPU)
+    m = result.metrics
+    assert m["data_source"] == "test data" and m["weights"] == "random"
+    assert m["test_predictions_from"] == "model retrained on train+val for 2 epochs"
+    assert [r["epoch"] for r in result.retrain.history] == [1, 2] and "val_loss" not in result.retrain.history[0]
+    assert set(m["val"]) == {"loss", "accuracy", "macro_precision", "macro_recall", "macro_f1"}
+    assert 0 <= m["test"]["accuracy"] <= 1
+    assert len(result.predictions["test"]) == 10 and result.probabilities["test"].shape == (10, 4)
+    assert [r["class"] for r in result.report] == ["c0", "c1", "c2", "c3", "macro avg"]
+    assert np.isclose(result.report[-1]["f1"], m["val"]["macro_f1"])
+
+
+def test_unlabelled_test_set_gets_predictions_but_no_test_metrics():
+    data = tiny_prepared()
+    data.splits["test"].labels[:] = -1
+    cfg = dataclasses.replace(P.models.simple_cnn, batch_size=8, epochs=1)
+    result = run_study(data, "simple_cnn", cfg, NO_AUG, seed=0, device=CPU)
+    assert "test" not in result.metrics and len(result.predictions["test"]) == 10
+
+
+def test_classification_metrics_by_hand():
+    # class 0: 2 right, class 1: 1 right + 1 called 0, class 2: never present, predicted once
+    y_true = [0, 0, 1, 1, 0]
+    y_pred = [0, 0, 1, 0, 2]
+    summary, rows = classification_metrics(y_true, y_pred, ["a", "b", "c"])
+    assert summary["accuracy"] == pytest.approx(3 / 5)
+    a, b, c, macro = rows
+    assert (a["precision"], a["recall"], a["support"]) == (pytest.approx(2 / 3), pytest.approx(2 / 3), 3)
+    assert (b["precision"], b["recall"], b["f1"]) == (1.0, 0.5, pytest.approx(2 / 3))
+    assert (c["precision"], c["recall"], c["support"]) == (0.0, 0.0, 0)
+    assert macro["f1"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3) == summary["macro_f1"]
