@@ -23,11 +23,12 @@ def small(family: str, **kw) -> ModelParams:
     return dataclasses.replace(getattr(DEFAULTS, family), **{**base, **kw})
 
 
-@pytest.mark.parametrize("family", zoo.FAMILIES)
-@pytest.mark.parametrize("image_size", [32, 48])
+# imagenet10_cnn needs 48 px or more: its 32 px case is the input-size error test below
+CASES = [(f, s) for f in zoo.FAMILIES for s in (32, 48) if not (f == "imagenet10_cnn" and s < ImageNet10CNN.MIN_SIZE)]
+
+
+@pytest.mark.parametrize("family, image_size", CASES)
 def test_forward_and_backward_at_the_input_size(family, image_size):
-    if family == "imagenet10_cnn" and image_size < ImageNet10CNN.MIN_SIZE:
-        pytest.skip("covered by the input-size error test")
     torch.manual_seed(0)
     model, init = zoo.build_model(family, small(family), num_classes=10, image_size=image_size)
     assert init == "random"
@@ -83,7 +84,6 @@ def test_imagenet_weights_are_loaded_into_the_backbone(monkeypatch, family):
     builder = transfer.BACKBONES[family][0]
     kw = {"aux_logits": True, "init_weights": False} if family == "inception_v3" else {}
     reference = builder(weights=None, **kw).state_dict()
-    monkeypatch.setattr(transfer, "imagenet_state_dict", lambda fam, timeout=30.0: reference)
     monkeypatch.setattr(zoo, "imagenet_state_dict", lambda fam: reference)
     model, init = zoo.build_model(family, small(family, weights="imagenet"), 10, 32)
     assert init == "imagenet"
