@@ -1,10 +1,14 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from cnnlab.config import TrainParams
 from cnnlab.models import ObjectsCNN
+from cnnlab.models.resnet import ResNet
 from cnnlab.train.checkpoint import load_model, save_checkpoint
-from cnnlab.train.loop import TensorData, fit, predict
+from cnnlab.train.loop import TensorData, fit, memory_format, predict
 from cnnlab.train.split import stratified_split
 
 CPU = torch.device("cpu")
@@ -119,3 +123,32 @@ def test_summary_reports_the_weights_the_model_ends_with():
                for e, v, a in ((1, 0.9, 0.6), (2, 0.4, 0.8), (3, 0.7, 0.7))]  # fmt: skip
     s = FitResult(history, best_epoch=2, stopped_early=True).summary()
     assert s == {"val_accuracy": 0.8, "val_loss": 0.4, "best_epoch": 2, "epochs_run": 3, "stopped_early": True}
+
+
+# oneDNN#6035: the weight gradient of a strided 1x1 convolution with few input channels corrupts
+# the heap for channels-last input on CPU. The loop must pick the contiguous format for such a model.
+STRIDED_1X1_BACKWARD = """
+import sys, torch
+from torch import nn
+from cnnlab.train.loop import memory_format, to_float
+conv = nn.Conv2d(4, 8, 1, stride=2, bias=False)
+fmt = memory_format(conv) if sys.argv[1] == "chosen" else torch.channels_last
+g = torch.Generator().manual_seed(0)
+for _ in range(1000):
+    for batch in (8, 3):  # as a loop does: full batches, then the remainder
+        x = to_float(torch.randint(0, 256, (batch, 4, 16, 16), dtype=torch.uint8, generator=g), fmt)
+        conv(x).sum().backward()
+print("survived")
+"""
+
+
+def test_memory_format_avoids_the_onednn_strided_1x1_bug():
+    assert memory_format(ResNet(10, width=4)) == torch.contiguous_format  # 1x1 stride-2 convs from 4 channels
+    assert memory_format(ResNet(10, width=16)) == torch.channels_last
+    assert memory_format(ResNet(10, width=4), "cuda") == torch.channels_last
+    assert memory_format(ObjectsCNN(2, 8, 12)) == torch.channels_last
+
+
+def test_the_chosen_format_survives_the_strided_1x1_backward():
+    out = subprocess.run([sys.executable, "-c", STRIDED_1X1_BACKWARD, "chosen"], capture_output=True, text=True)
+    assert out.returncode == 0 and "survived" in out.stdout, out.stderr[-2000:]

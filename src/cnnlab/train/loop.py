@@ -26,10 +26,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) uint8 -> float in [0, 1]: the models' input, channels-last (measured
-    faster for these convolutions on CPU)."""
-    return images.float().div_(255).contiguous(memory_format=torch.channels_last)
+# oneDNN's CPU 1x1-convolution weight gradient writes past its buffer for channels-last input
+# when the convolution has a stride and fewer input channels than its 16-channel block
+# (uxlfoundation/oneDNN#6035: heap corruption, then SIGSEGV/SIGABRT; a narrow ResNet hits it).
+ONEDNN_MIN_STRIDED_1X1_CHANNELS = 16
+
+
+def memory_format(model: nn.Module, device: torch.device | str = "cpu") -> torch.memory_format:
+    """channels-last (measured faster for these convolutions on CPU, the usual choice on GPU),
+    except on CPU for a model with a convolution that triggers oneDNN#6035."""
+    if torch.device(device).type == "cpu":
+        for m in model.modules():
+            if (
+                isinstance(m, nn.Conv2d)
+                and m.kernel_size == (1, 1)
+                and m.stride != (1, 1)
+                and m.in_channels < ONEDNN_MIN_STRIDED_1X1_CHANNELS
+            ):
+                return torch.contiguous_format
+    return torch.channels_last
+
+
+def to_float(images: torch.Tensor, fmt: torch.memory_format = torch.channels_last) -> torch.Tensor:
+    """(B, 3, H, W) uint8 -> float in [0, 1]: the models' input, in memory format `fmt`
+    (see :func:`memory_format`)."""
+    return images.float().div_(255).contiguous(memory_format=fmt)
 
 
 @dataclass
@@ -75,8 +96,9 @@ class FitResult:
 def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
     """Logits (N, classes) for uint8 images (N, 3, H, W), in eval mode."""
     model.eval()
+    fmt = memory_format(model, device)
     starts = range(0, max(len(images), 1), batch_size)  # an empty set still gives (0, classes)
-    return torch.cat([model(to_float(images[i : i + batch_size].to(device))).cpu() for i in starts])
+    return torch.cat([model(to_float(images[i : i + batch_size].to(device), fmt)).cpu() for i in starts])
 
 
 def evaluate(model: nn.Module, data: TensorData, device: torch.device) -> tuple[float, float]:
@@ -115,6 +137,7 @@ def train_one_epoch(
     CutMix/MixUp count as their largest class for the accuracy).
     """
     model.train()
+    fmt = memory_format(model, device)
     order = torch.randperm(len(data), generator=generator) if shuffle else torch.arange(len(data))
     total_loss, correct = 0.0, 0
     steps = math.ceil(len(data) / batch_size)
@@ -122,10 +145,10 @@ def train_one_epoch(
         idx = order[step * batch_size : (step + 1) * batch_size]
         images, y = data.images[idx].to(device, non_blocking=True), data.labels[idx].to(device, non_blocking=True)
         if augment is None:
-            x = to_float(images)
+            x = to_float(images, fmt)
         else:
             x, y = augment(images, y)
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=fmt)
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
         loss = criterion(logits, y)
@@ -179,7 +202,7 @@ def fit(
     Returns:
         FitResult with the per-epoch history; the model holds the final (or best) weights.
     """
-    model.to(device, memory_format=torch.channels_last)
+    model.to(device, memory_format=memory_format(model, device))
     criterion = nn.CrossEntropyLoss()
     optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(seed)
