@@ -238,6 +238,31 @@ class StudyParams:
 
 
 @dataclass(frozen=True)
+class ClassImageParams:
+    """Class images: Adam on a Fourier-space image, maximising one class logit."""
+
+    steps: int = field(default=256, metadata=POSITIVE)
+    lr: float = field(default=0.05, metadata=POSITIVE)
+    decay: float = 1.0  # spectrum scaled by 1/frequency^decay: higher = smoother images
+    scale: float = 0.1  # random rescale 1 +- scale every step
+    degrees: float = 5.0  # random rotation +- degrees every step
+
+
+@dataclass(frozen=True)
+class VisualizeParams:
+    """What the visualize stage draws from which study cell (`<dataset>-<model>`, in the matrix)."""
+
+    features_cell: str = "imagenet10-imagenet10_cnn"  # filters and feature maps
+    deconv_cell: str = "cifar10-resnet"  # deconvnet reconstructions
+    class_images_cell: str = "cifar10-simple_cnn"  # class images
+    augment_dataset: str = "cifar10"  # the fixed batch of the augmentation examples
+    images: int = field(default=3, metadata=POSITIVE)  # input images (of different classes) per figure
+    filters: int = field(default=4, metadata=POSITIVE)  # filters shown per layer
+    gradcam_examples: int = field(default=6, metadata=POSITIVE)  # crops per Grad-CAM figure
+    class_images: ClassImageParams = ClassImageParams()
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 0
     lr: float = field(default=0.01, metadata=POSITIVE)
@@ -254,6 +279,7 @@ class Params:
     datasets: DatasetsParams = DatasetsParams()
     models: ModelsParams = ModelsParams()
     augment: AugmentParams = AugmentParams()
+    visualize: VisualizeParams = VisualizeParams()
 
     def classifier_train(self) -> TrainParams:
         """The 8-class classifier's settings with the top-level `lr` filled in."""
@@ -354,6 +380,13 @@ def _check_study(p: Params) -> None:
             raise ParamsError(f"params key 'augment.{name}.scale' must be 0 < min <= max <= 1, got {[low, high]}")
 
 
+def _check_visualize(p: Params) -> None:
+    cells = [f"{d}-{m}" for d in p.study.datasets for m in p.study.models]
+    for key in ("features_cell", "deconv_cell", "class_images_cell"):
+        _one_of(f"visualize.{key}", getattr(p.visualize, key), cells)
+    _one_of("visualize.augment_dataset", p.visualize.augment_dataset, p.study.datasets)
+
+
 def parse_params(data: dict | None) -> Params:
     """Validate a params mapping (as read from params.yaml) and return :class:`Params`."""
     if data is None:
@@ -362,6 +395,7 @@ def parse_params(data: dict | None) -> Params:
         raise ParamsError("params.yaml must hold a mapping of keys at the top level")
     params = _build(Params, data)
     _check_study(params)
+    _check_visualize(params)
     return params
 
 

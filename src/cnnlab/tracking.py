@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 EXPERIMENT = "cnnlab-objects"  # the objects chain
 STUDY_EXPERIMENT = "cnnlab-study"  # the CIFAR-10 / ImageNet10 matrix
+REPORTS_EXPERIMENT = "cnnlab-reports"  # the visualize stage: every figure and the HTML page
 STORE_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 
@@ -203,3 +204,31 @@ def stage_run(
         if params:
             mlflow.log_params({k: str(v) for k, v in params.items()})
         yield StageRun(mlflow, run)
+
+
+def attach_to_stage_run(stage: str, experiment: str, files: list[Path], folder: str = "figures") -> str | None:
+    """Log `files` as artifacts of the newest finished run of `stage` (tagged dvc.stage) in the
+    current DVC experiment: the run that made the model the figures show.
+
+    Returns that run's id, or None when the store has no such run, e.g. when the model was
+    restored from the DVC cache rather than trained here.
+    """
+    mlflow = _mlflow()
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    exp_name = dvc_experiment_name(git_commit())
+    runs = []
+    if found is not None:
+        runs = client.search_runs(
+            [found.experiment_id],
+            filter_string=f"tags.`dvc.stage` = '{stage}' and tags.`dvc.experiment` = '{exp_name}' "
+            "and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+    if not runs:
+        return None
+    run_id = runs[0].info.run_id
+    for path in files:
+        client.log_artifact(run_id, str(path), folder)
+    return run_id

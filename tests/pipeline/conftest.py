@@ -33,6 +33,13 @@ TINY = {
         "resnet": {"epochs": 1, "batch_size": 8, "width": 4},
     },
     "augment": {"hflip": {"p": 0.5}, "cutmix": {"p": 0.5}},  # DVC tracks the section: it must be present
+    "visualize": {
+        "features_cell": "imagenet10-simple_cnn",
+        "deconv_cell": "cifar10-resnet",
+        "class_images_cell": "cifar10-simple_cnn",
+        "gradcam_examples": 2,
+        "class_images": {"steps": 4},
+    },
 }
 
 

@@ -9,12 +9,25 @@ import time
 import mlflow
 import pytest
 
+from tests.browser import inspect_page
 from tests.pipeline.conftest import sh
 
 pytestmark = pytest.mark.slow
 
 STAGES = ["generate", "crop", "backgrounds", "background_classifier", "gradcam_mask", "train_classifier", "evaluate"]
 STUDY = [f"study@{d}-{m}" for d in ("cifar10", "imagenet10") for m in ("simple_cnn", "resnet")]
+REPORT_FIGURES = [
+    *[f"objects/curves_{m}.png" for m in ("background_classifier", "baseline", "masked")],
+    *[f"objects/confusion_{m}{n}.png" for m in ("baseline", "masked") for n in ("", "_normalized")],
+    "objects/gradcam_shortcut_masks.png",
+    "objects/gradcam_test_baseline_vs_masked.png",
+    "objects/test_predictions_masked.png",
+    *[f"features/filters_{d}.png" for d in ("early", "middle", "deep")],
+    "features/deconvnet.png",
+    "features/class_images.png",
+    "augment/augmentations.png",
+]
+CELL_FIGURES = ["curves.png", "confusion.png", "confusion_normalized.png"]
 
 
 def _runs(repo, experiment="cnnlab-objects"):
@@ -75,10 +88,34 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     # dvc plots: curves and confusion data render
     sh("dvc plots show --json > /dev/null", repo)
 
-    # the second repro does nothing
+    # the visualize stage: every figure, the metrics of the class images, the page, MLflow
+    assert "Running stage 'visualize'" in out.stdout
+    reports = repo / "reports"
+    pngs = sorted(str(f.relative_to(reports)) for f in reports.rglob("*.png"))
+    for name in REPORT_FIGURES + [f"study/{s.split('@')[1]}/{f}" for s in STUDY for f in CELL_FIGURES]:
+        assert name in pngs and (reports / name).stat().st_size > 2000, name
+    vis = json.loads((repo / "metrics/visualize.json").read_text())
+    assert vis["figures"] == len(pngs) and vis["class_images"]["cell"] == "cifar10-simple_cnn"
+    assert len(vis["class_images"]["confidence"]) == 10
+    assert all(0 <= c <= 1 for c in vis["class_images"]["confidence"].values())
+    seen = inspect_page(reports / "index.html", "pipeline_report.png")
+    assert seen["errors"] == [] and len(seen["images"]) == len(pngs)
+    assert all(loaded for _, loaded in seen["images"]), [src for src, ok in seen["images"] if not ok]
+    assert seen["tables"] == {"objects-table-0": 2, "study-table-0": len(STUDY), "features-table-0": 10}
+    (vis_run,) = _runs(repo, "cnnlab-reports")
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    assert "index.html" in {a.path for a in client.list_artifacts(vis_run.info.run_id)}
+    train_run = next(r for r in runs if r.data.tags["dvc.stage"] == "train_classifier")
+    attached = {a.path for a in client.list_artifacts(train_run.info.run_id, "figures")}
+    assert "figures/confusion_masked_normalized.png" in attached  # on the run that made the model
+
+    # the second repro does nothing; a forced visualize draws the same bytes (dvc.lock unchanged)
     again = sh("dvc repro", repo)
     assert "Running stage" not in again.stdout
     assert "up to date" in again.stdout.lower()
+    lock = (repo / "dvc.lock").read_text()
+    sh("dvc repro -f -s visualize", repo)
+    assert (repo / "dvc.lock").read_text() == lock
 
     # `-S lr=` reruns only what reads lr
     sh("git add -A && git commit -qm 'first run'", repo)

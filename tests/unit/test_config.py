@@ -114,6 +114,12 @@ def test_real_data_config_is_valid_and_uses_the_real_sources():
         ({"datasets": {"cifar10": {"source": "folder"}}}, "valid names: synthetic, torchvision"),
         ({"models": {"resnet": {"optimizer": "rmsprop"}}}, "valid names: adam, sgd"),
         ({"study": {"models": ["resnet", "resnet"]}}, "lists a name twice"),
+        ({"visualize": {"deconv_cell": "cifar10-vgg"}}, "'visualize.deconv_cell': unknown name 'cifar10-vgg'"),
+        (
+            {"study": {"models": ["simple_cnn"]}},  # the default cells are no longer in the matrix
+            "'visualize.features_cell': unknown name 'imagenet10-imagenet10_cnn'; valid names: cifar10-simple_cnn,",
+        ),
+        ({"visualize": {"augment_dataset": "mnist"}}, "valid names: cifar10, imagenet10"),
     ],
 )
 def test_unknown_study_names_are_rejected_with_the_valid_ones(data, message):

@@ -21,12 +21,16 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, optimizer=None, **ext
         torch.save(state, f)
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[ObjectsCNN, dict]:
-    """Rebuild an ObjectsCNN from a checkpoint; returns (model in eval mode, the whole state)."""
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a model from a checkpoint (an ObjectsCNN, or a study family by its `arch`);
+    returns (model in eval mode, the whole state)."""
+    from cnnlab.models.zoo import rebuild  # the study's families import torchvision: only when needed
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model not found; run `dvc repro` to train it")
     state = torch.load(path, map_location=device, weights_only=True)
-    model = ObjectsCNN(**state["arch"])
+    arch = state["arch"]
+    model = rebuild(arch) if "family" in arch else ObjectsCNN(**arch)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), state

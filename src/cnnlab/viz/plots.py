@@ -58,8 +58,11 @@ def mask_examples(images: np.ndarray, heat: np.ndarray, masks: np.ndarray, truth
     return fig
 
 
-def confusion_matrices(results: dict[str, tuple[np.ndarray, np.ndarray]], labels: list[str], title: str = "") -> Figure:
-    """Side-by-side confusion matrices with counts in the cells.
+def confusion_matrices(
+    results: dict[str, tuple[np.ndarray, np.ndarray]], labels: list[str], title: str = "", normalize: str | None = None
+) -> Figure:
+    """Side-by-side confusion matrices with counts in the cells (or, with `normalize="true"`,
+    each row divided by its class's count: the recall on the diagonal).
 
     Args:
         results: {panel name: (y_true, y_pred)} with integer class indices.
@@ -77,6 +80,8 @@ def confusion_matrices(results: dict[str, tuple[np.ndarray, np.ndarray]], labels
             ax=ax,
             colorbar=False,
             xticks_rotation=45 if max(map(len, labels)) > 3 else "horizontal",
+            normalize=normalize,
+            values_format=".2f" if normalize else "d",
         )
         ax.set_title(name)
     fig.suptitle(title)

@@ -1,0 +1,51 @@
+"""Open a page of cnnlab's in headless Chromium (Debian's package, driven by Playwright) and
+report what a reader would see: which images loaded, which tables have how many rows."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+ARTIFACTS = Path(os.environ.get("CNNLAB_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+
+def chromium() -> str:
+    """Path of the Chromium binary, or skip the test with the reason."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip(
+        "Debian's chromium is not installed and could not be here (.ci/run installs it: apt-get install chromium)"
+    )
+
+
+def inspect_page(page_path: Path, screenshot: str) -> dict:
+    """Load `page_path` from the file system and return {images: [(src, loaded)], tables: {id: rows},
+    errors: [...]}; the full-page screenshot goes to ARTIFACTS/`screenshot`."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
+            page.goto(page_path.resolve().as_uri(), wait_until="load")
+            images = page.eval_on_selector_all(
+                "img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth > 0])"
+            )
+            tables = page.eval_on_selector_all(
+                "table", "els => Object.fromEntries(els.map(t => [t.id, t.tBodies[0] ? t.tBodies[0].rows.length : 0]))"
+            )
+            page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
+        finally:
+            browser.close()
+    return {"images": images, "tables": tables, "errors": errors}

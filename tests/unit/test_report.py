@@ -1,0 +1,57 @@
+"""The HTML report (viz/report.py): pure rendering, then the page as Chromium shows it."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from cnnlab.viz.plots import confusion_matrices, training_curves
+from cnnlab.viz.report import Section, render_report
+from tests.browser import ARTIFACTS, inspect_page
+
+
+def _sections() -> list[Section]:
+    table = pd.DataFrame({"cell": ["a-x", "b<y>"], "val acc": [0.5, 0.25]})
+    return [
+        Section("Objects", "objects", "note & more", tables=[("metrics", table)], figures=[("curves", "o/curves.png")]),
+        Section("Study", "study", figures=[("confusion", "s/confusion.png"), ("missing", "s/none.png")]),
+    ]
+
+
+def test_the_page_lists_every_section_table_and_figure_escaped():
+    page = render_report("t", "sub", _sections())
+    assert page.startswith("<!DOCTYPE html>") and page.count("<section") == 2
+    assert '<a href="#objects">Objects</a>' in page and 'id="objects-table-0"' in page
+    assert "b&lt;y&gt;" in page and "note &amp; more" in page  # escaped, not markup
+    assert page.count("<img ") == 3 and 'src="o/curves.png"' in page
+    assert "<script" not in page  # a static page: nothing runs
+
+
+def _write_figures(folder):
+    (folder / "o").mkdir(parents=True)
+    (folder / "s").mkdir()
+    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_acc": 0.5, "val_acc": 0.4} for e in (1, 2)]
+    fig = training_curves(history, "t")
+    fig.savefig(folder / "o" / "curves.png")
+    y = np.array([0, 1, 1, 0])
+    fig2 = confusion_matrices({"val": (y, y[::-1])}, ["a", "b"])
+    fig2.savefig(folder / "s" / "confusion.png")
+    plt.close("all")
+
+
+def test_the_page_in_headless_chromium_shows_every_image_and_table(tmp_path):
+    _write_figures(tmp_path)
+    sections = _sections()
+    sections[1].figures.pop()  # every listed figure exists
+    (tmp_path / "index.html").write_text(render_report("cnnlab report", "test", sections))
+    seen = inspect_page(tmp_path / "index.html", "unit_report.png")
+    assert seen["errors"] == []
+    assert [loaded for _, loaded in seen["images"]] == [True, True]
+    assert seen["tables"] == {"objects-table-0": 2}
+    assert (ARTIFACTS / "unit_report.png").stat().st_size > 10_000
+
+
+def test_the_browser_check_notices_a_missing_image(tmp_path):
+    _write_figures(tmp_path)
+    (tmp_path / "index.html").write_text(render_report("cnnlab report", "test", _sections()))
+    seen = inspect_page(tmp_path / "index.html", "unit_report_missing.png")
+    assert dict(seen["images"]) == {"o/curves.png": True, "s/confusion.png": True, "s/none.png": False}
