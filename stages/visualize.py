@@ -18,6 +18,7 @@ from cnnlab.viz import gather
 from cnnlab.viz.report import Section, render_report
 
 DPI = 100
+plt.rcParams["figure.max_open_warning"] = 0  # all figures are drawn first, then saved and closed
 
 
 def _metrics_table(metrics_dir, cells) -> pd.DataFrame:

@@ -85,8 +85,10 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     assert run.data.tags["cnnlab.weights"] == "random" and run.data.params["model.lr"] == "0.001"
     assert "fit.val_acc" in run.data.metrics and "val.macro_f1" in run.data.metrics
     assert not list((repo / "data/checkpoints/study").glob("*.pt"))  # finished runs leave no checkpoint
-    # dvc plots: curves and confusion data render
-    sh("dvc plots show --json > /dev/null", repo)
+    # dvc plots: curves, confusion data and the image plots of the visualize stage render
+    plots = json.loads(sh("dvc plots show --json", repo).stdout)
+    plots = plots.get("data", plots)
+    assert "metrics/curves/masked.csv" in plots and "reports/features/class_images.png" in plots
 
     # the visualize stage: every figure, the metrics of the class images, the page, MLflow
     assert "Running stage 'visualize'" in out.stdout

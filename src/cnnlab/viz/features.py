@@ -34,7 +34,8 @@ def filters_and_maps(
     Args:
         weight: (C_out, C_in, k, k) the layer's filters. A 3-channel filter is drawn in RGB,
             a deeper one as its mean over input channels (blue negative, red positive).
-        maps: (N, C_out, H', W') the layer's output for the N images.
+        maps: (N, C_out, H', W') the layer's output for the N images, drawn on one colour scale
+            per filter so that the images' responses compare.
         filters: indices of the filters to show. images: (N, 3, H, W) uint8. labels: N names.
     """
     n = len(images)
@@ -58,9 +59,10 @@ def filters_and_maps(
             peak = float(np.abs(mean).max()) or 1.0
             ax.imshow(mean, cmap="coolwarm", vmin=-peak, vmax=peak)
             ax.set_title(f"filter {c} (mean of {w.shape[0]})", fontsize=7)
+        low, high = float(maps[:, c].min()), float(maps[:, c].max())  # one scale per filter: images compare
         for j in range(n):
-            axes[i + 1, j + 1].imshow(maps[j, c], cmap="viridis")
-            axes[i + 1, j + 1].set_title(f"map {c}", fontsize=7)
+            axes[i + 1, j + 1].imshow(maps[j, c], cmap="viridis", vmin=low, vmax=high)
+            axes[i + 1, j + 1].set_title(f"map {c} (max {float(maps[j, c].max()):.2g})", fontsize=7)
     fig.tight_layout()
     return fig
 
