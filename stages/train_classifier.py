@@ -14,6 +14,7 @@ from cnnlab.models import ObjectsCNN
 from cnnlab.stage import device, run_stage
 from cnnlab.tracking import stage_run
 from cnnlab.train.checkpoint import save_checkpoint
+from cnnlab.train.loop import fingerprint
 from cnnlab.train.split import stratified_split
 from cnnlab.train.tracked import fit_tracked
 
@@ -41,16 +42,20 @@ def main(p, args):
                 torch.manual_seed(p.seed)  # same initial weights for both models
                 model = ObjectsCNN(len(classes), cfg.hidden, p.crop.size)
                 data = sets[name]
+                train, val = data.subset(train_idx), data.subset(val_idx)
+                # an interrupted run resumes from its last epoch if params, seed and data are the same
+                settings = {"model": name, "classes": classes, **params}
                 result = fit_tracked(
                     run,
                     name,
                     model,
-                    data.subset(train_idx),
-                    data.subset(val_idx),
+                    train,
+                    val,
                     cfg,
                     seed=p.seed,
                     device=device(),
                     checkpoint=args.checkpoints / f"{name}.pt",
+                    fingerprint=fingerprint(settings, train, val),
                 )
                 metrics[name] = result.summary()
                 curves[name] = pd.DataFrame(result.history)
@@ -62,6 +67,8 @@ def main(p, args):
         for name, frame in curves.items():
             write_csv(args.curves / f"{name}.csv", frame)
         write_json(args.metrics, metrics)
+    for name in MODELS:  # finished: nothing to resume
+        (args.checkpoints / f"{name}.pt").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

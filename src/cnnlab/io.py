@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -12,6 +13,24 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
+
+
+class OutputError(OSError):
+    """An output could not be written (disk full, quota, permissions); what was there before is kept."""
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def _explain(e: OSError, path: Path) -> OSError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "the disk is full (or the quota is reached)"
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = "it is not writable"
+    else:
+        return e
+    return OutputError(e.errno, f"cannot write {path}: {why}; the previous version, if any, is kept. "
+                                f"Free space or fix the permissions, then run `dvc repro` again")  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -25,6 +44,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
     try:
         yield tmp
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _explain(e, path) from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -49,9 +71,11 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
+            raise _explain(e, path) from e
         raise
 
 

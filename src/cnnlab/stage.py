@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Callable
@@ -11,15 +12,29 @@ import torch
 
 from cnnlab.config import Params, ParamsError, load_params
 from cnnlab.data.objects import DatasetError
+from cnnlab.io import OutputError
 from cnnlab.models.transfer import WeightsError
 from cnnlab.tracking import TrackingError
 from cnnlab.train.loop import seed_everything
 
-KNOWN_ERRORS = (ParamsError, DatasetError, TrackingError, WeightsError, FileNotFoundError, FloatingPointError)
+KNOWN_ERRORS = (
+    ParamsError,
+    DatasetError,
+    TrackingError,
+    WeightsError,
+    OutputError,
+    FileNotFoundError,
+    FloatingPointError,
+)
 
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _terminated(signum, frame):
+    print("error: terminated (SIGTERM); `dvc repro` resumes from the last epoch checkpoint", file=sys.stderr)
+    sys.exit(128 + signum)
 
 
 def run_stage(
@@ -38,6 +53,9 @@ def run_stage(
         parser.add_argument(p, type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     args = parser.parse_args()
+    # SIGTERM (a `kill`, a scheduler) unwinds like an error: the MLflow run is marked FAILED and
+    # nothing half-written stays under its final name; training resumes from its last checkpoint.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         params = load_params(args.params)
         seed_everything(params.seed)

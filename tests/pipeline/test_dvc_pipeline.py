@@ -111,12 +111,17 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     attached = {a.path for a in client.list_artifacts(train_run.info.run_id, "figures")}
     assert "figures/confusion_masked_normalized.png" in attached  # on the run that made the model
 
-    # the second repro does nothing; a forced visualize draws the same bytes (dvc.lock unchanged)
+    # the second repro does nothing
     again = sh("dvc repro", repo)
     assert "Running stage" not in again.stdout
     assert "up to date" in again.stdout.lower()
+    # determinism: everything run again from scratch gives the same bytes: every metrics file,
+    # every output (dvc.lock records their hashes), the figures included
     lock = (repo / "dvc.lock").read_text()
-    sh("dvc repro -f -s visualize", repo)
+    metrics = {f: f.read_bytes() for f in sorted((repo / "metrics").rglob("*")) if f.is_file()}
+    forced = sh("dvc repro -f", repo)
+    assert all(f"Running stage '{s}'" in forced.stdout for s in STAGES + STUDY + ["visualize"])
+    assert {f: f.read_bytes() for f in sorted((repo / "metrics").rglob("*")) if f.is_file()} == metrics
     assert (repo / "dvc.lock").read_text() == lock
 
     # `-S lr=` reruns only what reads lr
@@ -135,9 +140,26 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
                 assert "masked" in metrics and "test_accuracy" in metrics["masked"]
     assert lrs == {0.01, 0.05}
     train_runs = [r for r in _runs(repo) if r.data.tags["dvc.stage"] == "train_classifier"]
-    assert sorted(r.data.params["classifier.lr"] for r in train_runs) == ["0.01", "0.05"]
+    # lr 0.01: the first run and the forced one; 0.05: the experiment
+    assert sorted(r.data.params["classifier.lr"] for r in train_runs) == ["0.01", "0.01", "0.05"]
     exp_names = {r.data.tags["dvc.experiment"] for r in train_runs}
     assert len(exp_names) == 2 and any(n.startswith("repro-") for n in exp_names)
+
+
+def test_push_to_a_remote_then_a_fresh_clone_pulls_and_is_up_to_date(tiny_repo, tmp_path):
+    repo = tiny_repo
+    sh("dvc repro evaluate", repo)  # the objects chain
+    remote = tmp_path / "remote"
+    sh(f"dvc remote add -d local {remote} && git add -A && git commit -qm 'chain and remote'", repo)
+    sh("dvc push", repo)
+    assert any(remote.rglob("*")), "nothing was pushed"
+    clone = tmp_path / "clone"
+    sh(f"git clone -q {repo} {clone}", tmp_path)
+    sh("dvc pull evaluate --with-deps", clone)
+    assert (clone / "data/models/classifier/masked.pt").is_file()
+    out = sh("dvc repro evaluate", clone)
+    assert "Running stage" not in out.stdout and "up to date" in out.stdout.lower(), out.stdout
+    assert not (clone / "mlflow.db").exists()  # nothing ran, nothing was logged
 
 
 def test_queued_experiment_logs_into_the_same_store(tiny_repo):

@@ -1,6 +1,11 @@
+import errno
+import os
+import sys
+
+import numpy as np
 import pytest
 
-from cnnlab.io import atomic_dir, write_json
+from cnnlab.io import OutputError, atomic_dir, load_array, save_array, write_json
 
 
 def test_atomic_dir_replaces_on_success(tmp_path):
@@ -30,3 +35,42 @@ def test_write_json_failure_keeps_the_old_file(tmp_path):
         write_json(path, {"a": object()})
     assert path.read_text() == '{\n  "a": 1\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_keeps_the_old_file_and_says_what_to_do(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    write_json(path, {"a": 1})
+    monkeypatch.setattr(os, "fsync", _disk_full)  # the disk fills while the new version is written
+    with pytest.raises(OutputError, match=r"cannot write .*metrics.json: the disk is full .* run `dvc repro` again"):
+        write_json(path, {"a": 2})
+    assert path.read_text() == '{\n  "a": 1\n}\n'  # nothing already written is lost
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no partial file left
+
+
+def test_a_full_disk_inside_an_output_folder_keeps_the_old_folder(tmp_path, monkeypatch):
+    out = tmp_path / "models"
+    with atomic_dir(out) as tmp:
+        save_array(tmp / "a.npy", np.zeros(3))
+    monkeypatch.setattr(os, "fsync", _disk_full)
+    with pytest.raises(OutputError, match="models"):
+        with atomic_dir(out) as tmp:
+            save_array(tmp / "a.npy", np.ones(3))
+    assert load_array(out / "a.npy").tolist() == [0, 0, 0]
+    assert [p.name for p in tmp_path.iterdir()] == ["models"]
+
+
+def test_a_stage_that_hits_a_full_disk_ends_with_one_clear_line(tmp_path, monkeypatch, capsys):
+    from cnnlab.stage import run_stage
+
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    monkeypatch.setattr(sys, "argv", ["stage", str(tmp_path / "out.json"), "--params", str(tmp_path / "params.yaml")])
+    monkeypatch.setattr(os, "fsync", _disk_full)
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(lambda p, args: write_json(args.out, {"x": 1}), "out")
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot write") and "disk is full" in err and "\n" not in err

@@ -80,6 +80,7 @@ def test_unreadable_image_is_named(tiny_objects):
         (dict(h="-5"), "zero-size box"),
         (dict(w="3.5"), "column w must be a whole number of pixels, got '3.5'"),
         (dict(y="abc"), "column y must be a whole number"),
+        (dict(x="inf"), "column x must be a whole number of pixels, got 'inf'"),  # found by hypothesis
         (dict(label="09"), "line 4 .*unknown class '09'; classes are the folders of train/"),
         (dict(label="01"), "label '01' does not match its folder '00'"),
         (dict(split="valid"), "split must be 'train' or 'test'"),

@@ -128,9 +128,9 @@ def read_objects(root: str | Path) -> ObjectsDataset:
     coords = {}
     for col in ("x", "y", "w", "h"):
         values = pd.to_numeric(rows[col], errors="coerce")
-        bad = values.isna() | (values != values.round())
+        bad = ~np.isfinite(values.to_numpy(dtype=float)) | (values != values.round()).to_numpy()  # NaN, inf, 3.5
         if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
+            i = int(np.flatnonzero(bad)[0])
             raise DatasetError(
                 f"{boxes_path} {_line(i)} ({rows.path[i]}): column {col} must be a whole number of pixels, "
                 f"got {rows[col][i]!r}"

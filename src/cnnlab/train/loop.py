@@ -4,6 +4,8 @@ optional early stopping with best-weights restore."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import random
 from dataclasses import dataclass, field
@@ -160,6 +162,16 @@ def train_one_epoch(
     return total_loss / len(data), correct / len(data)
 
 
+def fingerprint(settings: dict, *data: TensorData) -> str:
+    """What a resumable checkpoint must match: the settings (params, seed, names) and every
+    image and label of the data, hashed."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for d in data:
+        h.update(d.labels.numpy().tobytes())
+        h.update(d.images.numpy().tobytes())
+    return h.hexdigest()
+
+
 def _resume_state(checkpoint: Path | None, fingerprint: str | None) -> dict | None:
     """The state saved by an interrupted fit with the same fingerprint, or None."""
     if checkpoint is None or fingerprint is None or not Path(checkpoint).is_file():
@@ -220,6 +232,9 @@ def fit(
         best_loss, best_state = saved["best_loss"], saved.get("best_model")
         start = len(result.history) + 1
         tqdm.write(f"{name}: resuming from {checkpoint} after epoch {start - 1}")
+        if on_epoch is not None:  # this run's records get the epochs trained before the interruption too
+            for row in result.history:
+                on_epoch(row)
     bar = tqdm(range(start, cfg.epochs + 1), desc=f"fit {name}", unit="epoch", initial=start - 1, total=cfg.epochs)
     for epoch in bar:
         train_loss, train_acc = train_one_epoch(

@@ -24,6 +24,7 @@ def fit_tracked(
     seed: int,
     device: torch.device,
     checkpoint: Path | None = None,
+    fingerprint: str | None = None,
 ) -> FitResult:
     """:func:`cnnlab.train.loop.fit`, with per-epoch metrics (prefixed ``name.``), the curves
     figure and the trained model logged to the run."""
@@ -35,6 +36,7 @@ def fit_tracked(
         seed=seed,
         device=device,
         checkpoint=checkpoint,
+        fingerprint=fingerprint,
         name=name,
         on_epoch=lambda row: run.log_epoch(row, row["epoch"], prefix=f"{name}."),
     )
