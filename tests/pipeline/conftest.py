@@ -53,8 +53,11 @@ def clean_env() -> dict:
     return env
 
 
-def sh(cmd: str, cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    out = subprocess.run(cmd, shell=True, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout)
+def sh(
+    cmd: str, cwd: Path, check: bool = True, timeout: int = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    env = clean_env() if env is None else env
+    out = subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and out.returncode != 0:
         raise AssertionError(f"`{cmd}` failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     return out

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 
 import mlflow
 import pytest
 
 from tests.browser import inspect_page
-from tests.pipeline.conftest import sh
+from tests.pipeline.conftest import clean_env, sh
 
 pytestmark = pytest.mark.slow
 
@@ -162,24 +167,80 @@ def test_push_to_a_remote_then_a_fresh_clone_pulls_and_is_up_to_date(tiny_repo, 
     assert not (clone / "mlflow.db").exists()  # nothing ran, nothing was logged
 
 
-def test_queued_experiment_logs_into_the_same_store(tiny_repo):
+LRS = ["0.002", "0.005", "0.02", "0.05"]
+
+
+@contextlib.contextmanager
+def _mlflow_server(folder):
+    """`mlflow server` on 127.0.0.1 at a free port, stopped afterwards; yields its URI."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "art"),
+           "--workers", "1"]  # fmt: skip
+    server = subprocess.Popen(cmd, cwd=folder, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                assert time.time() < deadline, "mlflow server did not come up"
+                time.sleep(1)
+        yield uri
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "server"])
+def test_four_queued_experiments_two_at_a_time_all_land(tiny_repo, tmp_path, store):
     repo = tiny_repo
-    sh("dvc repro", repo)
-    sh("git add -A && git commit -qm 'first run'", repo)
-    sh("dvc exp run --queue -S lr=0.02 -n queued-lr", repo)
-    sh("dvc queue start", repo)
-    deadline = time.time() + 400
-    while time.time() < deadline:
-        status = sh("dvc queue status", repo).stdout
-        if "queued-lr" in status and ("Success" in status or "Failed" in status):
-            break
-        time.sleep(3)
-    assert "Success" in status, status + sh("dvc queue logs queued-lr", repo, check=False).stdout
-    sh("dvc queue stop", repo, check=False)
-    runs = [r for r in _runs(repo) if r.data.tags["dvc.experiment"] == "queued-lr"]
-    assert sorted(r.data.tags["dvc.stage"] for r in runs) == ["evaluate", "train_classifier"]
-    assert runs[0].info.artifact_uri.startswith((repo / "mlartifacts").as_uri())
-    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
+    with contextlib.ExitStack() as stack:
+        env = clean_env()
+        if store == "server":
+            (tmp_path / "mlflow").mkdir()
+            env["MLFLOW_TRACKING_URI"] = stack.enter_context(_mlflow_server(tmp_path / "mlflow"))
+        sh("dvc repro evaluate", repo, env=env)  # the objects chain
+        sh("git add -A && git commit -qm 'first run'", repo)
+        for lr in LRS:
+            sh(f"dvc exp run --queue -S lr={lr} -n lr-{lr} evaluate", repo, env=env)
+        sh("dvc queue start -j 2", repo, env=env)
+        deadline = time.time() + 900
+        while time.time() < deadline:
+            status = sh("dvc queue status", repo, env=env).stdout
+            if all(f"lr-{lr}" in status for lr in LRS) and not re.search(r"Queued|Running", status):
+                break
+            time.sleep(5)
+        sh("dvc queue stop", repo, check=False, env=env)
+        logs = "".join(sh(f"dvc queue logs lr-{lr}", repo, check=False).stdout[-1500:] for lr in LRS)
+        assert status.count("Success") == len(LRS), status + logs
+        show = json.loads(sh("dvc exp show --json", repo).stdout)
+        shown = {
+            x.get("name"): (x.get("data") or {}).get("metrics", {}).get("metrics/evaluate.json", {}).get("data", {})
+            for commit in show for ex in commit.get("experiments") or [] for x in ex.get("revs", [])
+        }  # fmt: skip
+        assert {f"lr-{lr}" for lr in LRS} <= set(shown), shown.keys()
+        assert all("test_accuracy" in shown[f"lr-{lr}"]["masked"] for lr in LRS)
+        if store == "server":
+            client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+            runs = client.search_runs([client.get_experiment_by_name("cnnlab-objects").experiment_id], max_results=1000)
+        else:
+            runs = _runs(repo)
+            assert all(r.info.artifact_uri.startswith((repo / "mlartifacts").as_uri()) for r in runs)
+            assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))  # none lost in a temporary copy
+        for lr in LRS:
+            mine = [r for r in runs if r.data.tags["dvc.experiment"] == f"lr-{lr}"]
+            assert sorted(r.data.tags["dvc.stage"] for r in mine) == ["evaluate", "train_classifier"], lr
+            assert all(r.info.status == "FINISHED" for r in mine)
+            train = next(r for r in mine if r.data.tags["dvc.stage"] == "train_classifier")
+            assert train.data.params["classifier.lr"] == lr
+        if store == "server":
+            assert not (repo / "mlflow.db").exists()  # everything went to the server
 
 
 def test_a_model_param_reruns_only_that_models_cells(tiny_repo):
