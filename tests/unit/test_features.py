@@ -116,3 +116,6 @@ def test_class_images_of_a_small_trained_model_score_high_on_their_class(floor):
     logits = model.eval()(to_float(torch.from_numpy(made.images), torch.contiguous_format))
     assert logits.argmax(1).tolist() == [0, 1]
     assert all(p.requires_grad for p in model.parameters())  # left trainable, as it was
+    model[0].weight.requires_grad_(False)  # a frozen layer stays frozen
+    class_images(model, 2, 16, steps=2, seed=0)
+    assert [p.requires_grad for p in model.parameters()] == [False] + [True] * (len(list(model.parameters())) - 1)

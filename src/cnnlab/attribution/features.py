@@ -172,8 +172,9 @@ def class_images(
     kept. Adam with `lr`, `steps` steps, all classes in one batch, the model in eval mode.
     """
     model.eval()
+    trainable = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
-        p.requires_grad_(False)
+        p.requires_grad_(False)  # only the image is optimised
     g = torch.Generator().manual_seed(seed)
     jitter = max(1, size // 16) if jitter is None else jitter
     spectrum_scale = _fourier_scale(size, decay)
@@ -198,7 +199,7 @@ def class_images(
             logits = model(final)
             conf = logits.softmax(1).gather(1, targets[:, None])[:, 0]
     finally:
-        for p in model.parameters():
-            p.requires_grad_(True)
+        for p, flag in zip(model.parameters(), trainable):
+            p.requires_grad_(flag)  # a frozen backbone stays frozen
     images = (final * 255).round().to(torch.uint8).numpy()
     return ClassImages(images, conf.numpy(), logits.gather(1, targets[:, None])[:, 0].numpy())
