@@ -14,15 +14,19 @@ from tests.conftest import REPO
 ARTIFACTS = Path(os.environ.get("CNNLAB_TEST_ARTIFACTS", REPO / "test-artifacts"))
 
 
+def find_chromium() -> str | None:
+    """Path of Debian's Chromium binary, or None."""
+    return next((found for name in ("chromium", "chromium-browser") if (found := shutil.which(name))), None)
+
+
 def chromium() -> str:
     """Path of the Chromium binary, or skip the test with the reason."""
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip(
-        "Debian's chromium is not installed and could not be here (.ci/run installs it: apt-get install chromium)"
-    )
+    found = find_chromium()
+    if found is None:
+        pytest.skip(
+            "Debian's chromium is not installed and could not be (.ci/run installs it: apt-get install chromium)"
+        )
+    return found
 
 
 def inspect_page(page_path: Path, screenshot: str) -> dict:
