@@ -362,6 +362,8 @@ def _check_study(p: Params) -> None:
     for i, name in enumerate(p.study.models):
         _one_of(f"study.models[{i}]", name, models)
     for key, values in (("study.datasets", p.study.datasets), ("study.models", p.study.models)):
+        if not values:
+            raise ParamsError(f"params key '{key}' must list at least one name")
         if len(set(values)) != len(values):
             raise ParamsError(f"params key '{key}' lists a name twice: {list(values)}")
     for name in datasets:

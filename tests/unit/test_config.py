@@ -120,6 +120,7 @@ def test_real_data_config_is_valid_and_uses_the_real_sources():
             "'visualize.features_cell': unknown name 'imagenet10-imagenet10_cnn'; valid names: cifar10-simple_cnn,",
         ),
         ({"visualize": {"augment_dataset": "mnist"}}, "valid names: cifar10, imagenet10"),
+        ({"study": {"models": []}}, "'study.models' must list at least one name"),  # found by hypothesis
     ],
 )
 def test_unknown_study_names_are_rejected_with_the_valid_ones(data, message):
