@@ -33,7 +33,10 @@ def device() -> torch.device:
 
 
 def _terminated(signum, frame):
-    print("error: terminated (SIGTERM); `dvc repro` resumes from the last epoch checkpoint", file=sys.stderr)
+    print(
+        "error: terminated (SIGTERM); run `dvc repro` again (training resumes after its last finished epoch)",
+        file=sys.stderr,
+    )
     sys.exit(128 + signum)
 
 

@@ -162,7 +162,6 @@ def filters(model, prepared_dir: Path, count: int, k: int) -> Gathered:
         out.figures[f"filters_{depth}.png"] = filters_and_maps(
             response.name, response.weight, response.maps, chosen, images, names
         )
-        out.metrics[depth] = {"layer": response.name, "filters": [int(c) for c in chosen]}
     return out
 
 
