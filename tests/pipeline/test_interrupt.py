@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -25,11 +27,15 @@ PARAMS["classifier"] = {"epochs": EPOCHS, "batch_size": 4, "hidden": 64}
 
 
 def _stage_process(root: psutil.Process, script: str, timeout: float = 120) -> psutil.Process:
+    """The Python process running `script` under `root`. DVC starts a stage as `$SHELL -c cmd`;
+    bash execs the command, dash (Debian's /bin/sh) forks it, and killing that shell would leave
+    the training running as an orphan, so the match must be the interpreter itself."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child in root.children(recursive=True):
             try:
-                if any(script in part for part in child.cmdline()):
+                cmdline = child.cmdline()
+                if cmdline and Path(cmdline[0]).name.startswith("python") and script in " ".join(cmdline):
                     return child
             except psutil.NoSuchProcess:
                 pass
@@ -44,12 +50,20 @@ def _epoch(checkpoint) -> int:
         return 0
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_a_killed_training_resumes_from_its_last_epoch_and_ends_the_same(tmp_path, sig):
+@pytest.mark.parametrize(
+    ("sig", "shell"),
+    [(signal.SIGTERM, "/bin/sh"), (signal.SIGKILL, "/bin/sh"), (signal.SIGTERM, "bash")],
+    ids=["SIGTERM-sh", "SIGKILL-sh", "SIGTERM-bash"],
+)
+def test_a_killed_training_resumes_from_its_last_epoch_and_ends_the_same(tmp_path, sig, shell):
+    executable = shutil.which(shell)
+    if executable is None:
+        pytest.skip(f"{shell} is not installed")
     repo = make_repo(tmp_path / "repo", PARAMS)
     sh("dvc repro gradcam_mask", repo)  # everything train_classifier reads
+    env = clean_env() | {"SHELL": executable}  # the shell DVC runs stage commands with
     dvc = subprocess.Popen(
-        ["dvc", "repro", "evaluate"], cwd=repo, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        ["dvc", "repro", "evaluate"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     stage = _stage_process(psutil.Process(dvc.pid), "train_classifier.py")
     checkpoint = repo / "data/checkpoints/classifier/baseline.pt"
