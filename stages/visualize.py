@@ -136,8 +136,9 @@ def main(p, args):
     )
     if missing:
         print(
-            f"note: no finished MLflow run of {', '.join(missing)} in this DVC experiment (restored from the DVC "
-            "cache, not trained here): their figures are in the visualize run only",
+            f"note: figures not attached to {', '.join(missing)}: no finished MLflow run in this DVC experiment "
+            "(restored from the DVC cache, not trained here) or a store failure (above); they are in the "
+            "visualize run",
             file=sys.stderr,
         )
 

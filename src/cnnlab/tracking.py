@@ -7,21 +7,36 @@ experiments, which run in a temporary copy of the repository, log into the same 
 
 Every stage execution is one run, tagged with the DVC experiment name, the stage, the git commit
 and the data source.
+
+If the store stops answering in the middle of a run (a server restarted, a network drop), the
+stage still finishes and writes its outputs: the run's remaining records (metrics, tags, figures,
+artifacts, models, its end) are kept in ``mlflow-pending/<run id>/`` at the repository root, the
+stage says so at the end, and ``cnnlab-sync`` (``python -m cnnlab.tracking sync``) writes them
+once the store is back.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
+import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+from tqdm import tqdm
 
 EXPERIMENT = "cnnlab-objects"  # the objects chain
 STUDY_EXPERIMENT = "cnnlab-study"  # the CIFAR-10 / ImageNet10 matrix
 REPORTS_EXPERIMENT = "cnnlab-reports"  # the visualize stage: every figure and the HTML page
 STORE_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
+PENDING_DIR = "mlflow-pending"  # records a run could not write to its store, until `cnnlab-sync`
+SYNC_COMMAND = "cnnlab-sync"
 
 
 class TrackingError(RuntimeError):
@@ -114,21 +129,103 @@ def _experiment_id(mlflow, name: str) -> str:
         return exp.experiment_id
 
 
-class StageRun:
-    """Logging handle of one stage execution (see :func:`stage_run`)."""
+def _reason(e: BaseException) -> str:
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
 
-    def __init__(self, mlflow, run):
+
+class PendingRecords:
+    """The records of one run that its store did not take, on disk in ``mlflow-pending/<run id>/``:
+    ``meta.json`` (store, experiment, run name, tags, why), ``records.jsonl`` (one record per
+    line, appended and fsynced) and ``files/`` (copies of figures, artifacts and saved models)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.records = folder / "records.jsonl"
+        self.files = folder / "files"
+
+    @classmethod
+    def open(cls, run_id: str, meta: dict) -> "PendingRecords":
+        pending = cls(repo_root() / PENDING_DIR / run_id)
+        pending.files.mkdir(parents=True, exist_ok=True)
+        meta_file = pending.folder / "meta.json"
+        if not meta_file.exists():
+            meta_file.write_text(json.dumps({"run_id": run_id, **meta}, indent=1))
+        return pending
+
+    def add(self, op: str, **fields) -> None:
+        with open(self.records, "a") as f:
+            f.write(json.dumps({"op": op, **fields}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def new_file(self, name: str) -> Path:
+        """A fresh path under files/ for a copy of `name`."""
+        n = sum(1 for _ in self.files.iterdir())
+        return self.files / f"{n:04d}-{Path(name).name}"
+
+    def count(self) -> int:
+        return len(self.records.read_text().splitlines()) if self.records.exists() else 0
+
+
+def pending_runs(root: Path | None = None) -> list[Path]:
+    """Folders of runs whose records are waiting for `cnnlab-sync`."""
+    folder = (root or repo_root()) / PENDING_DIR
+    return sorted(p.parent for p in folder.glob("*/meta.json"))
+
+
+class StageRun:
+    """Logging handle of one stage execution (see :func:`stage_run`).
+
+    Every call goes to the store until one fails; from then on the records go to
+    :class:`PendingRecords`, so training never stops or loses a record because of the store.
+    """
+
+    def __init__(self, mlflow, run, uri: str, meta: dict):
         self._mlflow = mlflow
+        self._client = mlflow.MlflowClient(uri)
         self.run = run
+        self.uri = uri
+        self._meta = meta
+        self.pending: PendingRecords | None = None
+        self.failure: str | None = None
 
     @property
     def run_id(self) -> str:
         return self.run.info.run_id
 
+    def _write(self, call: Callable[[], None], keep: Callable[[PendingRecords], None]) -> None:
+        if self.pending is None:
+            try:
+                call()
+                return
+            except Exception as e:  # the store failed: keep this and every later record on disk
+                self.failure = _reason(e)
+                self.pending = PendingRecords.open(self.run_id, {**self._meta, "uri": self.uri, "error": self.failure})
+                print(
+                    f"warning: MLflow store {self.uri} failed ({self.failure}); this run's records are kept in "
+                    f"{self.pending.folder} until `{SYNC_COMMAND}`",
+                    file=sys.stderr,
+                )
+        keep(self.pending)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        values = {k: str(v) for k, v in params.items()}
+        self._write(
+            lambda: self._mlflow.log_params(values),
+            lambda pending: pending.add("params", values=values),
+        )
+
     def log_epoch(self, metrics: dict[str, float], epoch: int, prefix: str = "") -> None:
         """All of one epoch's metrics in one call."""
         values = {f"{prefix}{k}": float(v) for k, v in metrics.items() if k != "epoch"}
-        self._mlflow.log_metrics(values, step=epoch)
+        self._log_values(values, epoch)
+
+    def _log_values(self, values: dict[str, float], step: int | None) -> None:
+        now = int(time.time() * 1000)
+        self._write(
+            lambda: self._mlflow.log_metrics(values, step=step, timestamp=now),
+            lambda pending: pending.add("metrics", values=values, step=step or 0, timestamp=now),
+        )
 
     def log_metrics(self, metrics: dict[str, Any], prefix: str = "") -> None:
         """Final metrics; nested dicts are flattened with '.', None and non-numbers skipped."""
@@ -143,34 +240,97 @@ class StageRun:
 
         walk(metrics, prefix)
         if flat:
-            self._mlflow.log_metrics(flat)
+            self._log_values(flat, None)
 
     def set_tag(self, key: str, value: str) -> None:
-        self._mlflow.set_tag(key, value)
+        self._write(lambda: self._mlflow.set_tag(key, value), lambda pending: pending.add("tag", key=key, value=value))
 
     def log_figure(self, figure, name: str) -> None:
         """Log a matplotlib figure as figures/<name> and close it."""
         import matplotlib.pyplot as plt
 
-        self._mlflow.log_figure(figure, f"figures/{name}")
-        plt.close(figure)
+        def keep(pending):
+            path = pending.new_file(name)
+            figure.savefig(path)
+            pending.add("artifact", file=path.name, folder="figures", name=name)
+
+        try:
+            self._write(lambda: self._mlflow.log_figure(figure, f"figures/{name}"), keep)
+        finally:
+            plt.close(figure)
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
-        self._mlflow.log_artifact(str(path), folder)
+        """A file, or a folder's files, under `folder` of the run's artifacts."""
+        path = Path(path)
+
+        def call():
+            if path.is_dir():
+                self._mlflow.log_artifacts(str(path), folder)
+            else:
+                self._mlflow.log_artifact(str(path), folder)
+
+        def keep(pending):
+            copy = pending.new_file(path.name)
+            (shutil.copytree if path.is_dir() else shutil.copy2)(path, copy)
+            pending.add("artifact", file=copy.name, folder=folder, name=path.name)
+
+        self._write(call, keep)
 
     def log_model(self, model, name: str, input_example) -> None:
         """The trained torch model, as an MLflow pytorch model (exported graph, no pickle).
 
         `input_example`: a small float numpy batch of the model's input shape (it also gives
-        the model signature).
+        the model signature). Kept pending, the model is saved in the same format and later
+        written as artifacts under `name`.
         """
         import mlflow.pytorch
         import torch
 
-        version = torch.__version__.split("+")[0]
-        mlflow.pytorch.log_model(
-            model.eval(), name=name, input_example=input_example, pip_requirements=[f"torch=={version}"]
+        requirements = [f"torch=={torch.__version__.split('+')[0]}"]
+
+        def keep(pending):
+            folder = pending.new_file(name)
+            mlflow.pytorch.save_model(
+                model.eval(), str(folder), input_example=input_example, pip_requirements=requirements
+            )
+            pending.add("artifact", file=folder.name, folder=name, name=name)
+
+        self._write(
+            lambda: mlflow.pytorch.log_model(
+                model.eval(), name=name, input_example=input_example, pip_requirements=requirements
+            ),
+            keep,
         )
+
+    def end(self, status: str) -> None:
+        """Mark the run FINISHED or FAILED; report kept records."""
+        now = int(time.time() * 1000)
+
+        def ours() -> bool:
+            active = self._mlflow.active_run()
+            return active is not None and active.info.run_id == self.run_id
+
+        def call():
+            if ours():
+                self._mlflow.end_run(status)
+            else:
+                self._client.set_terminated(self.run_id, status, end_time=now)
+
+        def keep(pending):
+            pending.add("end", status=status, end_time=now)
+            if ours():  # leave no active run behind in this process (the store's copy ends at sync)
+                with contextlib.suppress(Exception):
+                    self._mlflow.end_run(status)
+
+        self._write(call, keep)
+        if self.pending is not None:
+            print(
+                f"warning: MLflow did not get {self.pending.count()} records of run {self.run_id} "
+                f"({self.failure}). Outputs and metrics/ are complete; the records are kept in "
+                f"{self.pending.folder}. When {self.uri} answers again, run `{SYNC_COMMAND}` "
+                "(python -m cnnlab.tracking sync) to write them to the store.",
+                file=sys.stderr,
+            )
 
 
 @contextlib.contextmanager
@@ -186,10 +346,18 @@ def stage_run(
 
     The run is named ``<dvc experiment>/<stage>`` and tagged with the DVC experiment name, the
     stage, the git commit, the data source and `tags`; `params` are logged as run parameters.
-    Fails with :class:`TrackingError` before the stage does any work if the store is unreachable.
+    Fails with :class:`TrackingError` before the stage does any work if the store is unreachable;
+    if it fails later, see :class:`StageRun`.
     """
-    check_store()
+    uri = check_store()
     mlflow = _mlflow()
+    waiting = pending_runs()
+    if waiting:
+        print(
+            f"note: {len(waiting)} MLflow run(s) in {repo_root() / PENDING_DIR} are waiting to be written; "
+            f"run `{SYNC_COMMAND}` when their store answers",
+            file=sys.stderr,
+        )
     commit = git_commit()
     exp_name = dvc_experiment_name(commit)
     tags = {
@@ -200,35 +368,163 @@ def stage_run(
         "cnnlab.data_source": data_source or "n/a",
     }
     experiment_id = _experiment_id(mlflow, experiment)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{exp_name}/{stage}", tags=tags) as run:
+    run_name = f"{exp_name}/{stage}"
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+    handle = StageRun(mlflow, run, uri, {"experiment": experiment, "run_name": run_name, "tags": tags})
+    status = "FAILED"
+    try:
         if params:
-            mlflow.log_params({k: str(v) for k, v in params.items()})
-        yield StageRun(mlflow, run)
+            handle.log_params(params)
+        yield handle
+        status = "FINISHED"
+    finally:
+        handle.end(status)
 
 
 def attach_to_stage_run(stage: str, experiment: str, files: list[Path], folder: str = "figures") -> str | None:
     """Log `files` as artifacts of the newest finished run of `stage` (tagged dvc.stage) in the
     current DVC experiment: the run that made the model the figures show.
 
-    Returns that run's id, or None when the store has no such run, e.g. when the model was
-    restored from the DVC cache rather than trained here.
+    Returns that run's id, or None when the store has no such run (e.g. the model was restored
+    from the DVC cache rather than trained here) or cannot be searched (a warning says so).
+    Files the store refuses once the run is found are kept for `cnnlab-sync`.
     """
     mlflow = _mlflow()
-    client = mlflow.MlflowClient()
-    found = client.get_experiment_by_name(experiment)
+    uri = tracking_uri()
+    client = mlflow.MlflowClient(uri)
     exp_name = dvc_experiment_name(git_commit())
-    runs = []
-    if found is not None:
-        runs = client.search_runs(
-            [found.experiment_id],
-            filter_string=f"tags.`dvc.stage` = '{stage}' and tags.`dvc.experiment` = '{exp_name}' "
-            "and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
+    try:
+        found = client.get_experiment_by_name(experiment)
+        runs = []
+        if found is not None:
+            runs = client.search_runs(
+                [found.experiment_id],
+                filter_string=f"tags.`dvc.stage` = '{stage}' and tags.`dvc.experiment` = '{exp_name}' "
+                "and attributes.status = 'FINISHED'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+    except Exception as e:
+        print(
+            f"warning: MLflow store {uri} failed ({_reason(e)}); figures not attached to the {stage} run",
+            file=sys.stderr,
         )
+        return None
     if not runs:
         return None
-    run_id = runs[0].info.run_id
+    run = runs[0]
+    pending = None
     for path in files:
-        client.log_artifact(run_id, str(path), folder)
-    return run_id
+        if pending is None:
+            try:
+                client.log_artifact(run.info.run_id, str(path), folder)
+                continue
+            except Exception as e:
+                meta = {"uri": uri, "experiment": experiment, "run_name": run.info.run_name, "tags": run.data.tags}
+                pending = PendingRecords.open(run.info.run_id, {**meta, "error": _reason(e)})
+                print(
+                    f"warning: MLflow store {uri} failed ({_reason(e)}); figures for the {stage} run are kept in "
+                    f"{pending.folder} until `{SYNC_COMMAND}`",
+                    file=sys.stderr,
+                )
+        copy = pending.new_file(path.name)
+        shutil.copy2(path, copy)
+        pending.add("artifact", file=copy.name, folder=folder, name=path.name)
+    return run.info.run_id
+
+
+def _replay(client, run_id: str, record: dict, files: Path) -> None:
+    from mlflow.entities import Metric, Param
+
+    op = record["op"]
+    if op == "metrics":
+        step, ts = record["step"], record["timestamp"]
+        client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v in record["values"].items()])
+    elif op == "params":
+        client.log_batch(run_id, params=[Param(k, v) for k, v in record["values"].items()])
+    elif op == "tag":
+        client.set_tag(run_id, record["key"], record["value"])
+    elif op == "artifact":
+        path = files / record["file"]
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), record["folder"])
+        else:
+            # a kept copy has a numbered name; the store gets the original one
+            target = files / "_upload" / record["name"]
+            target.parent.mkdir(exist_ok=True)
+            shutil.copy2(path, target)
+            client.log_artifact(run_id, str(target), record["folder"])
+            shutil.rmtree(target.parent)
+    elif op == "end":
+        client.set_terminated(run_id, record["status"], end_time=record["end_time"])
+    else:
+        raise ValueError(f"unknown record {op!r}")
+
+
+def sync(root: Path | None = None, uri: str | None = None) -> list[str]:
+    """Write every pending run's records to its store (or to `uri`), oldest first, then delete
+    them. Resumable: each run's progress is saved after every record.
+
+    Returns the ids of the runs written. Raises TrackingError if a store still does not answer.
+    """
+    mlflow = _mlflow()
+    synced = []
+    for folder in pending_runs(root):
+        meta = json.loads((folder / "meta.json").read_text())
+        target = uri or meta["uri"]
+        client = mlflow.MlflowClient(target)
+        try:
+            client.search_experiments(max_results=1)
+        except Exception as e:
+            raise TrackingError(
+                f"MLflow store {target} still cannot be reached ({_reason(e)}); {folder} is kept. "
+                f"Start it, or pass --uri to write the records to another store."
+            ) from None
+        run_id = meta["run_id"]
+        try:
+            client.get_run(run_id)
+        except Exception:  # another store, or the run never reached it: a new run with the same name and tags
+            mlflow.set_tracking_uri(target)
+            experiment_id = _experiment_id(mlflow, meta["experiment"])
+            run_id = client.create_run(experiment_id, tags=meta["tags"], run_name=meta["run_name"]).info.run_id
+        progress = folder / "applied"
+        done = int(progress.read_text()) if progress.exists() else 0
+        records = (folder / "records.jsonl").read_text().splitlines() if (folder / "records.jsonl").exists() else []
+        for i, line in enumerate(tqdm(records, desc=f"sync {meta['run_name']}", unit="record")):
+            if i < done:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a record cut off by a crash while it was written
+                if i == len(records) - 1:
+                    break
+                raise
+            _replay(client, run_id, record, folder / "files")
+            progress.write_text(str(i + 1))
+        shutil.rmtree(folder)
+        synced.append(run_id)
+    return synced
+
+
+def sync_main(argv: list[str] | None = None) -> None:
+    """`cnnlab-sync`: write the records that MLflow runs kept in mlflow-pending/ to their store."""
+    parser = argparse.ArgumentParser(prog=SYNC_COMMAND, description=sync_main.__doc__)
+    parser.add_argument("--uri", help="write to this tracking store instead of the one each run used")
+    parser.add_argument("--root", type=Path, help="repository root (default: the one above the working directory)")
+    args = parser.parse_args(argv)
+    waiting = pending_runs(args.root)
+    if not waiting:
+        print(f"nothing to sync: no runs in {(args.root or repo_root()) / PENDING_DIR}")
+        return
+    try:
+        synced = sync(args.root, args.uri)
+    except TrackingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(f"wrote {len(synced)} run(s) to the store: {', '.join(synced)}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["sync"]:
+        sys.exit("usage: python -m cnnlab.tracking sync [--uri URI] [--root DIR]")
+    sync_main(sys.argv[2:])

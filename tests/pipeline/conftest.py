@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -77,3 +82,39 @@ def make_repo(path: Path, params: dict) -> Path:
 @pytest.fixture
 def tiny_repo(tmp_path) -> Path:
     return make_repo(tmp_path / "repo", TINY)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path, port: int | None = None):
+    """`mlflow server` on 127.0.0.1 (at a free port unless given) with its store in `folder`;
+    yields its URI and stops it, with all its workers, afterwards."""
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "art"),
+           "--workers", "1"]  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen(
+        cmd, cwd=folder, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                assert time.time() < deadline, "mlflow server did not come up"
+                time.sleep(1)
+        yield uri
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait(30)

@@ -5,17 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 
 import mlflow
 import pytest
 
 from tests.browser import find_chromium, inspect_page
-from tests.pipeline.conftest import clean_env, sh
+from tests.pipeline.conftest import clean_env, mlflow_server, sh
 
 pytestmark = pytest.mark.slow
 
@@ -171,33 +167,6 @@ def test_push_to_a_remote_then_a_fresh_clone_pulls_and_is_up_to_date(tiny_repo, 
 LRS = ["0.002", "0.005", "0.02", "0.05"]
 
 
-@contextlib.contextmanager
-def _mlflow_server(folder):
-    """`mlflow server` on 127.0.0.1 at a free port, stopped afterwards; yields its URI."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "art"),
-           "--workers", "1"]  # fmt: skip
-    server = subprocess.Popen(cmd, cwd=folder, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                assert time.time() < deadline, "mlflow server did not come up"
-                time.sleep(1)
-        yield uri
-    finally:
-        server.terminate()
-        server.wait(30)
-
-
 @pytest.mark.parametrize("store", ["sqlite", "server"])
 def test_four_queued_experiments_two_at_a_time_all_land(tiny_repo, tmp_path, store):
     repo = tiny_repo
@@ -205,7 +174,7 @@ def test_four_queued_experiments_two_at_a_time_all_land(tiny_repo, tmp_path, sto
         env = clean_env()
         if store == "server":
             (tmp_path / "mlflow").mkdir()
-            env["MLFLOW_TRACKING_URI"] = stack.enter_context(_mlflow_server(tmp_path / "mlflow"))
+            env["MLFLOW_TRACKING_URI"] = stack.enter_context(mlflow_server(tmp_path / "mlflow"))
         sh("dvc repro evaluate", repo, env=env)  # the objects chain
         sh("git add -A && git commit -qm 'first run'", repo)
         for lr in LRS:

@@ -4,6 +4,7 @@ checkpoint and ends where an uninterrupted run ends."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 import signal
@@ -11,11 +12,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import mlflow
 import psutil
 import pytest
 import torch
 
-from tests.pipeline.conftest import TINY, clean_env, make_repo, sh
+from tests.pipeline.conftest import TINY, clean_env, free_port, make_repo, mlflow_server, sh
 
 pytestmark = pytest.mark.slow
 
@@ -95,3 +97,50 @@ def test_a_killed_training_resumes_from_its_last_epoch_and_ends_the_same(tmp_pat
         assert (repo / name).read_bytes() == content, name
     again = torch.load(repo / "data/models/classifier/baseline.pt", weights_only=True)["model"]
     assert weights.keys() == again.keys() and all(torch.equal(weights[k], again[k]) for k in weights)
+
+
+def test_tracking_server_dying_mid_training_loses_nothing_and_sync_writes_it_later(tmp_path):
+    repo = make_repo(tmp_path / "repo", PARAMS)
+    sh("dvc repro gradcam_mask", repo)
+    port = free_port()
+    store = tmp_path / "mlflow"
+    with mlflow_server(store, port) as uri:
+        env = clean_env() | {"MLFLOW_TRACKING_URI": uri}
+        dvc = subprocess.Popen(
+            ["dvc", "repro", "train_classifier"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        checkpoint = repo / "data/checkpoints/classifier/baseline.pt"
+        deadline = time.monotonic() + 300
+        while _epoch(checkpoint) < 2:
+            assert dvc.poll() is None and time.monotonic() < deadline, "training ended before the store went down"
+            time.sleep(0.02)
+    # the server is gone (all its processes killed): training goes on and the stage succeeds
+    log = dvc.communicate(timeout=600)[0].decode()
+    assert dvc.returncode == 0, log
+    assert "cnnlab-sync" in log and f"127.0.0.1:{port}" in log, log
+    metrics = json.loads((repo / "metrics/train_classifier.json").read_text())
+    assert metrics["baseline"]["epochs_run"] == EPOCHS and (repo / "data/models/classifier/masked.pt").is_file()
+    (pending,) = (repo / "mlflow-pending").iterdir()
+    run_id = pending.name
+
+    out = sh("cnnlab-sync", repo, check=False, env=env)  # still down: says so, keeps everything
+    assert out.returncode == 1 and "still cannot be reached" in out.stderr, out.stderr
+    assert pending.is_dir()
+
+    with mlflow_server(store, port):  # back, same store
+        out = sh("cnnlab-sync", repo, env=env)
+        assert run_id in out.stdout
+        client = mlflow.MlflowClient(uri)
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        for name in ("baseline", "masked"):
+            steps = [m.step for m in client.get_metric_history(run_id, f"{name}.val_acc")]
+            assert sorted(steps) == list(range(1, EPOCHS + 1)), (name, steps)
+            assert run.data.metrics[f"{name}.val_accuracy"] == metrics[name]["val_accuracy"]
+        figures = {a.path for a in client.list_artifacts(run_id, "figures")}
+        assert figures == {"figures/baseline_curves.png", "figures/masked_curves.png"}
+        models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+        artifacts = {a.path for a in client.list_artifacts(run_id)}
+        # the model logged before the failure is a logged model; the one kept pending, the run's artifacts
+        assert {m.name for m in models if m.source_run_id == run_id} | artifacts >= {"baseline", "masked"}
+    assert not (repo / "mlflow-pending").exists() or not any((repo / "mlflow-pending").iterdir())
