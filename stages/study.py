@@ -1,6 +1,7 @@
 """Stage study (one cell of the dataset x model matrix): train one model family on one prepared
 dataset and write its reports: metrics, per-class report, confusion data, curves, test
-predictions, figures; all logged to MLflow experiment cnnlab-study."""
+predictions, figures; all logged to MLflow experiment cnnlab-study. Runs under torchrun too
+(`launcher` in params.yaml)."""
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -11,6 +12,7 @@ from cnnlab.io import atomic_dir, write_csv, write_json
 from cnnlab.models.zoo import FAMILIES
 from cnnlab.stage import device, run_stage
 from cnnlab.tracking import STUDY_EXPERIMENT, stage_run
+from cnnlab.train import distributed
 from cnnlab.train.checkpoint import save_checkpoint
 from cnnlab.train.study import run_study
 from cnnlab.viz.plots import confusion_matrices, prediction_grid, training_curves
@@ -41,6 +43,8 @@ def main(p, args):
             data, args.model, cfg, p.augment, seed=p.seed, device=device(), checkpoint=checkpoint,
             on_epoch=lambda phase, row: run.log_epoch(row, row["epoch"], prefix=f"{phase}."),
         )  # fmt: skip
+        if not distributed.is_main():  # under torchrun, rank 0 writes
+            return
         run.set_tag("cnnlab.weights", result.init)
         classes = data.classes
         named = lambda idx: [classes[i] for i in idx]  # noqa: E731

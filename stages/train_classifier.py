@@ -1,5 +1,7 @@
 """Stage train_classifier: the report's second CNN (8 classes), trained twice with the same seed
-and settings: on the crops as they are (baseline) and with the shortcut class masked."""
+and settings: on the crops as they are (baseline) and with the shortcut class masked.
+
+Runs under torchrun too (README: "Scale out"): `launcher` in params.yaml."""
 
 import json
 
@@ -13,6 +15,7 @@ from cnnlab.io import atomic_dir, write_csv, write_json
 from cnnlab.models import ObjectsCNN
 from cnnlab.stage import device, run_stage
 from cnnlab.tracking import stage_run
+from cnnlab.train import distributed
 from cnnlab.train.checkpoint import save_checkpoint
 from cnnlab.train.loop import fingerprint
 from cnnlab.train.split import stratified_split
@@ -36,29 +39,35 @@ def main(p, args):
     }
     with stage_run("train_classifier", params, data_source=info["source"]) as run:
         metrics = {"data_source": info["source"], "lr": cfg.lr}
-        curves = {}
+        curves, weights = {}, {}
+        for name in MODELS:
+            torch.manual_seed(p.seed)  # same initial weights for both models
+            model = ObjectsCNN(len(classes), cfg.hidden, p.crop.size)
+            data = sets[name]
+            train, val = data.subset(train_idx), data.subset(val_idx)
+            # an interrupted run resumes from its last epoch if params, seed and data are the same
+            settings = {"model": name, "classes": classes, **params}
+            result = fit_tracked(
+                run,
+                name,
+                model,
+                train,
+                val,
+                cfg,
+                seed=p.seed,
+                device=device(),
+                checkpoint=args.checkpoints / f"{name}.pt",
+                fingerprint=fingerprint(settings, train, val),
+            )
+            metrics[name] = result.summary()
+            curves[name] = pd.DataFrame(result.history)
+            weights[name] = model
+        if distributed.world_size() > 1:
+            metrics["processes"] = distributed.world_size()
+        if not distributed.is_main():  # under torchrun, rank 0 writes
+            return
         with atomic_dir(args.out) as tmp:
-            for name in MODELS:
-                torch.manual_seed(p.seed)  # same initial weights for both models
-                model = ObjectsCNN(len(classes), cfg.hidden, p.crop.size)
-                data = sets[name]
-                train, val = data.subset(train_idx), data.subset(val_idx)
-                # an interrupted run resumes from its last epoch if params, seed and data are the same
-                settings = {"model": name, "classes": classes, **params}
-                result = fit_tracked(
-                    run,
-                    name,
-                    model,
-                    train,
-                    val,
-                    cfg,
-                    seed=p.seed,
-                    device=device(),
-                    checkpoint=args.checkpoints / f"{name}.pt",
-                    fingerprint=fingerprint(settings, train, val),
-                )
-                metrics[name] = result.summary()
-                curves[name] = pd.DataFrame(result.history)
+            for name, model in weights.items():
                 save_checkpoint(tmp / f"{name}.pt", model, classes=classes)
             split = pd.DataFrame({"path": crops.index.path, "subset": "train"})
             split.loc[val_idx, "subset"] = "val"

@@ -266,6 +266,10 @@ class VisualizeParams:
 class Params:
     seed: int = 0
     lr: float = field(default=0.01, metadata=POSITIVE)
+    # deterministic GPU kernels (slower); CPU runs are deterministic either way
+    deterministic: bool = False
+    # what runs the training stages (train_classifier, study): `python`, or `torchrun ... --nproc_per_node N`
+    launcher: str = "python"
     generate: GenerateParams = GenerateParams()
     objects: ObjectsParams = ObjectsParams()
     crop: CropParams = CropParams()
@@ -396,6 +400,11 @@ def parse_params(data: dict | None) -> Params:
     if not isinstance(data, dict):
         raise ParamsError("params.yaml must hold a mapping of keys at the top level")
     params = _build(Params, data)
+    if params.launcher.split()[:1] not in (["python"], ["torchrun"]):
+        raise ParamsError(
+            f"launcher: {params.launcher!r} must start with `python` or `torchrun` "
+            "(e.g. `torchrun --standalone --nproc_per_node 2`)"
+        )
     _check_study(params)
     _check_visualize(params)
     return params

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from cnnlab.data.objects import DatasetError
 from cnnlab.io import OutputError
 from cnnlab.models.transfer import WeightsError
 from cnnlab.tracking import TrackingError
+from cnnlab.train import distributed
 from cnnlab.train.loop import seed_everything
 
 KNOWN_ERRORS = (
@@ -29,7 +31,19 @@ KNOWN_ERRORS = (
 
 
 def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The GPU when there is one (this process's own under torchrun), else the CPU."""
+    return distributed.device()
+
+
+def set_deterministic(on: bool) -> None:
+    """params `deterministic: true`: deterministic GPU kernels (cuDNN without autotuning, cuBLAS
+    with a fixed workspace; an operation without a deterministic kernel fails and names itself).
+    CPU runs are deterministic either way."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = not on and torch.cuda.is_available()
 
 
 def _terminated(signum, frame):
@@ -61,8 +75,12 @@ def run_stage(
     signal.signal(signal.SIGTERM, _terminated)
     try:
         params = load_params(args.params)
+        set_deterministic(params.deterministic)
+        distributed.init()  # under torchrun: join the other processes
         seed_everything(params.seed)
         main(params, args)
     except KNOWN_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        distributed.shutdown()

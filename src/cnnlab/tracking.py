@@ -333,6 +333,16 @@ class StageRun:
             )
 
 
+class _OtherRank:
+    """The run handle of a torchrun process other than rank 0: it logs nothing (rank 0 does)."""
+
+    run_id = None
+    pending = None
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
 @contextlib.contextmanager
 def stage_run(
     stage: str,
@@ -347,8 +357,11 @@ def stage_run(
     The run is named ``<dvc experiment>/<stage>`` and tagged with the DVC experiment name, the
     stage, the git commit, the data source and `tags`; `params` are logged as run parameters.
     Fails with :class:`TrackingError` before the stage does any work if the store is unreachable;
-    if it fails later, see :class:`StageRun`.
+    if it fails later, see :class:`StageRun`. Under torchrun only rank 0 logs.
     """
+    if os.environ.get("RANK", "0") != "0":
+        yield _OtherRank()  # type: ignore[misc]
+        return
     uri = check_store()
     mlflow = _mlflow()
     waiting = pending_runs()

@@ -21,6 +21,8 @@ from tests.conftest import REPO
 TINY = {
     "seed": 0,
     "lr": 0.01,
+    "deterministic": False,
+    "launcher": "python",  # dvc.yaml interpolates it into train_classifier's command
     "objects": {"root": "data/raw/objects"},
     "generate": {"classes": 8, "train_per_class": 5, "test_per_class": 2, "image_size": 64},
     "crop": {"size": 24},

@@ -126,3 +126,18 @@ def test_real_data_config_is_valid_and_uses_the_real_sources():
 def test_unknown_study_names_are_rejected_with_the_valid_ones(data, message):
     with pytest.raises(ParamsError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_params(data)
+
+
+@pytest.mark.parametrize("launcher", ["python", "torchrun --standalone --nproc_per_node 2"])
+def test_launcher_is_python_or_torchrun(launcher):
+    assert parse_params({"launcher": launcher}).launcher == launcher
+
+
+def test_another_launcher_is_refused_with_an_example():
+    with pytest.raises(ParamsError, match="launcher.*torchrun --standalone --nproc_per_node 2"):
+        parse_params({"launcher": "mpirun -n 2"})
+
+
+def test_deterministic_must_be_a_boolean():
+    with pytest.raises(ParamsError, match="deterministic"):
+        parse_params({"deterministic": "sometimes"})

@@ -152,3 +152,36 @@ def test_memory_format_avoids_the_onednn_strided_1x1_bug():
 def test_the_chosen_format_survives_the_strided_1x1_backward():
     out = subprocess.run([sys.executable, "-c", STRIDED_1X1_BACKWARD, "chosen"], capture_output=True, text=True)
     assert out.returncode == 0 and "survived" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.fixture
+def deterministic():
+    from cnnlab.stage import set_deterministic
+
+    set_deterministic(True)
+    yield
+    set_deterministic(False)
+
+
+def test_deterministic_switch_turns_on_deterministic_kernels_and_training_runs(deterministic):
+    import os
+
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    # every op of the loop has a deterministic kernel (else torch raises and names the op)
+    data = _two_colours()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = ResNet(2, width=16)
+        fit(model, data, data, TrainParams(lr=0.05, batch_size=8, epochs=1), seed=0, device=CPU)
+        runs.append(predict(model, data.images, CPU))
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_autocast_is_bf16_on_gpu_only():
+    from cnnlab.train.loop import autocast
+
+    with autocast("cpu"):
+        assert not torch.is_autocast_enabled("cpu")  # CPU numbers must not depend on the machine's bf16

@@ -18,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cnnlab.data.augment import Augment
+from cnnlab.train import distributed
 from cnnlab.train.checkpoint import save_checkpoint
 
 
@@ -47,6 +48,14 @@ def memory_format(model: nn.Module, device: torch.device | str = "cpu") -> torch
             ):
                 return torch.contiguous_format
     return torch.channels_last
+
+
+def autocast(device: torch.device | str):
+    """bf16 autocast on a GPU that has bf16 (the loop's default there), a no-op on CPU, where it
+    would change the numbers from machine to machine."""
+    device = torch.device(device)
+    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def to_float(images: torch.Tensor, fmt: torch.memory_format = torch.channels_last) -> torch.Tensor:
@@ -100,7 +109,8 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_
     model.eval()
     fmt = memory_format(model, device)
     starts = range(0, max(len(images), 1), batch_size)  # an empty set still gives (0, classes)
-    return torch.cat([model(to_float(images[i : i + batch_size].to(device), fmt)).cpu() for i in starts])
+    with autocast(device):
+        return torch.cat([model(to_float(images[i : i + batch_size].to(device), fmt)).float().cpu() for i in starts])
 
 
 def evaluate(model: nn.Module, data: TensorData, device: torch.device) -> tuple[float, float]:
@@ -132,17 +142,20 @@ def train_one_epoch(
     desc: str = "train",
     augment: Augment | None = None,
     shuffle: bool = True,
+    order: torch.Tensor | None = None,
 ) -> tuple[float, float]:
     """One pass over the data (in a seeded random order when `shuffle`); returns (mean loss, accuracy).
 
     `augment` maps a uint8 batch and its labels to float images and targets (soft targets from
-    CutMix/MixUp count as their largest class for the accuracy).
+    CutMix/MixUp count as their largest class for the accuracy). `order`: the indices to train on,
+    in order (this process's share under torchrun); loss and accuracy are then over all processes.
     """
     model.train()
     fmt = memory_format(model, device)
-    order = torch.randperm(len(data), generator=generator) if shuffle else torch.arange(len(data))
+    if order is None:
+        order = torch.randperm(len(data), generator=generator) if shuffle else torch.arange(len(data))
     total_loss, correct = 0.0, 0
-    steps = math.ceil(len(data) / batch_size)
+    steps = math.ceil(len(order) / batch_size)
     for step in tqdm(range(steps), desc=desc, unit="batch", leave=False):
         idx = order[step * batch_size : (step + 1) * batch_size]
         images, y = data.images[idx].to(device, non_blocking=True), data.labels[idx].to(device, non_blocking=True)
@@ -152,13 +165,17 @@ def train_one_epoch(
             x, y = augment(images, y)
             x = x.contiguous(memory_format=fmt)
         optimizer.zero_grad(set_to_none=True)
-        logits = model(x)
-        loss = criterion(logits, y)
+        with autocast(device):
+            logits = model(x)
+            loss = criterion(logits, y)
         loss.backward()
         optimizer.step()
         total_loss += loss.item() * len(idx)
         hard = y if y.ndim == 1 else y.argmax(1)
         correct += (logits.argmax(1) == hard).sum().item()
+    if distributed.is_distributed():
+        total_loss, correct, seen = distributed.all_sum([total_loss, correct, len(order)])
+        return total_loss / seen, correct / seen
     return total_loss / len(data), correct / len(data)
 
 
@@ -211,10 +228,26 @@ def fit(
         on_epoch: called with each epoch's row (epoch, train_loss, train_acc, val_loss, val_acc).
         augment: see :func:`train_one_epoch`.
 
+    Under torchrun (see :mod:`cnnlab.train.distributed`) the model is wrapped in
+    DistributedDataParallel, each epoch is shared out by a DistributedSampler, `cfg.batch_size` is
+    the global batch (each of N processes takes batch_size / N), every process validates on the
+    whole validation set with the same weights, and only rank 0 writes the checkpoint.
+
     Returns:
         FitResult with the per-epoch history; the model holds the final (or best) weights.
     """
     model.to(device, memory_format=memory_format(model, device))
+    if device.type == "cuda":  # page-locked host memory: asynchronous copies to the GPU
+        train = TensorData(train.images.pin_memory(), train.labels.pin_memory())
+    ddp = distributed.is_distributed()
+    world = distributed.world_size()
+    batch_size = cfg.batch_size
+    net: nn.Module = model
+    if ddp:
+        if cfg.batch_size % world:
+            raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the {world} torchrun processes")
+        batch_size = cfg.batch_size // world
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     criterion = nn.CrossEntropyLoss()
     optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(seed)
@@ -236,11 +269,19 @@ def fit(
             for row in result.history:
                 on_epoch(row)
     bar = tqdm(range(start, cfg.epochs + 1), desc=f"fit {name}", unit="epoch", initial=start - 1, total=cfg.epochs)
+    shuffle = getattr(cfg, "shuffle", True)
     for epoch in bar:
+        order = None
+        if ddp:
+            sampler = torch.utils.data.DistributedSampler(range(len(train)), shuffle=shuffle, seed=seed)
+            sampler.set_epoch(epoch)
+            order = torch.tensor(list(sampler))
+            torch.manual_seed(seed + 100_003 * epoch + distributed.rank())  # dropout/augmentation differ per rank
         train_loss, train_acc = train_one_epoch(
-            model, criterion, optimizer, train, cfg.batch_size, device, generator,
-            desc=f"{name} epoch {epoch}", augment=augment, shuffle=getattr(cfg, "shuffle", True),
+            net, criterion, optimizer, train, batch_size, device, generator,
+            desc=f"{name} epoch {epoch}", augment=augment, shuffle=shuffle, order=order,
         )  # fmt: skip
+        distributed.sync_buffers(model)
         if not math.isfinite(train_loss):
             raise FloatingPointError(
                 f"{name}: training loss became {train_loss} in epoch {epoch}; lower the learning rate (lr={cfg.lr})"
@@ -260,7 +301,7 @@ def fit(
         elif val is not None:
             since_best += 1
             stop = bool(patience and since_best >= patience)
-        if checkpoint is not None:
+        if checkpoint is not None and distributed.is_main():
             extra = dict(best_model=best_state) if best_state is not None else {}
             save_checkpoint(
                 checkpoint, model, optimizer=optimizer, epoch=epoch, history=result.history, fingerprint=fingerprint,

@@ -1,0 +1,53 @@
+"""Fits a small BatchNorm-free CNN with cnnlab's loop, under torchrun or alone, and writes what it
+saw: the history (rank 0 only), the images each process trained on, and its final weights' sum.
+
+    python tests/scripts/ddp_fit.py OUT [--shuffle]
+    torchrun --standalone --nproc_per_node 2 tests/scripts/ddp_fit.py OUT [--shuffle]
+"""
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from cnnlab.stage import device
+from cnnlab.train import distributed
+from cnnlab.train.loop import TensorData, fit
+
+
+def data(n: int, seed: int) -> TensorData:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 3
+    images = torch.randint(0, 256, (n, 3, 12, 12), generator=g, dtype=torch.uint8)
+    for c in range(3):  # a learnable signal: the class's channel is darker
+        images[labels == c, c] //= 2
+    return TensorData(images, labels)
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    distributed.init()
+    rank = distributed.rank()
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)
+    )
+    model.arch = {"name": "test"}  # what save_checkpoint records
+    seen = []
+    model.register_forward_hook(lambda m, i, o: seen.append(len(i[0])) if m.training else None)
+    cfg = SimpleNamespace(lr=0.05, momentum=0.9, batch_size=8, epochs=4, patience=0, shuffle="--shuffle" in sys.argv)
+    result = fit(
+        model, data(40, 1), data(12, 2), cfg, seed=0, device=device(), checkpoint=out / "checkpoint.pt", fingerprint="x"
+    )
+    weights = float(sum(p.detach().double().sum() for p in model.parameters()))
+    (out / f"rank{rank}.json").write_text(json.dumps({"seen": sum(seen), "weights": weights}))
+    if distributed.is_main():
+        (out / "history.json").write_text(json.dumps(result.history))
+    distributed.shutdown()
+
+
+if __name__ == "__main__":
+    main()
