@@ -45,6 +45,8 @@ def main(p, args):
         )  # fmt: skip
         if not distributed.is_main():  # under torchrun, rank 0 writes
             return
+        if distributed.world_size() > 1:
+            result.metrics["processes"] = distributed.world_size()
         run.set_tag("cnnlab.weights", result.init)
         classes = data.classes
         named = lambda idx: [classes[i] for i in idx]  # noqa: E731
