@@ -1,8 +1,10 @@
 """Fits a small BatchNorm-free CNN with cnnlab's loop, under torchrun or alone, and writes what it
 saw: the history (rank 0 only), the images each process trained on, and its final weights' sum.
 
-    python tests/scripts/ddp_fit.py OUT [--shuffle]
-    torchrun --standalone --nproc_per_node 2 tests/scripts/ddp_fit.py OUT [--shuffle]
+    python tests/scripts/ddp_fit.py OUT [--shuffle] [--epochs N]
+    torchrun --standalone --nproc_per_node 2 tests/scripts/ddp_fit.py OUT [--shuffle] [--epochs N]
+
+A checkpoint in OUT from an earlier call is resumed (it is kept, as after an interruption).
 """
 
 import json
@@ -38,7 +40,10 @@ def main() -> None:
     model.arch = {"name": "test"}  # what save_checkpoint records
     seen = []
     model.register_forward_hook(lambda m, i, o: seen.append(len(i[0])) if m.training else None)
-    cfg = SimpleNamespace(lr=0.05, momentum=0.9, batch_size=8, epochs=4, patience=0, shuffle="--shuffle" in sys.argv)
+    epochs = int(sys.argv[sys.argv.index("--epochs") + 1]) if "--epochs" in sys.argv else 4
+    cfg = SimpleNamespace(
+        lr=0.05, momentum=0.9, batch_size=8, epochs=epochs, patience=0, shuffle="--shuffle" in sys.argv
+    )
     result = fit(
         model, data(40, 1), data(12, 2), cfg, seed=0, device=device(), checkpoint=out / "checkpoint.pt", fingerprint="x"
     )

@@ -13,11 +13,11 @@ SCRIPT = Path(__file__).parents[1] / "scripts" / "ddp_fit.py"
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
 
 
-def _run(out: Path, *launcher: str, shuffle: bool = False) -> dict:
-    out.mkdir()
+def _run(out: Path, *launcher: str, shuffle: bool = False, epochs: int = 4) -> dict:
+    out.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["TQDM_DISABLE"] = "1"
-    cmd = [*launcher, str(SCRIPT), str(out)] + (["--shuffle"] if shuffle else [])
+    cmd = [*launcher, str(SCRIPT), str(out), "--epochs", str(epochs)] + (["--shuffle"] if shuffle else [])
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = sorted(out.glob("rank*.json"))
@@ -25,6 +25,7 @@ def _run(out: Path, *launcher: str, shuffle: bool = False) -> dict:
         "history": json.loads((out / "history.json").read_text()),
         "ranks": [json.loads(p.read_text()) for p in ranks],
         "checkpoint": (out / "checkpoint.pt").exists(),
+        "log": done.stdout + done.stderr,
     }
 
 
@@ -51,8 +52,17 @@ def test_two_gloo_processes_split_the_data_and_match_one_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_shuffled_ddp_stays_within_tolerance_of_one_process(tmp_path):
+def test_shuffled_ddp_stays_within_tolerance_of_one_process_and_resumes_exactly(tmp_path):
+    ddp2 = (TORCHRUN, "--standalone", "--nproc_per_node", "2")
     single = _run(tmp_path / "single", sys.executable, shuffle=True)
-    ddp = _run(tmp_path / "ddp", TORCHRUN, "--standalone", "--nproc_per_node", "2", shuffle=True)
+    ddp = _run(tmp_path / "ddp", *ddp2, shuffle=True)
     # another sample order (DistributedSampler's), so only close: within 0.25 in final val loss
     assert ddp["history"][-1]["val_loss"] == pytest.approx(single["history"][-1]["val_loss"], abs=0.25)
+    # interrupted after epoch 2 (its checkpoint kept), then run again: both ranks resume from
+    # rank 0's checkpoint and end exactly where the uninterrupted run ended
+    _run(tmp_path / "resumed", *ddp2, shuffle=True, epochs=2)
+    resumed = _run(tmp_path / "resumed", *ddp2, shuffle=True)
+    assert resumed["log"].count("resuming from") == 2  # rank 0 and rank 1
+    assert resumed["history"] == ddp["history"]
+    assert [r["weights"] for r in resumed["ranks"]] == [r["weights"] for r in ddp["ranks"]]
+    assert [r["seen"] for r in resumed["ranks"]] == [40, 40]  # epochs 3 and 4 only

@@ -10,9 +10,12 @@ Only rank 0 writes outputs, checkpoints and MLflow records; the others train and
 from __future__ import annotations
 
 import os
+from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 def env_world_size() -> int:
@@ -77,6 +80,16 @@ def sync_buffers(model: torch.nn.Module) -> None:
     if is_distributed():
         for buffer in model.buffers():
             dist.broadcast(buffer, 0)
+
+
+def from_main(load: Callable[[], T]) -> T:
+    """`load()` run by rank 0 and its result sent to every rank (which then all act the same);
+    just `load()` outside torchrun. Used for the resume state: checkpoints are rank 0's."""
+    if not is_distributed():
+        return load()
+    box = [load() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)  # between this job's own processes only
+    return box[0]
 
 
 def barrier() -> None:

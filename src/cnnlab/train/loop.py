@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from cnnlab.config import ParamsError
 from cnnlab.data.augment import Augment
 from cnnlab.train import distributed
 from cnnlab.train.checkpoint import save_checkpoint
@@ -242,19 +243,21 @@ def fit(
     ddp = distributed.is_distributed()
     world = distributed.world_size()
     batch_size = cfg.batch_size
-    net: nn.Module = model
     if ddp:
         if cfg.batch_size % world:
-            raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the {world} torchrun processes")
+            raise ParamsError(
+                f"{name}: batch_size {cfg.batch_size} must be a multiple of the {world} torchrun processes "
+                "(it is the global batch; each process takes batch_size / processes)"
+            )
         batch_size = cfg.batch_size // world
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     criterion = nn.CrossEntropyLoss()
     optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(seed)
     patience = cfg.patience if val is not None else 0
     result = FitResult()
     best_loss, best_state, since_best, start = math.inf, None, 0, 1
-    saved = _resume_state(checkpoint, fingerprint)
+    # under torchrun rank 0 holds the checkpoints; every rank resumes from its state
+    saved = distributed.from_main(lambda: _resume_state(checkpoint, fingerprint))
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -268,6 +271,9 @@ def fit(
         if on_epoch is not None:  # this run's records get the epochs trained before the interruption too
             for row in result.history:
                 on_epoch(row)
+    net: nn.Module = model
+    if ddp:  # after any resume: DDP starts every rank from rank 0's weights and buffers
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     bar = tqdm(range(start, cfg.epochs + 1), desc=f"fit {name}", unit="epoch", initial=start - 1, total=cfg.epochs)
     shuffle = getattr(cfg, "shuffle", True)
     for epoch in bar:
