@@ -1,0 +1,408 @@
+"""cnnlab's benchmark suite: each hot path against what a user would otherwise run, side by side,
+in one run on one machine. Prints a table and writes metrics/benchmarks.json.
+
+    python benchmarks/run.py                   # everything (the pipeline case takes ~12 min)
+    python benchmarks/run.py --skip pipeline   # the in-process cases only (~2 min)
+    python benchmarks/run.py --quick           # tiny sizes: checks that the suite runs
+
+Cases (see README "Benchmarks"):
+  training   cnnlab's train_one_epoch vs a bare PyTorch loop: same model, data, batch, order
+  gradcam    cnnlab's batched captum masks vs the pytorch-grad-cam package, same masks (IoU)
+  flops      the 8-class CNN's training FLOP/s as a fraction of this machine's float32 matmul peak
+  data       one epoch of crops from the DVC outputs vs decoded from PNG files
+  pipeline   `dvc repro` from a clean clone, stage by stage, then a no-op `dvc repro`
+  gpu_epoch  (GPU only) a CIFAR-10-shaped simple_cnn epoch with the data on the GPU vs a DataLoader
+
+Inputs: the pipeline's crops and background classifier when `dvc repro` has made them (the
+table says so); otherwise generated stand-ins of the same shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: no progress bars in the timings
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from cnnlab.data.store import CropSet  # noqa: E402
+from cnnlab.io import write_json  # noqa: E402
+from cnnlab.models import ObjectsCNN  # noqa: E402
+from cnnlab.train.loop import TensorData, memory_format, to_float, train_one_epoch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+GOALS = {  # issue 6
+    "training": ("cnnlab / bare images/s", ">=", 0.95),
+    "gradcam": ("cnnlab / pytorch-grad-cam images/s", ">=", 3.0),
+    "flops": ("fraction of matmul peak", ">=", 0.35),
+    "pipeline": ("clean dvc repro, s", "<=", 300.0),
+    "pipeline_noop": ("no-op dvc repro, s", "<=", 2.0),
+}
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )  # fmt: skip
+    except (OSError, StopIteration):
+        pass
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    """The fastest of `repeats` calls (after one warm-up call), in seconds."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def crops(quick: bool) -> tuple[TensorData, str]:
+    """The objects chain's training crops, or a generated stand-in of their shape."""
+    folder = REPO / "data/interim/crops"
+    if not quick and (folder / "train_images.npy").is_file():
+        c = CropSet.load(folder, "train")
+        labels = np.unique(c.index.label, return_inverse=True)[1]
+        return TensorData.from_numpy(c.images, labels), f"pipeline crops ({folder.relative_to(REPO)})"
+    n, size = (64, 32) if quick else (1280, 117)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+    return TensorData(images, torch.arange(n) % 8), f"random uint8 stand-in {n}x3x{size}x{size}"
+
+
+# --- 1. training loop vs a bare loop -------------------------------------------------------------
+
+
+def bare_epoch(model, optimizer, images, labels, batch_size, order) -> None:
+    """What a user writes: float conversion per batch, default memory format, no extras."""
+    model.train()
+    criterion = nn.CrossEntropyLoss()
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        x = images[idx].float() / 255
+        optimizer.zero_grad()
+        loss = criterion(model(x), labels[idx])
+        loss.backward()
+        optimizer.step()
+
+
+def bench_training(data: TensorData, repeats: int, batch_size: int = 32) -> dict:
+    size = data.images.shape[-1]
+    torch.manual_seed(0)
+    template = ObjectsCNN(8, 1012, size)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+
+    def cnnlab_epoch(model=copy.deepcopy(template)):
+        model.to(memory_format=memory_format(model))  # as fit() does
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        generator = torch.Generator().manual_seed(0)
+        train_one_epoch(model, nn.CrossEntropyLoss(), opt, data, batch_size, torch.device("cpu"), generator)
+
+    def bare(model=copy.deepcopy(template)):
+        bare_epoch(model, torch.optim.SGD(model.parameters(), lr=0.01), data.images, data.labels, batch_size, order)
+
+    ours, theirs = best_time(cnnlab_epoch, repeats), best_time(bare, repeats)
+    n = len(data)
+    return {
+        "cnnlab_images_per_s": n / ours,
+        "bare_images_per_s": n / theirs,
+        "ratio": theirs / ours,
+        "batch_size": batch_size,
+        "images": n,
+    }
+
+
+# --- 2. Grad-CAM masking vs pytorch-grad-cam -----------------------------------------------------
+
+
+def background_model(size: int, quick: bool) -> tuple[nn.Module, str]:
+    path = REPO / "data/models/background_classifier/model.pt"
+    if not quick and path.is_file():
+        from cnnlab.train.checkpoint import load_model
+
+        model, _ = load_model(path)
+        if model.arch["in_size"] == size:
+            return model, f"trained background classifier ({path.relative_to(REPO)})"
+    torch.manual_seed(0)
+    return ObjectsCNN(2, 64 if quick else 512, size).eval(), "untrained ObjectsCNN(2)"
+
+
+def bench_gradcam(data: TensorData, quick: bool, repeats: int, threshold: float = 0.2, batch: int = 64) -> dict:
+    from cnnlab.attribution.gradcam import gradcam_masks
+    from cnnlab.attribution.masking import NOT_SHORTCUT
+
+    try:
+        from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    except ImportError:
+        return {"skipped": "pytorch-grad-cam is not installed: pip install -e '.[bench]'"}
+    images = to_float(data.images[: 64 if quick else 256], torch.contiguous_format)
+    model, which = background_model(images.shape[-1], quick)
+    layer = model.last_conv
+    ours_masks = {}
+
+    def ours():
+        ours_masks["m"] = gradcam_masks(model, layer, images, NOT_SHORTCUT, threshold, batch)[1]
+
+    theirs_masks = {}
+
+    def theirs():
+        with GradCAM(model=model, target_layers=[layer]) as cam:
+            maps = [
+                cam(
+                    input_tensor=images[i : i + batch],
+                    targets=[ClassifierOutputTarget(NOT_SHORTCUT)] * len(images[i : i + batch]),
+                )
+                for i in range(0, len(images), batch)
+            ]
+        theirs_masks["m"] = torch.from_numpy(np.concatenate(maps)) >= threshold
+
+    t_ours, t_theirs = best_time(ours, repeats), best_time(theirs, repeats)
+    a, b = ours_masks["m"], theirs_masks["m"]
+    iou = float((a & b).sum()) / max(float((a | b).sum()), 1.0)
+    n = len(images)
+    return {
+        "cnnlab_images_per_s": n / t_ours,
+        "pytorch_grad_cam_images_per_s": n / t_theirs,
+        "ratio": t_theirs / t_ours,
+        "mask_iou": iou,
+        "images": n,
+        "model": which,
+    }
+
+
+# --- 3. compute efficiency -----------------------------------------------------------------------
+
+
+def matmul_peak(n: int, repeats: int) -> float:
+    """float32 FLOP/s of an n x n matmul, the best of `repeats`."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / best_time(lambda: a @ b, repeats)
+
+
+def training_flops(data: TensorData, batch_size: int = 32) -> float:
+    """FLOPs of one training step (forward and backward) of the 8-class CNN on one batch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = ObjectsCNN(8, 1012, data.images.shape[-1])
+    x, y = to_float(data.images[:batch_size]), data.labels[:batch_size]
+    with FlopCounterMode(display=False) as counter:
+        nn.functional.cross_entropy(model(x), y).backward()
+    return counter.get_total_flops()
+
+
+def bench_flops(data: TensorData, training: dict, quick: bool, batch_size: int = 32) -> dict:
+    per_image = training_flops(data, batch_size) / batch_size
+    achieved = per_image * training["cnnlab_images_per_s"]
+    peak = matmul_peak(512 if quick else 2048, 3 if quick else 10)
+    return {"training_flop_per_s": achieved, "matmul_peak_flop_per_s": peak, "fraction": achieved / peak}
+
+
+# --- 5. data loading -----------------------------------------------------------------------------
+
+
+def bench_data(data: TensorData, quick: bool, batch_size: int = 32) -> dict:
+    """One epoch of batches: from the DVC output (.npy, decoded once) vs PNG files decoded per
+    epoch by a standard torchvision DataLoader with 2 workers."""
+    from torch.utils.data import DataLoader
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms import v2
+    from torchvision.utils import save_image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        npy = tmp / "train_images.npy"
+        np.save(npy, data.images.numpy())
+        for i, (image, label) in enumerate(zip(data.images, data.labels)):
+            folder = tmp / "png" / f"{int(label):02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            save_image(image.float() / 255, folder / f"{i:05d}.png")
+
+        def from_dvc():
+            images = torch.from_numpy(np.load(npy, allow_pickle=False))
+            for start in range(0, len(images), batch_size):
+                to_float(images[start : start + batch_size])
+
+        dataset = ImageFolder(
+            tmp / "png", transform=v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
+        )
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=2)
+
+        def from_png():
+            for _ in loader:
+                pass
+
+        repeats = 1 if quick else 3
+        t_dvc, t_png = best_time(from_dvc, repeats), best_time(from_png, repeats)
+    n = len(data)
+    return {"dvc_images_per_s": n / t_dvc, "png_dataloader_images_per_s": n / t_png, "ratio": t_png / t_dvc}
+
+
+# --- 4. the pipeline -----------------------------------------------------------------------------
+
+
+def bench_pipeline() -> dict:
+    """`dvc repro` in a fresh clone of HEAD with an empty cache; per-stage times from the stage
+    start lines; then a no-op `dvc repro`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        clone = Path(tmp) / "cnnlab"
+        subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+        env["TQDM_DISABLE"] = "1"
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            ["dvc", "repro"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        marks = []
+        for line in proc.stdout:
+            found = re.match(r"Running stage '([^']+)'", line)
+            if found:
+                marks.append((found.group(1), time.perf_counter() - start))
+        if proc.wait() != 0:
+            raise RuntimeError("dvc repro failed in the benchmark's clone")
+        total = time.perf_counter() - start
+        ends = [t for _, t in marks[1:]] + [total]
+        stages = {name: round(end - begin, 1) for (name, begin), end in zip(marks, ends)}
+        noop = best_time(lambda: subprocess.run(["dvc", "repro"], cwd=clone, env=env, capture_output=True), 2)
+    return {"clean_s": total, "noop_s": noop, "stages_s": stages}
+
+
+# --- 6. GPU: data resident on the GPU vs a DataLoader -------------------------------------------
+
+
+def bench_gpu_epoch(quick: bool) -> dict:
+    if not torch.cuda.is_available():
+        return {"skipped": "no GPU on this machine"}
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from cnnlab.models.cifar import SimpleCNN
+
+    n = 2048 if quick else 50_000
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    labels = torch.arange(n) % 10
+    device = torch.device("cuda")
+    model = SimpleCNN(10, 32).to(device, memory_format=torch.channels_last)
+    resident = TensorData(images.to(device), labels.to(device))
+
+    def on_gpu():
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        train_one_epoch(model, nn.CrossEntropyLoss(), opt, resident, 128, device, torch.Generator().manual_seed(0))
+        torch.cuda.synchronize()
+
+    loader = DataLoader(TensorDataset(images, labels), batch_size=128, shuffle=True, num_workers=2, pin_memory=True)
+
+    def dataloader():
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        model.train()
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True).float() / 255, y.to(device, non_blocking=True)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        torch.cuda.synchronize()
+
+    t_gpu, t_loader = best_time(on_gpu, 2), best_time(dataloader, 2)
+    return {"resident_images_per_s": n / t_gpu, "dataloader_images_per_s": n / t_loader, "ratio": t_loader / t_gpu}
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+
+def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
+    """(case, measured, goal, verdict) per goal."""
+    measured = {
+        "training": results.get("training", {}).get("ratio"),
+        "gradcam": results.get("gradcam", {}).get("ratio"),
+        "flops": results.get("flops", {}).get("fraction"),
+        "pipeline": results.get("pipeline", {}).get("clean_s"),
+        "pipeline_noop": results.get("pipeline", {}).get("noop_s"),
+    }
+    rows = []
+    for case, (what, op, goal) in GOALS.items():
+        value = measured[case]
+        if value is None:
+            rows.append((case, "-", f"{what} {op} {goal:g}", "not run"))
+            continue
+        ok = value >= goal if op == ">=" else value <= goal
+        rows.append((case, f"{value:.3g}", f"{what} {op} {goal:g}", "met" if ok else "NOT met"))
+    return rows
+
+
+def print_table(results: dict) -> None:
+    print(f"\nmachine: {results['machine']}")
+    print(f"inputs: {results['inputs']}\n")
+    for case, value in results.items():
+        if case in ("machine", "inputs", "goals"):
+            continue
+        shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in value.items()}
+        print(f"{case:10s} {shown}")
+    print("\n| case | measured | goal | |\n|---|---|---|---|")
+    for row in summary_rows(results):
+        print("| " + " | ".join(row) + " |")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cases = ["training", "gradcam", "flops", "data", "pipeline", "gpu_epoch"]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip", nargs="*", default=[], choices=cases, help="cases to leave out")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the suite runs")
+    parser.add_argument("--out", type=Path, default=REPO / "metrics/benchmarks.json")
+    args = parser.parse_args(argv)
+    run = [c for c in cases if c not in args.skip and not (args.quick and c == "pipeline")]
+    repeats = 1 if args.quick else 3
+    data, source = crops(args.quick)
+    results: dict = {"machine": machine(), "inputs": source}
+    if "training" in run or "flops" in run:
+        print("training ...", file=sys.stderr)
+        results["training"] = bench_training(data, repeats)
+    if "gradcam" in run:
+        print("gradcam ...", file=sys.stderr)
+        results["gradcam"] = bench_gradcam(data, args.quick, repeats)
+    if "flops" in run:
+        print("flops ...", file=sys.stderr)
+        results["flops"] = bench_flops(data, results["training"], args.quick)
+    if "data" in run:
+        print("data ...", file=sys.stderr)
+        results["data"] = bench_data(data, args.quick)
+    if "pipeline" in run:
+        print("pipeline (dvc repro in a fresh clone) ...", file=sys.stderr)
+        results["pipeline"] = bench_pipeline()
+    if "gpu_epoch" in run:
+        results["gpu_epoch"] = bench_gpu_epoch(args.quick)
+    results["goals"] = [dict(zip(("case", "measured", "goal", "verdict"), row)) for row in summary_rows(results)]
+    print_table(results)
+    write_json(args.out, results)
+    print(f"\nwritten: {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
