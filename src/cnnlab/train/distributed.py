@@ -90,8 +90,3 @@ def from_main(load: Callable[[], T]) -> T:
     box = [load() if dist.get_rank() == 0 else None]
     dist.broadcast_object_list(box, src=0)  # between this job's own processes only
     return box[0]
-
-
-def barrier() -> None:
-    if is_distributed():
-        dist.barrier()

@@ -156,6 +156,7 @@ def train_one_epoch(
     if order is None:
         order = torch.randperm(len(data), generator=generator) if shuffle else torch.arange(len(data))
     total_loss, correct = 0.0, 0
+    amp = autocast(device)  # decided once, entered per step
     steps = math.ceil(len(order) / batch_size)
     for step in tqdm(range(steps), desc=desc, unit="batch", leave=False):
         idx = order[step * batch_size : (step + 1) * batch_size]
@@ -166,7 +167,7 @@ def train_one_epoch(
             x, y = augment(images, y)
             x = x.contiguous(memory_format=fmt)
         optimizer.zero_grad(set_to_none=True)
-        with autocast(device):
+        with amp:
             logits = model(x)
             loss = criterion(logits, y)
         loss.backward()
