@@ -165,16 +165,16 @@ def bench_gradcam(data: TensorData, quick: bool, repeats: int, threshold: float 
         return {"skipped": "pytorch-grad-cam is not installed: pip install -e '.[bench]'"}
     images = to_float(data.images[: 64 if quick else 256], torch.contiguous_format)
     model, which = background_model(images.shape[-1], quick)
-    layer = model.last_conv
+    their_model = copy.deepcopy(model)  # as loaded: ours switches its copy to channels-last in place
     ours_masks = {}
 
     def ours():
-        ours_masks["m"] = gradcam_masks(model, layer, images, NOT_SHORTCUT, threshold, batch)[1]
+        ours_masks["m"] = gradcam_masks(model, model.last_conv, images, NOT_SHORTCUT, threshold, batch)[1]
 
     theirs_masks = {}
 
     def theirs():
-        with GradCAM(model=model, target_layers=[layer]) as cam:
+        with GradCAM(model=their_model, target_layers=[their_model.last_conv]) as cam:
             maps = [
                 cam(
                     input_tensor=images[i : i + batch],

@@ -14,7 +14,7 @@ import torch
 from cnnlab.config import Params, ParamsError, load_params
 from cnnlab.data.objects import DatasetError
 from cnnlab.io import OutputError
-from cnnlab.models.transfer import WeightsError
+from cnnlab.models.errors import WeightsError
 from cnnlab.tracking import TrackingError
 from cnnlab.train import distributed
 from cnnlab.train.loop import seed_everything

@@ -102,3 +102,21 @@ def test_mask_backgrounds_blacks_out_what_is_not_kept():
     assert 0 <= m["mask_iou"] <= 1 and 0 <= m["bg_classifier_shortcut_rate_after"] <= 1
     assert m["empty_maps"] == int((~out.masks.flatten(1).any(1)).sum())
     assert mask_backgrounds(model, images, 0.3).metrics["mask_iou"] is None
+
+
+def test_fast_path_gives_captums_plain_maps_and_restores_the_weights():
+    """The channels-last, frozen-weights path equals captum's LayerGradCam on the model as given
+    (contiguous, weights requiring grad), and leaves requires_grad as it found it."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    torch.manual_seed(0)
+    model = ObjectsCNN(2, 8, 24).eval()
+    model.classifier[1].weight.requires_grad_(False)  # a partly frozen model: flags must come back as they were
+    flags = [p.requires_grad for p in model.parameters()]
+    images = torch.rand(6, 3, 24, 24)
+    plain = LayerGradCam(model, model.last_conv).attribute(images, target=1, relu_attributions=True)
+    plain = LayerAttribution.interpolate(plain, (24, 24), interpolate_mode="bilinear")[:, 0].detach()
+    plain = (plain / plain.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]).clamp(0, 1)
+    heat, _ = gradcam_masks(model, model.last_conv, images, target=1, threshold=0.2)
+    torch.testing.assert_close(heat, plain, atol=1e-6, rtol=1e-5)
+    assert [p.requires_grad for p in model.parameters()] == flags

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
 from cnnlab.config import DatasetParams
@@ -57,6 +56,8 @@ class Prepared:
 def _square(image: torch.Tensor, size: int) -> torch.Tensor:
     """(3, H, W) uint8 -> (3, size, size): shorter side resized to `size`, then centre-cropped."""
     if image.shape[-2:] != (size, size):
+        from torchvision.transforms.v2 import functional as TF  # only the real sources resize
+
         image = TF.center_crop(TF.resize(image, size, antialias=True), [size, size])
     return image
 
@@ -114,6 +115,8 @@ def _cifar10(cfg: DatasetParams, seed: int) -> Prepared:
         keep = _limit(labels, cfg.limit_per_class)
         images = torch.from_numpy(np.ascontiguousarray(ds.data[keep].transpose(0, 3, 1, 2)))
         if cfg.image_size != 32:
+            from torchvision.transforms.v2 import functional as TF
+
             images = TF.resize(images, [cfg.image_size, cfg.image_size], antialias=True)
         splits[split] = Split(images.numpy(), labels[keep], [str(i) for i in keep])
     splits["train"], splits["val"] = _hold_out(splits["train"], cfg.val_fraction, seed)

@@ -11,10 +11,7 @@ import torchvision
 from torch import nn
 from torchvision.transforms import v2
 
-
-class WeightsError(RuntimeError):
-    """Pretrained weights are neither in the local torch cache nor downloadable."""
-
+from cnnlab.models.errors import WeightsError  # noqa: F401  (raised here; re-exported)
 
 BACKBONES = {
     # family: (torchvision builder, its weights enum, name of the layer the new head replaces)

@@ -10,7 +10,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -18,9 +18,11 @@ from torch import nn
 from tqdm import tqdm
 
 from cnnlab.config import ParamsError
-from cnnlab.data.augment import Augment
 from cnnlab.train import distributed
 from cnnlab.train.checkpoint import save_checkpoint
+
+if TYPE_CHECKING:  # torchvision (1-2 s to import) only where augmentation is used
+    from cnnlab.data.augment import Augment
 
 
 def seed_everything(seed: int) -> None:
@@ -105,8 +107,15 @@ class FitResult:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    """Logits (N, classes) for uint8 images (N, 3, H, W), in eval mode."""
+def predict(
+    model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int | None = None
+) -> torch.Tensor:
+    """Logits (N, classes) for uint8 images (N, 3, H, W), in eval mode.
+
+    Default batch: 64 on CPU, where batches that fit the caches measured 1.6x faster than 256
+    (the 8-class CNN on 117 px crops, 2-core Xeon), 512 on a GPU. oneDNN may pick another kernel
+    for another batch size, so logits can differ in their last float bits between batch sizes."""
+    batch_size = batch_size or (64 if torch.device(device).type == "cpu" else 512)
     model.eval()
     fmt = memory_format(model, device)
     starts = range(0, max(len(images), 1), batch_size)  # an empty set still gives (0, classes)
