@@ -75,13 +75,23 @@ def machine() -> dict:
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:
     """The fastest of `repeats` calls (after one warm-up call), in seconds."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    return best_times([fn], repeats)[0]
+
+
+def best_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """The fastest of `repeats` calls of each function (after one warm-up call each), in seconds.
+
+    The calls alternate (a, b, a, b, ...), so that a slow spell of a shared VM hits both sides of
+    a comparison instead of one of them."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, kept in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            kept.append(time.perf_counter() - start)
+    return [min(kept) for kept in times]
 
 
 def crops(quick: bool) -> tuple[TensorData, str]:
@@ -128,7 +138,7 @@ def bench_training(data: TensorData, repeats: int, batch_size: int = 32) -> dict
     def bare(model=copy.deepcopy(template)):
         bare_epoch(model, torch.optim.SGD(model.parameters(), lr=0.01), data.images, data.labels, batch_size, order)
 
-    ours, theirs = best_time(cnnlab_epoch, repeats), best_time(bare, repeats)
+    ours, theirs = best_times([cnnlab_epoch, bare], repeats)
     n = len(data)
     return {
         "cnnlab_images_per_s": n / ours,
@@ -184,7 +194,7 @@ def bench_gradcam(data: TensorData, quick: bool, repeats: int, threshold: float 
             ]
         theirs_masks["m"] = torch.from_numpy(np.concatenate(maps)) >= threshold
 
-    t_ours, t_theirs = best_time(ours, repeats), best_time(theirs, repeats)
+    t_ours, t_theirs = best_times([ours, theirs], repeats)
     a, b = ours_masks["m"], theirs_masks["m"]
     iou = float((a & b).sum()) / max(float((a | b).sum()), 1.0)
     n = len(images)
@@ -260,7 +270,7 @@ def bench_data(data: TensorData, quick: bool, batch_size: int = 32) -> dict:
                 pass
 
         repeats = 1 if quick else 3
-        t_dvc, t_png = best_time(from_dvc, repeats), best_time(from_png, repeats)
+        t_dvc, t_png = best_times([from_dvc, from_png], repeats)
     n = len(data)
     return {"dvc_images_per_s": n / t_dvc, "png_dataloader_images_per_s": n / t_png, "ratio": t_png / t_dvc}
 
@@ -329,7 +339,7 @@ def bench_gpu_epoch(quick: bool) -> dict:
             opt.step()
         torch.cuda.synchronize()
 
-    t_gpu, t_loader = best_time(on_gpu, 2), best_time(dataloader, 2)
+    t_gpu, t_loader = best_times([on_gpu, dataloader], 2)
     return {"resident_images_per_s": n / t_gpu, "dataloader_images_per_s": n / t_loader, "ratio": t_loader / t_gpu}
 
 
