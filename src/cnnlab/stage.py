@@ -41,7 +41,10 @@ def set_deterministic(on: bool) -> None:
     CPU runs are deterministic either way."""
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(on)
+    # torch.use_deterministic_algorithms imports torch._inductor (1-2 s per stage process), so it
+    # is called only to change the setting; off is torch's default.
+    if torch.are_deterministic_algorithms_enabled() != on:
+        torch.use_deterministic_algorithms(on)
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = not on and torch.cuda.is_available()
 

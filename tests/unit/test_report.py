@@ -55,3 +55,19 @@ def test_the_browser_check_notices_a_missing_image(tmp_path):
     (tmp_path / "index.html").write_text(render_report("cnnlab report", "test", _sections()))
     seen = inspect_page(tmp_path / "index.html", "unit_report_missing.png")
     assert dict(seen["images"]) == {"o/curves.png": True, "s/confusion.png": True, "s/none.png": False}
+
+
+def test_figures_are_laid_out_once_and_save_the_same_bytes_as_with_their_layout_engine():
+    import io
+
+    y = np.array([0, 1, 1, 0, 2, 2])
+    figs = [confusion_matrices({"train": (y, y), "val": (y, y[::-1])}, ["a", "b", "c"]) for _ in range(2)]
+    assert figs[0].get_layout_engine() is None  # so savefig does not lay it out again
+    figs[1].set_layout_engine("none")  # what fig.tight_layout() alone leaves: savefig draws twice
+    saved = []
+    for fig in figs:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=60, metadata={"Software": None})
+        saved.append(buf.getvalue())
+    plt.close("all")
+    assert saved[0] == saved[1] and len(saved[0]) > 1000

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from cnnlab.viz.plots import plt
+from cnnlab.viz.plots import plt, tight
 
 
 def _rgb(images: np.ndarray) -> np.ndarray:
@@ -63,8 +63,7 @@ def filters_and_maps(
         for j in range(n):
             axes[i + 1, j + 1].imshow(maps[j, c], cmap="viridis", vmin=low, vmax=high)
             axes[i + 1, j + 1].set_title(f"map {c} (max {float(maps[j, c].max()):.2g})", fontsize=7)
-    fig.tight_layout()
-    return fig
+    return tight(fig)
 
 
 def deconv_panel(images: np.ndarray, recon: dict[str, np.ndarray], positions: dict[str, np.ndarray]) -> Figure:
@@ -87,8 +86,7 @@ def deconv_panel(images: np.ndarray, recon: dict[str, np.ndarray], positions: di
             axes[i, j + 1].set_title(f"{layer}\nch {c} at ({y},{x})", fontsize=7)
     for ax in axes.flat:
         ax.set_axis_off()
-    fig.tight_layout()
-    return fig
+    return tight(fig)
 
 
 def class_image_grid(images: np.ndarray, classes: list[str], confidence: np.ndarray, title: str = "") -> Figure:
@@ -102,8 +100,7 @@ def class_image_grid(images: np.ndarray, classes: list[str], confidence: np.ndar
         ax.imshow(image)
         ax.set_title(f"{name}\np={p:.2f}", fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return tight(fig)
 
 
 def gradcam_compare(images: np.ndarray, true: list[str], models: dict[str, tuple[np.ndarray, list[str]]]) -> Figure:
@@ -127,8 +124,7 @@ def gradcam_compare(images: np.ndarray, true: list[str], models: dict[str, tuple
             ax.set_title(f"{name}: {pred[i]}", fontsize=8, color="green" if pred[i] == true[i] else "red")
     for ax in axes.flat:
         ax.set_axis_off()
-    fig.tight_layout()
-    return fig
+    return tight(fig)
 
 
 def augmentation_grid(rows: dict[str, np.ndarray], title: str = "") -> Figure:
@@ -143,5 +139,4 @@ def augmentation_grid(rows: dict[str, np.ndarray], title: str = "") -> Figure:
             axes[i, j].imshow(image)
         axes[i, 0].set_title(name, fontsize=8, loc="left")
     fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return tight(fig)
