@@ -1,5 +1,6 @@
-"""Stage backgrounds: black out the boxes of two classes' images (background only) and cut
-crop-sized patches of them for the background classifier."""
+"""Stage backgrounds: black out the boxes of every training image (background only) and cut
+crop-sized patches of them: the background classifier trains on those of backgrounds.classes,
+mixed_rand pastes objects on all of them, evaluate checks leakage on them."""
 
 import numpy as np
 
@@ -21,13 +22,13 @@ def main(p, args):
     with stage_run("backgrounds", to_flat_dict(b, "backgrounds."), data_source=ds.source) as run:
         with atomic_dir(args.out) as tmp:
             patches, index = background_patches(
-                ds, b.classes, p.crop.size, b.patches_per_image, b.max_box_overlap, p.seed
+                ds, ds.classes, p.crop.size, b.patches_per_image, b.max_box_overlap, p.seed
             )
             save_array(tmp / "patches.npy", patches)
             write_csv(tmp / "patches.csv", index)
-            write_json(tmp / "dataset.json", {"source": ds.source, "classes": list(b.classes)})
-        show = np.concatenate([np.flatnonzero(index.label == k)[:8] for k in (0, 1)])
-        titles = [f"bg {b.classes[k]}" for k in index.label.to_numpy()[show]]
+            write_json(tmp / "dataset.json", {"source": ds.source, "classes": list(ds.classes)})
+        show = np.concatenate([np.flatnonzero(index.label == ds.classes.index(c))[:8] for c in b.classes])
+        titles = [f"bg {ds.classes[k]}" for k in index.label.to_numpy()[show]]
         run.log_figure(image_grid(patches[show], titles, title="background patches"), "patches.png")
         run.log_metrics({"patches": len(index)})
 

@@ -1,4 +1,5 @@
-"""Stage crop: check the dataset folder, cut every image to its box and resize to crop.size."""
+"""Stage crop: check the dataset folder, cut every image (train, test, paired) to its box and
+resize to crop.size."""
 
 import numpy as np
 
@@ -14,7 +15,8 @@ def main(p, args):
     ds = read_objects(args.root)  # validates everything before any output is written
     with stage_run("crop", {"objects.root": str(args.root), "crop.size": p.crop.size}, data_source=ds.source) as run:
         with atomic_dir(args.out) as tmp:
-            crops = {split: crop_split(ds, split, p.crop.size) for split in ("train", "test")}
+            splits = ["train", "test"] + (["paired"] if len(ds.split("paired")) else [])
+            crops = {split: crop_split(ds, split, p.crop.size) for split in splits}
             for split, crop_set in crops.items():
                 crop_set.save(tmp, split)
             write_json(tmp / "dataset.json", {"source": ds.source, "classes": list(ds.classes)})

@@ -47,9 +47,24 @@ class GenerateParams:
 
 @dataclass(frozen=True)
 class ObjectsParams:
-    """Where the objects dataset lives (a folder in the objects format)."""
+    """Where the objects dataset lives (a folder in the objects format), how many seeds every
+    training of the chain runs with, and which cures of the shortcut are compared."""
 
     root: str = "data/raw/objects"
+    seeds: int = field(default=3, metadata=AT_LEAST_ONE)  # seeds `seed`, `seed` + 1, ...
+    strategies: tuple[str, ...] = ("none", "report", "segment", "mixed_rand", "oracle")
+
+    def seed_list(self, first: int) -> list[int]:
+        return [first + i for i in range(self.seeds)]
+
+
+@dataclass(frozen=True)
+class SegmentParams:
+    """GrabCut foreground masks of every crop (the `segment` stage)."""
+
+    iterations: int = field(default=3, metadata=AT_LEAST_ONE)
+    max_side: int = field(default=96, metadata=_check(lambda v: v >= 16, ">= 16"))  # px GrabCut works at
+    margin: float = field(default=0.25, metadata=UNIT)  # context around the box, fraction of its side
 
 
 @dataclass(frozen=True)
@@ -83,7 +98,10 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class GradcamParams:
+    # Without ground-truth masks: the threshold used. With them: the candidates are scored by
+    # mask IoU on the shortcut class's validation crops and the best one is used.
     threshold: float = field(default=0.2, metadata=UNIT)
+    candidates: tuple[float, ...] = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
     batch_size: int = field(default=64, metadata=AT_LEAST_ONE)
 
 
@@ -273,6 +291,7 @@ class Params:
     generate: GenerateParams = GenerateParams()
     objects: ObjectsParams = ObjectsParams()
     crop: CropParams = CropParams()
+    segment: SegmentParams = SegmentParams()
     backgrounds: BackgroundsParams = BackgroundsParams()
     background_classifier: TrainParams = TrainParams()
     # `lr` of the 8-class classifier is the top-level `lr` (so `dvc exp run -S lr=0.01` works);
@@ -386,6 +405,20 @@ def _check_study(p: Params) -> None:
             raise ParamsError(f"params key 'augment.{name}.scale' must be 0 < min <= max <= 1, got {[low, high]}")
 
 
+def _check_objects(p: Params) -> None:
+    from cnnlab.data.strategies import STRATEGIES
+
+    if not p.objects.strategies:
+        raise ParamsError("params key 'objects.strategies' must list at least one strategy")
+    for i, name in enumerate(p.objects.strategies):
+        _one_of(f"objects.strategies[{i}]", name, STRATEGIES)
+    if len(set(p.objects.strategies)) != len(p.objects.strategies):
+        raise ParamsError(f"params key 'objects.strategies' lists a name twice: {list(p.objects.strategies)}")
+    for i, t in enumerate(p.gradcam.candidates):
+        if not 0 <= t <= 1:
+            raise ParamsError(f"params key 'gradcam.candidates[{i}]' must be between 0 and 1, got {t!r}")
+
+
 def _check_visualize(p: Params) -> None:
     cells = [f"{d}-{m}" for d in p.study.datasets for m in p.study.models]
     for key in ("features_cell", "deconv_cell", "class_images_cell"):
@@ -405,6 +438,7 @@ def parse_params(data: dict | None) -> Params:
             f"launcher: {params.launcher!r} must start with `python` or `torchrun` "
             "(e.g. `torchrun --standalone --nproc_per_node 2`)"
         )
+    _check_objects(params)
     _check_study(params)
     _check_visualize(params)
     return params

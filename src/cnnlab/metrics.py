@@ -76,3 +76,69 @@ def classification_metrics(y_true, y_pred, classes: list[str]) -> tuple[dict, li
     rows.append({"class": "macro avg", "precision": float(mp), "recall": float(mr), "f1": float(mf),
                  "support": int(s.sum())})  # fmt: skip
     return summary, rows
+
+
+def _sd(values: np.ndarray) -> float:
+    """Sample standard deviation (n - 1); 0.0 for a single value."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def over_seeds(per_seed: dict[int, dict]) -> dict:
+    """Mean and sample standard deviation over seeds of every numeric metric, with the per-seed values.
+
+    Args:
+        per_seed: seed -> flat dict of metrics (non-numbers and None are left out).
+
+    Returns:
+        metric -> {"mean", "sd" (n - 1 in the denominator; 0.0 for one seed), "per_seed": {seed: value}}.
+        A metric missing (or None) for some seed is aggregated over the seeds that have it.
+    """
+    names = []
+    for m in per_seed.values():
+        names += [k for k, v in m.items() if _number(v) and k not in names]
+    out = {}
+    for name in names:
+        values = {s: float(m[name]) for s, m in per_seed.items() if _number(m.get(name))}
+        arr = np.array(list(values.values()))
+        out[name] = {"mean": float(arr.mean()), "sd": _sd(arr), "per_seed": {str(s): v for s, v in values.items()}}
+    return out
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def paired_difference(a: dict, b: dict, higher_is_better: bool = True) -> dict:
+    """a - b over the seeds both have (same seed: same split and initial weights), and whether a is
+    better than b: the mean difference, in the direction that is better, exceeds its standard
+    deviation over seeds (|mean| - sd > 0), so a single lucky seed is not enough. Needs at least 2
+    seeds to call anything better.
+
+    Args:
+        a, b: {seed: value} (the "per_seed" of :func:`over_seeds`).
+        higher_is_better: False for metrics such as the BG-gap, where lower is better.
+    """
+    seeds = [s for s in a if s in b]
+    d = np.array([a[s] - b[s] for s in seeds])
+    mean, sd = (float(d.mean()), _sd(d)) if len(d) else (0.0, 0.0)
+    return {
+        "mean": mean,
+        "sd": sd,
+        "per_seed": {s: float(v) for s, v in zip(seeds, d)},
+        "better": bool(len(d) > 1 and (mean if higher_is_better else -mean) - sd > 0),
+    }
+
+
+def mean_curves(histories: list[list[dict]]) -> list[dict]:
+    """Per-epoch mean of several trainings' histories (each a list of epoch rows); an epoch only
+    some trainings reached (early stopping) is averaged over those, `runs` says how many."""
+    rows: dict[int, list[dict]] = {}
+    for history in histories:
+        for row in history:
+            rows.setdefault(int(row["epoch"]), []).append(row)
+    out = []
+    for epoch in sorted(rows):
+        group = rows[epoch]
+        keys = [k for k in group[0] if k != "epoch"]
+        out.append({"epoch": epoch, **{k: float(np.mean([r[k] for r in group])) for k in keys}, "runs": len(group)})
+    return out

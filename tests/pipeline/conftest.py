@@ -23,13 +23,18 @@ TINY = {
     "lr": 0.01,
     "deterministic": False,
     "launcher": "python",  # dvc.yaml interpolates it into train_classifier's command
-    "objects": {"root": "data/raw/objects"},
+    "objects": {
+        "root": "data/raw/objects",
+        "seeds": 2,
+        "strategies": ["none", "report", "segment", "mixed_rand", "oracle"],
+    },
     "generate": {"classes": 8, "train_per_class": 5, "test_per_class": 2, "image_size": 64},
     "crop": {"size": 24},
+    "segment": {"iterations": 1, "max_side": 32, "margin": 0.25},
     "backgrounds": {"classes": ["00", "04"], "patches_per_image": 1},
     "background_classifier": {"epochs": 1, "batch_size": 4, "hidden": 16},
     "gradcam": {"threshold": 0.2, "batch_size": 16},
-    "classifier": {"epochs": 1, "batch_size": 8, "hidden": 16},
+    "classifier": {"epochs": 1, "batch_size": 8, "hidden": 16, "val_fraction": 0.2},
     "study": {"datasets": ["cifar10", "imagenet10"], "models": ["simple_cnn", "resnet"]},
     "datasets": {
         "cifar10": {"train_per_class": 3, "test_per_class": 1, "val_fraction": 0.34},

@@ -15,14 +15,20 @@ from tests.pipeline.conftest import clean_env, mlflow_server, sh
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["generate", "crop", "backgrounds", "background_classifier", "gradcam_mask", "train_classifier", "evaluate"]
+STAGES = ["generate", "crop", "backgrounds", "segment", "background_classifier", "gradcam_mask", "train_classifier",
+          "evaluate"]  # fmt: skip
+STRATEGIES = ["none", "report", "segment", "mixed_rand", "oracle"]
+# the evaluate stage logs one MLflow run per strategy
+RUN_STAGES = sorted([s for s in STAGES if s != "evaluate"] + [f"evaluate/{s}" for s in STRATEGIES])
 STUDY = [f"study@{d}-{m}" for d in ("cifar10", "imagenet10") for m in ("simple_cnn", "resnet")]
 REPORT_FIGURES = [
-    *[f"objects/curves_{m}.png" for m in ("background_classifier", "baseline", "masked")],
-    *[f"objects/confusion_{m}{n}.png" for m in ("baseline", "masked") for n in ("", "_normalized")],
+    *[f"objects/curves_{m}.png" for m in ("background_classifier", *STRATEGIES)],
+    *[f"objects/confusion_test{n}.png" for n in ("", "_normalized")],
+    "objects/strategies.png",
     "objects/gradcam_shortcut_masks.png",
-    "objects/gradcam_test_baseline_vs_masked.png",
-    "objects/test_predictions_masked.png",
+    "objects/segment_masks.png",
+    "objects/gradcam_test_baseline_vs_best.png",
+    "objects/test_predictions_best.png",
     *[f"features/filters_{d}.png" for d in ("early", "middle", "deep")],
     "features/deconvnet.png",
     "features/class_images.png",
@@ -46,22 +52,38 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     ev = json.loads((repo / "metrics/evaluate.json").read_text())
     assert ev["data_source"].startswith("synthetic (cnnlab generator, seed 0)")
     assert ev["test_labelled"] is True
-    for model in ("baseline", "masked"):
-        m = ev[model]
-        for key in ("val_accuracy", "test_accuracy", "test_val_ratio", "test_shortcut_rate", "test_worst_class_recall"):
-            assert 0 <= m[key] <= (10 if key == "test_val_ratio" else 1), key
+    assert ev["seeds"] == [0, 1] and list(ev["strategies"]) == STRATEGIES
+    for strategy in STRATEGIES:  # every strategy, every seed
+        m = ev["strategies"][strategy]
+        for key in ("val_accuracy", "test_accuracy", "test_val_ratio", "test_shortcut_rate", "test_worst_class_recall",
+                    "shortcut_class_test_recall"):  # fmt: skip
+            assert 0 <= m[key]["mean"] <= (10 if key == "test_val_ratio" else 1), key
+            assert set(m[key]["per_seed"]) == {"0", "1"} and m[key]["sd"] >= 0
+        assert -1 <= m["bg_gap"]["mean"] <= 1
+        assert (repo / f"data/models/classifier/{strategy}/seed1.pt").is_file()
+    assert ev["comparison"]["best"] in STRATEGIES[:-1]  # never the oracle
+    assert "better" in ev["comparison"]["segment_minus_none"]["test_accuracy"]
+    table = (repo / "metrics/objects_comparison.csv").read_text().splitlines()
+    assert table[0].startswith("strategy,note,val_accuracy_mean,val_accuracy_sd") and len(table) == 1 + 5
     grad = json.loads((repo / "metrics/gradcam_mask.json").read_text())
-    assert 0 <= grad["mask_iou"] <= 1 and 0 <= grad["kept_fraction"] <= 1 and grad["crops"] == 5
+    assert 0 <= grad["over_seeds"]["mask_iou"]["mean"] <= 1 and grad["crops"] == 5
+    assert grad["per_seed"]["0"]["threshold_chosen_by"].startswith("best mask IoU on the")
     bg = json.loads((repo / "metrics/background_classifier.json").read_text())
-    assert 0 <= bg["val_accuracy"] <= 1
+    assert 0 <= bg["over_seeds"]["val_accuracy"]["mean"] <= 1
+    seg = json.loads((repo / "metrics/segment.json").read_text())
+    assert 0 <= seg["test"]["mask_iou"] <= 1 and seg["paired"]["crops"] == 16
     preds = (repo / "data/evaluation/test_predictions.csv").read_text().splitlines()
     assert preds[0] == "path,label" and len(preds) == 1 + 16
-    curves = (repo / "metrics/curves/masked.csv").read_text().splitlines()
-    assert curves[0] == "epoch,train_loss,train_acc,val_loss,val_acc" and len(curves) == 2
+    curves = (repo / "metrics/curves/classifier/report.csv").read_text().splitlines()
+    assert curves[0] == "epoch,train_loss,train_acc,val_loss,val_acc,runs" and len(curves) == 2
 
-    # one MLflow run per stage, all in one store at the repository root
+    # one MLflow run per stage (evaluate: per strategy), all in one store at the repository root
     runs = _runs(repo)
-    assert sorted(r.data.tags["dvc.stage"] for r in runs) == sorted(STAGES)
+    assert sorted(r.data.tags["dvc.stage"] for r in runs) == RUN_STAGES
+    best = [r for r in runs if r.data.tags.get("cnnlab.best") == "true"]
+    assert len(best) == 1 and best[0].data.tags["cnnlab.strategy"] == ev["comparison"]["best"]
+    assert {m.step for m in mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_metric_history(
+        best[0].info.run_id, "per_seed.test_accuracy")} == {0, 1}  # fmt: skip
     assert not (repo / "mlruns").exists()
 
     # the study matrix: every dataset x model, its reports, its MLflow runs
@@ -89,7 +111,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     # dvc plots: curves, confusion data and the image plots of the visualize stage render
     plots = json.loads(sh("dvc plots show --json", repo).stdout)
     plots = plots.get("data", plots)
-    assert "metrics/curves/masked.csv" in plots and "reports/features/class_images.png" in plots
+    assert "metrics/curves/classifier/segment.csv" in plots and "reports/features/class_images.png" in plots
 
     # the visualize stage: every figure, the metrics of the class images, the page, MLflow
     assert "Running stage 'visualize'" in out.stdout
@@ -105,13 +127,13 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
         seen = inspect_page(reports / "index.html", "pipeline_report.png")
         assert seen["errors"] == [] and len(seen["images"]) == len(pngs)
         assert all(loaded for _, loaded in seen["images"]), [src for src, ok in seen["images"] if not ok]
-        assert seen["tables"] == {"objects-table-0": 2, "study-table-0": len(STUDY), "features-table-0": 10}
+        assert seen["tables"] == {"objects-table-0": 5, "study-table-0": len(STUDY), "features-table-0": 10}
     (vis_run,) = _runs(repo, "cnnlab-reports")
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     assert "index.html" in {a.path for a in client.list_artifacts(vis_run.info.run_id)}
     train_run = next(r for r in runs if r.data.tags["dvc.stage"] == "train_classifier")
     attached = {a.path for a in client.list_artifacts(train_run.info.run_id, "figures")}
-    assert "figures/confusion_masked_normalized.png" in attached  # on the run that made the model
+    assert "figures/confusion_test_normalized.png" in attached  # on the run that made the model
 
     # the second repro does nothing
     again = sh("dvc repro", repo)
@@ -139,7 +161,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
             metrics = (e.get("data") or {}).get("metrics", {}).get("metrics/evaluate.json", {}).get("data", {})
             if params:
                 lrs.add(params["lr"])
-                assert "masked" in metrics and "test_accuracy" in metrics["masked"]
+                assert "test_accuracy" in metrics["strategies"]["segment"]
     assert lrs == {0.01, 0.05}
     train_runs = [r for r in _runs(repo) if r.data.tags["dvc.stage"] == "train_classifier"]
     # lr 0.01: the first run and the forced one; 0.05: the experiment
@@ -158,7 +180,7 @@ def test_push_to_a_remote_then_a_fresh_clone_pulls_and_is_up_to_date(tiny_repo, 
     clone = tmp_path / "clone"
     sh(f"git clone -q {repo} {clone}", tmp_path)
     sh("dvc pull evaluate --with-deps", clone)
-    assert (clone / "data/models/classifier/masked.pt").is_file()
+    assert (clone / "data/models/classifier/report/seed0.pt").is_file()
     out = sh("dvc repro evaluate", clone)
     assert "Running stage" not in out.stdout and "up to date" in out.stdout.lower(), out.stdout
     assert not (clone / "mlflow.db").exists()  # nothing ran, nothing was logged
@@ -195,7 +217,7 @@ def test_four_queued_experiments_two_at_a_time_all_land(tiny_repo, tmp_path, sto
             for commit in show for ex in commit.get("experiments") or [] for x in ex.get("revs", [])
         }  # fmt: skip
         assert {f"lr-{lr}" for lr in LRS} <= set(shown), shown.keys()
-        assert all("test_accuracy" in shown[f"lr-{lr}"]["masked"] for lr in LRS)
+        assert all("test_accuracy" in shown[f"lr-{lr}"]["strategies"]["segment"] for lr in LRS)
         if store == "server":
             client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
             runs = client.search_runs([client.get_experiment_by_name("cnnlab-objects").experiment_id], max_results=1000)
@@ -205,7 +227,9 @@ def test_four_queued_experiments_two_at_a_time_all_land(tiny_repo, tmp_path, sto
             assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))  # none lost in a temporary copy
         for lr in LRS:
             mine = [r for r in runs if r.data.tags["dvc.experiment"] == f"lr-{lr}"]
-            assert sorted(r.data.tags["dvc.stage"] for r in mine) == ["evaluate", "train_classifier"], lr
+            assert sorted(r.data.tags["dvc.stage"] for r in mine) == sorted(
+                ["train_classifier"] + [f"evaluate/{s}" for s in STRATEGIES]
+            ), lr
             assert all(r.info.status == "FINISHED" for r in mine)
             train = next(r for r in mine if r.data.tags["dvc.stage"] == "train_classifier")
             assert train.data.params["classifier.lr"] == lr

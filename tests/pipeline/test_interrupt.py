@@ -25,7 +25,9 @@ EPOCHS = 12
 PARAMS = copy.deepcopy(TINY)
 PARAMS["generate"].update(train_per_class=10)
 PARAMS["crop"] = {"size": 48}
-PARAMS["classifier"] = {"epochs": EPOCHS, "batch_size": 4, "hidden": 64}
+PARAMS["classifier"] = {"epochs": EPOCHS, "batch_size": 4, "hidden": 64, "val_fraction": 0.2}
+# two trainings, as the resume mechanism is the same for every (strategy, seed)
+PARAMS["objects"] = {"root": "data/raw/objects", "seeds": 1, "strategies": ["none", "report"]}
 
 
 def _stage_process(root: psutil.Process, script: str, timeout: float = 120) -> psutil.Process:
@@ -68,7 +70,7 @@ def test_a_killed_training_resumes_from_its_last_epoch_and_ends_the_same(tmp_pat
         ["dvc", "repro", "evaluate"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     stage = _stage_process(psutil.Process(dvc.pid), "train_classifier.py")
-    checkpoint = repo / "data/checkpoints/classifier/baseline.pt"
+    checkpoint = repo / "data/checkpoints/classifier/none-seed0.pt"
     deadline = time.monotonic() + 300
     while _epoch(checkpoint) < 2:  # kill it inside a later epoch
         assert dvc.poll() is None and time.monotonic() < deadline, "training ended before it could be killed"
@@ -80,22 +82,22 @@ def test_a_killed_training_resumes_from_its_last_epoch_and_ends_the_same(tmp_pat
         assert "terminated (SIGTERM)" in log
     killed_after = _epoch(checkpoint)
     assert 2 <= killed_after < EPOCHS
-    assert not (repo / "data/models/classifier/baseline.pt").exists()  # nothing half-done looks finished
+    assert not (repo / "data/models/classifier/none/seed0.pt").exists()  # nothing half-done looks finished
 
     out = sh("dvc repro evaluate", repo)
-    resumed = re.search(r"baseline: resuming from \S+baseline\.pt after epoch (\d+)", out.stdout + out.stderr)
+    resumed = re.search(r"none-seed0: resuming from \S+none-seed0\.pt after epoch (\d+)", out.stdout + out.stderr)
     assert resumed, out.stdout + out.stderr
     assert int(resumed.group(1)) == killed_after  # from the last checkpoint, not from zero
     assert not checkpoint.exists()  # a finished stage leaves no checkpoint behind
     after_resume = {
-        f: (repo / f).read_bytes() for f in ("metrics/train_classifier.json", "metrics/curves/baseline.csv")
+        f: (repo / f).read_bytes() for f in ("metrics/train_classifier.json", "metrics/curves/classifier/none.csv")
     }
-    weights = torch.load(repo / "data/models/classifier/baseline.pt", weights_only=True)["model"]
+    weights = torch.load(repo / "data/models/classifier/none/seed0.pt", weights_only=True)["model"]
 
     sh("dvc repro -f -s train_classifier", repo)  # the same training, uninterrupted
     for name, content in after_resume.items():
         assert (repo / name).read_bytes() == content, name
-    again = torch.load(repo / "data/models/classifier/baseline.pt", weights_only=True)["model"]
+    again = torch.load(repo / "data/models/classifier/none/seed0.pt", weights_only=True)["model"]
     assert weights.keys() == again.keys() and all(torch.equal(weights[k], again[k]) for k in weights)
 
 
@@ -109,7 +111,7 @@ def test_tracking_server_dying_mid_training_loses_nothing_and_sync_writes_it_lat
         dvc = subprocess.Popen(
             ["dvc", "repro", "train_classifier"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-        checkpoint = repo / "data/checkpoints/classifier/baseline.pt"
+        checkpoint = repo / "data/checkpoints/classifier/none-seed0.pt"
         deadline = time.monotonic() + 300
         while _epoch(checkpoint) < 2:
             assert dvc.poll() is None and time.monotonic() < deadline, "training ended before the store went down"
@@ -119,7 +121,8 @@ def test_tracking_server_dying_mid_training_loses_nothing_and_sync_writes_it_lat
     assert dvc.returncode == 0, log
     assert "cnnlab-sync" in log and f"127.0.0.1:{port}" in log, log
     metrics = json.loads((repo / "metrics/train_classifier.json").read_text())
-    assert metrics["baseline"]["epochs_run"] == EPOCHS and (repo / "data/models/classifier/masked.pt").is_file()
+    assert metrics["strategies"]["none"]["epochs_run"]["mean"] == EPOCHS
+    assert (repo / "data/models/classifier/report/seed0.pt").is_file()
     (pending,) = (repo / "mlflow-pending").iterdir()
     run_id = pending.name
 
@@ -133,14 +136,15 @@ def test_tracking_server_dying_mid_training_loses_nothing_and_sync_writes_it_lat
         client = mlflow.MlflowClient(uri)
         run = client.get_run(run_id)
         assert run.info.status == "FINISHED"
-        for name in ("baseline", "masked"):
-            steps = [m.step for m in client.get_metric_history(run_id, f"{name}.val_acc")]
-            assert sorted(steps) == list(range(1, EPOCHS + 1)), (name, steps)
-            assert run.data.metrics[f"{name}.val_accuracy"] == metrics[name]["val_accuracy"]
+        for strategy in ("none", "report"):
+            steps = [m.step for m in client.get_metric_history(run_id, f"{strategy}-seed0.val_acc")]
+            assert sorted(steps) == list(range(1, EPOCHS + 1)), (strategy, steps)
+            mean = metrics["strategies"][strategy]["val_accuracy"]["mean"]
+            assert run.data.metrics[f"mean.{strategy}.val_accuracy"] == pytest.approx(mean)
         figures = {a.path for a in client.list_artifacts(run_id, "figures")}
-        assert figures == {"figures/baseline_curves.png", "figures/masked_curves.png"}
+        assert figures == {"figures/none-seed0_curves.png", "figures/report-seed0_curves.png"}
         models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
         artifacts = {a.path for a in client.list_artifacts(run_id)}
         # the model logged before the failure is a logged model; the one kept pending, the run's artifacts
-        assert {m.name for m in models if m.source_run_id == run_id} | artifacts >= {"baseline", "masked"}
+        assert {m.name for m in models if m.source_run_id == run_id} | artifacts >= {"none-seed0", "report-seed0"}
     assert not (repo / "mlflow-pending").exists() or not any((repo / "mlflow-pending").iterdir())

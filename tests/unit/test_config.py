@@ -10,7 +10,7 @@ def test_repository_params_yaml_is_valid():
     assert p.lr > 0
     assert p.classifier_train().lr == p.lr
     assert p.backgrounds.classes == ("00", "04")
-    assert p.crop.size == 117
+    assert p.crop.size == 64 and p.objects.seeds >= 3 and p.objects.strategies[0] == "none"
 
 
 def test_defaults_fill_missing_keys_and_sections_keep_their_own_defaults():

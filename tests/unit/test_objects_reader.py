@@ -35,6 +35,7 @@ def test_user_folder_without_marker_masks_or_test_labels(tiny_objects):
     (tiny_objects / "cnnlab_generator.json").unlink()
     (tiny_objects / "test_labels.csv").unlink()
     shutil.rmtree(tiny_objects / "masks")
+    shutil.rmtree(tiny_objects / "paired")  # BG-gap pairs need test labels
     ds = read_objects(tiny_objects)
     assert ds.source == f"folder {tiny_objects}"
     assert (ds.rows["mask"] == "").all()
@@ -181,6 +182,24 @@ def test_folder_without_test_images(tiny_objects):
         (tiny_objects / rel).unlink()
     _write_rows(tiny_objects, rows[rows.split == "train"])
     (tiny_objects / "test_labels.csv").unlink()
+    shutil.rmtree(tiny_objects / "paired")
     ds = read_objects(tiny_objects)
     assert len(ds.split("test")) == 0
     assert crop_split(ds, "test", 16).images.shape == (0, 3, 16, 16)
+
+
+def test_paired_images_take_their_test_images_label_and_box(tiny_objects):
+    ds = read_objects(tiny_objects)
+    test, paired = ds.split("test"), ds.split("paired")
+    assert len(paired) == len(test) == 8
+    by_name = test.set_index(test.path.str.replace("test/", "", regex=False))
+    for r in paired.itertuples():
+        t = by_name.loc[r.path.replace("paired/", "")]
+        assert (r.label, r.x, r.y, r.w, r.h) == (t.label, t.x, t.y, t.w, t.h) and r.label != ""
+        assert r.mask == "masks/" + r.path.replace(".jpg", ".png")
+
+
+def test_paired_image_without_its_test_image_is_an_error(tiny_objects):
+    shutil.copy(tiny_objects / "paired/img_0000.jpg", tiny_objects / "paired/img_9999.jpg")
+    with pytest.raises(DatasetError, match=r"img_9999.jpg: paired image without a test image .*test/img_9999.jpg"):
+        read_objects(tiny_objects)

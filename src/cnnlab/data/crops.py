@@ -88,17 +88,17 @@ def place_patch(
 
 def background_patches(
     ds: ObjectsDataset,
-    classes: tuple[str, str],
+    classes: tuple[str, ...],
     size: int,
     patches_per_image: int,
     max_overlap: float,
     seed: int,
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Background-only images of two classes cut into crop-sized patches.
+    """Background-only images of the given classes cut into crop-sized patches.
 
     Returns:
         images: (N, 3, size, size) uint8 patches.
-        index: path (source image), label (0 for classes[0], 1 for classes[1]), x, y, w, h (patch box).
+        index: path (source image), label (position of its class in `classes`), x, y, w, h (patch box).
     """
     rng = np.random.default_rng([seed, 4])
     rows = ds.split("train")

@@ -7,6 +7,8 @@ A dataset folder holds::
     boxes.csv                      split,path,label,x,y,w,h   (one row per image)
     test_labels.csv   (optional)   path,label                 (scores the test set)
     masks/<path>.png  (optional)   ground-truth object masks, non-zero = object
+    paired/<name>     (optional)   the object of test/<name>, same pose and box, on its own
+                                   class's background (for the BG-gap; needs test_labels.csv)
 
 :func:`read_objects` checks the whole folder before any stage writes anything and raises
 :class:`DatasetError` naming the file, the CSV line or the class at fault.
@@ -39,7 +41,8 @@ class ObjectsDataset:
         root: the dataset folder.
         classes: class names (the folders of train/, sorted).
         rows: one row per image: split, path, label ('' for unlabelled test rows), x, y, w, h,
-            width, height (image size), mask (relative mask path or '').
+            width, height (image size), mask (relative mask path or ''). Images of paired/ are
+            rows of split 'paired' with their test image's label and box.
         source: a short description of where the data came from (recorded with every metric).
     """
 
@@ -211,8 +214,34 @@ def read_objects(root: str | Path) -> ObjectsDataset:
             raise DatasetError(f"{test_labels_path}: no label for {missing[0]} ({len(missing)} test images unlabelled)")
         is_test = rows.split == "test"
         rows.loc[is_test, "label"] = rows.path[is_test].map(lookup)
+    rows = pd.concat([rows, _paired_rows(root, rows)], ignore_index=True)
 
     return ObjectsDataset(root=root, classes=classes, rows=rows.reset_index(drop=True), source=_describe_source(root))
+
+
+def _paired_rows(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of paired/<name>: the test row of test/<name> with the paired image's path and mask."""
+    files = _image_files(root / "paired")
+    if not files:
+        return rows.iloc[:0]
+    test = rows[rows.split == "test"].set_index("path")
+    out = []
+    for f in files:
+        rel, test_rel = f.relative_to(root).as_posix(), f"test/{f.name}"
+        if test_rel not in test.index:
+            raise DatasetError(
+                f"{f}: paired image without a test image {root / test_rel}; remove it or add the test image"
+            )
+        r = test.loc[test_rel]
+        if r.label == "":
+            raise DatasetError(f"{f}: paired images need test labels; add {root / 'test_labels.csv'}")
+        with Image.open(f) as im:
+            if im.size != (r.width, r.height):
+                raise DatasetError(
+                    f"{f}: {im.size[0]}x{im.size[1]}, its test image {r.width}x{r.height}; pairs share the box"
+                )
+        out.append({**r.to_dict(), "split": "paired", "path": rel, "mask": _mask_path(root, rel)})
+    return pd.DataFrame(out, columns=rows.columns)
 
 
 def _mask_path(root: Path, rel: str) -> str:

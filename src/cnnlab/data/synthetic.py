@@ -4,6 +4,7 @@ Eight object shapes (one per class) of random colour, size, position and rotatio
 textured backgrounds. Every class has its own background family; the test images put objects of
 every class on the background family of class 0, so a classifier that learned backgrounds instead
 of objects answers "class 0" on the test set: the shortcut the objects chain has to remove.
+Each test image has a pair in paired/: the same object on its own class's background (BG-gap).
 
 The output follows the objects format read by :func:`cnnlab.data.objects.read_objects`, with
 ground-truth masks and test labels.
@@ -193,14 +194,21 @@ def _write_sample(job: tuple) -> tuple:
     tmp, rel, label, seed, split, index, cls, family, size, scale = job
     rng = np.random.default_rng([seed, split, index])
     mask = object_mask(rng, SHAPES[cls], size, scale)
-    image = paint_object(rng, background(rng, family, size), mask)
+    bg = background(rng, family, size)
+    object_draws = rng.bit_generator.state
+    images = {rel: paint_object(rng, bg, mask)}
     box = box_around(rng, mask)
-    mask_path = (Path(tmp) / "masks" / rel).with_suffix(".png")
-    for path in (Path(tmp) / rel, mask_path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    # Photos as JPEG (as cameras write them, and 10x faster to encode than noisy PNG); masks as PNG.
-    Image.fromarray(image).save(Path(tmp) / rel, quality=92)
-    Image.fromarray(mask.astype(np.uint8) * 255).save(mask_path, compress_level=1)
+    if split == 1:  # the BG-gap pair: the same object (pose, colour, shading) on its own class's background
+        rng.bit_generator.state = object_draws
+        own = background(np.random.default_rng([seed, 2, index]), cls, size)
+        images["paired/" + Path(rel).name] = paint_object(rng, own, mask)
+    for path, image in images.items():
+        mask_path = (Path(tmp) / "masks" / path).with_suffix(".png")
+        for p in (Path(tmp) / path, mask_path):
+            p.parent.mkdir(parents=True, exist_ok=True)
+        # Photos as JPEG (as cameras write them, and 10x faster to encode than noisy PNG); masks as PNG.
+        Image.fromarray(image).save(Path(tmp) / path, quality=92)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(mask_path, compress_level=1)
     return ("train" if split == 0 else "test", rel, label, *box)
 
 

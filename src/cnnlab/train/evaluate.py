@@ -1,4 +1,4 @@
-"""Scoring one trained classifier for the objects chain."""
+"""Scoring one trained classifier of the objects chain (one strategy, one seed)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from torch import nn
 
 from cnnlab.metrics import shortcut_metrics
 from cnnlab.train.loop import TensorData, predict
+
+
+def _labels_of(pred: torch.Tensor) -> np.ndarray:
+    return pred.argmax(1).numpy()
 
 
 def score_classifier(
@@ -20,21 +24,27 @@ def score_classifier(
     shortcut: int,
     num_classes: int,
     device: torch.device,
+    paired_images: torch.Tensor | None = None,
+    paired_rows: np.ndarray | None = None,
 ) -> tuple[dict, np.ndarray]:
     """Shortcut metrics of one classifier; returns (metrics, test predictions as class indices).
 
     Args:
-        val: the validation split (as this model saw it: masked or not).
-        test_images: (N, 3, S, S) uint8 test crops; test_labels: their class indices, or None.
+        val: the validation split (as this model's strategy saw it).
+        test_images: (N, 3, S, S) uint8 test crops (as its strategy treats them at test time);
+            test_labels: their class indices, or None.
         backgrounds: background-only patches labelled with the class they were cut from; a model
             that scores well above chance on them reads backgrounds (a leakage check).
+        paired_images, paired_rows: the same objects as test rows `paired_rows`, on their own
+            class's background: BG-gap = accuracy on these - accuracy on those test rows.
+
+    Metric names say "shortcut class" for the class whose background the test images share.
     """
-    val_pred = predict(model, val.images, device).argmax(1).numpy()
-    test_pred = predict(model, test_images, device).argmax(1).numpy()
-    bg_pred = predict(model, backgrounds.images, device).argmax(1).numpy()
+    val_pred = _labels_of(predict(model, val.images, device))
+    test_pred = _labels_of(predict(model, test_images, device))
+    bg_pred = _labels_of(predict(model, backgrounds.images, device))
     val_m = shortcut_metrics(val.labels.numpy(), val_pred, shortcut_class=shortcut, num_classes=num_classes)
     m = {
-        "val": val_m,
         "val_accuracy": val_m["accuracy"],
         "test_shortcut_rate": float(np.mean(test_pred == shortcut)) if len(test_pred) else None,
         "background_only_accuracy": float(np.mean(bg_pred == backgrounds.labels.numpy())),
@@ -44,7 +54,14 @@ def score_classifier(
         m.update(
             test_accuracy=t["accuracy"],
             test_val_ratio=t["accuracy"] / max(m["val_accuracy"], 1e-12),
+            shortcut_class_test_recall=t["recall"][shortcut],
             test_worst_class_recall=t["worst_class_recall"],
             test_recall=t["recall"],
         )
+        if paired_images is not None and len(paired_rows):
+            own = _labels_of(predict(model, paired_images, device))
+            truth = test_labels[paired_rows]
+            m["own_background_accuracy"] = float(np.mean(own == truth))
+            m["shortcut_background_accuracy"] = float(np.mean(test_pred[paired_rows] == truth))
+            m["bg_gap"] = m["own_background_accuracy"] - m["shortcut_background_accuracy"]
     return m, test_pred

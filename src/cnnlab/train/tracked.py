@@ -25,9 +25,10 @@ def fit_tracked(
     device: torch.device,
     checkpoint: Path | None = None,
     fingerprint: str | None = None,
+    log_model: bool = True,
 ) -> FitResult:
     """:func:`cnnlab.train.loop.fit`, with per-epoch metrics (prefixed ``name.``), the curves
-    figure and the trained model logged to the run."""
+    figure and (if `log_model`) the trained model logged to the run."""
     result = fit(
         model,
         train,
@@ -41,6 +42,8 @@ def fit_tracked(
         on_epoch=lambda row: run.log_epoch(row, row["epoch"], prefix=f"{name}."),
     )
     run.log_figure(training_curves(result.history, title=name), f"{name}_curves.png")
+    if not log_model:
+        return result
     example = to_float(val.images[:2]).numpy()  # batch 2: a batch of 1 would fix the exported batch size
     run.log_model(model.cpu(), name=name.replace("_", "-"), input_example=example)
     return result

@@ -19,9 +19,9 @@ from cnnlab.attribution.features import class_images, deconvnet, early_middle_de
 from cnnlab.attribution.gradcam import gradcam_masks
 from cnnlab.config import Params
 from cnnlab.data.augment import per_image_steps
-from cnnlab.data.sets import baseline_and_masked, class_indices
+from cnnlab.data.sets import class_indices, load_chain, load_crops
 from cnnlab.data.sources import load_prepared
-from cnnlab.data.store import CropSet
+from cnnlab.data.strategies import eval_images
 from cnnlab.io import load_array
 from cnnlab.train.checkpoint import load_model
 from cnnlab.train.loop import memory_format, predict, to_float
@@ -32,9 +32,7 @@ from cnnlab.viz.features import (
     filters_and_maps,
     gradcam_compare,
 )
-from cnnlab.viz.plots import confusion_matrices, mask_examples, prediction_grid, training_curves
-
-OBJECT_MODELS = ("baseline", "masked")
+from cnnlab.viz.plots import confusion_matrices, mask_examples, prediction_grid, strategy_comparison, training_curves
 
 
 @dataclass
@@ -61,70 +59,88 @@ def _misclassified_first(wrong: np.ndarray, n: int) -> np.ndarray:
     return order[:n]
 
 
-def objects_chain(p: Params, crops_dir: Path, masked_dir: Path, models_dir: Path, curves_dir: Path,
-                  device) -> Gathered:  # fmt: skip
-    """Curves, train/val confusion matrices of both 8-class models, Grad-CAM masks of the
-    shortcut class, Grad-CAM of the baseline vs the masked model on test crops (misclassified
-    first), and example test predictions of the masked model."""
+def objects_chain(p: Params, crops_dir: Path, segments_dir: Path, backgrounds_dir: Path, masked_dir: Path,
+                  models_dir: Path, metrics_dir: Path, device) -> Gathered:  # fmt: skip
+    """The cure strategies compared over seeds (bars with sd and seeds), the curves of every
+    training, test confusion matrices of every strategy (first seed), Grad-CAM masks of the
+    shortcut class and GrabCut masks, Grad-CAM of the baseline vs the best strategy on test crops
+    (misclassified first), and example test predictions of the best strategy."""
     out = Gathered()
     info = json.loads((crops_dir / "dataset.json").read_text())
     classes = info["classes"]
-    for name in ("background_classifier", *OBJECT_MODELS):
-        out.figures[f"curves_{name}.png"] = training_curves(_history(curves_dir / f"{name}.csv"), title=name)
+    ev = json.loads((metrics_dir / "evaluate.json").read_text())
+    ran = {n: m for n, m in ev["strategies"].items() if "skipped" not in m}
+    seed = ev["seeds"][0]
+    out.figures["strategies.png"] = strategy_comparison(
+        ran,
+        {"test_accuracy": "test accuracy", "shortcut_class_test_recall": f"class-{ev['shortcut_class']} test recall",
+         "bg_gap": "BG-gap (own - shortcut background)"},
+        title=f"cures over seeds {ev['seeds']} (bar: mean, line: sd, dots: seeds); data: {ev['data_source']}",
+    )  # fmt: skip
+    out.figures["curves_background_classifier.png"] = training_curves(
+        _history(metrics_dir / "curves" / "background_classifier.csv"), title="background classifier (mean over seeds)"
+    )
+    for name in ran:
+        out.figures[f"curves_{name}.png"] = training_curves(
+            _history(metrics_dir / "curves" / "classifier" / f"{name}.csv"),
+            title=f"8-class CNN, {name} (mean over seeds)",
+        )
 
-    train = CropSet.load(crops_dir, "train")
-    sets = dict(zip(OBJECT_MODELS, baseline_and_masked(train, masked_dir, classes)))
-    subset = pd.read_csv(models_dir / "split.csv").subset.to_numpy()
-    models = {name: load_model(models_dir / f"{name}.pt", device)[0] for name in OBJECT_MODELS}
-    for name, model in models.items():
-        panels = {}
-        for split in ("train", "val"):
-            rows = np.flatnonzero(subset == split)
-            data = sets[name].subset(rows)
-            panels[split] = (data.labels.numpy(), predict(model, data.images, device).argmax(1).numpy())
-        _confusions(out, f"confusion_{name}", panels, classes, f"8-class {name} model")
-
-    # Grad-CAM masks of the shortcut class, as the gradcam_mask stage made them
-    n = p.visualize.gradcam_examples
-    index = pd.read_csv(masked_dir / "index.csv", dtype=str, keep_default_na=False)
-    position = {path: i for i, path in enumerate(train.index.path)}
-    rows = np.array([position[path] for path in index.path[:n]], np.int64)
-    has_truth = train.index.has_mask.to_numpy()[rows]
-    truth = train.masks[rows] if has_truth.all() else None
-    heat, masks = load_array(masked_dir / "heat.npy")[:n], load_array(masked_dir / "masks.npy")[:n]
-    out.figures["gradcam_shortcut_masks.png"] = mask_examples(train.images[rows], heat, masks, truth)
-
-    # the 8-class models on the test crops: Grad-CAM of each model's predicted class
-    test = CropSet.load(crops_dir, "test")
+    crops = load_crops(crops_dir)
+    chain = load_chain(crops, segments_dir, backgrounds_dir)
+    test = crops["test"]
     labelled = len(test.index) > 0 and bool((test.index.label != "").all())
-    images = torch.from_numpy(test.images)
-    logits = {name: predict(m, images, device) for name, m in models.items()}
+    models = {name: load_model(models_dir / name / f"seed{seed}.pt", device)[0] for name in ran}
+    views = {name: torch.from_numpy(np.ascontiguousarray(eval_images(name, chain, "test"))) for name in ran}
+    logits = {name: predict(m, views[name], device) for name, m in models.items()}
     preds = {name: lg.argmax(1).numpy() for name, lg in logits.items()}
     if labelled:
         truth_idx = class_indices(test.index.label, classes)
+        _confusions(out, "confusion_test", {n: (truth_idx, pr) for n, pr in preds.items()}, classes,
+                    f"test set, seed {seed}")  # fmt: skip
+
+    n = p.visualize.gradcam_examples
+    train = crops["train"]
+    if (masked_dir / f"seed{seed}").is_dir():  # Grad-CAM masks of the shortcut class (report strategy)
+        index = pd.read_csv(masked_dir / f"seed{seed}" / "index.csv", dtype=str, keep_default_na=False)
+        position = {path: i for i, path in enumerate(train.index.path)}
+        rows = np.array([position[path] for path in index.path[:n]], np.int64)
+        truth = train.masks[rows] if train.index.has_mask.to_numpy()[rows].all() else None
+        heat = load_array(masked_dir / f"seed{seed}" / "heat.npy")[:n]
+        masks = load_array(masked_dir / f"seed{seed}" / "masks.npy")[:n]
+        out.figures["gradcam_shortcut_masks.png"] = mask_examples(train.images[rows], heat, masks, truth)
+    rows = np.linspace(0, len(train.index) - 1, min(n, len(train.index))).astype(int)
+    seg = chain.segments["train"][rows]
+    truth = train.masks[rows] if train.index.has_mask.to_numpy()[rows].all() else None
+    out.figures["segment_masks.png"] = mask_examples(train.images[rows], seg.astype(np.float32), seg, truth)
+
+    best = ev["comparison"].get("best", next(iter(ran)))
+    shown = [name for name in dict.fromkeys(["none", best]) if name in models]
+    if labelled:
         wrong = np.zeros(len(truth_idx), bool)
-        for pr in preds.values():
-            wrong |= pr != truth_idx
+        for name in shown:
+            wrong |= preds[name] != truth_idx
         pick = _misclassified_first(wrong, n)
         true_names = [classes[i] for i in truth_idx[pick]]
     else:
-        pick, true_names = np.arange(min(n, len(images))), ["?"] * min(n, len(images))
+        pick, true_names = np.arange(min(n, len(test.images))), ["?"] * min(n, len(test.images))
     compare = {}
-    for name, model in models.items():
-        x = to_float(images[pick], memory_format(model, device))
+    for name in shown:
+        model = models[name]
+        x = to_float(views[name][pick], memory_format(model, device))
         target = [int(t) for t in preds[name][pick]]
         heat, _ = gradcam_masks(model, model.last_conv, x, target, threshold=0, device=device)
         compare[name] = (heat.numpy(), [classes[i] for i in preds[name][pick]])
-    out.figures["gradcam_test_baseline_vs_masked.png"] = gradcam_compare(test.images[pick], true_names, compare)
+    out.figures["gradcam_test_baseline_vs_best.png"] = gradcam_compare(test.images[pick], true_names, compare)
 
-    prob = logits["masked"].softmax(1).numpy()
-    grid = np.arange(min(len(images), 16)) if not labelled else _misclassified_first(preds["masked"] != truth_idx, 16)
-    out.figures["test_predictions_masked.png"] = prediction_grid(
-        test.images[grid],
-        [classes[i] for i in truth_idx[grid]] if labelled else [classes[i] for i in preds["masked"][grid]],
-        [classes[i] for i in preds["masked"][grid]],
-        prob[grid, preds["masked"][grid]],
-        title="masked model on test crops (wrong first)",
+    prob = logits[best].softmax(1).numpy()
+    grid = np.arange(min(len(test.images), 16)) if not labelled else _misclassified_first(preds[best] != truth_idx, 16)
+    out.figures["test_predictions_best.png"] = prediction_grid(
+        views[best].numpy()[grid],
+        [classes[i] for i in truth_idx[grid]] if labelled else [classes[i] for i in preds[best][grid]],
+        [classes[i] for i in preds[best][grid]],
+        prob[grid, preds[best][grid]],
+        title=f"{best} on test crops, seed {seed} (wrong first)",
     )
     return out
 

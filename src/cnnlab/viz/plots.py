@@ -127,3 +127,29 @@ def prediction_grid(
         ax.set_title(label, fontsize=7, color="green" if right else "red")
     fig.suptitle(title)
     return tight(fig)
+
+
+def strategy_comparison(table: dict[str, dict], metrics: dict[str, str], title: str = "") -> Figure:
+    """One panel per metric: each strategy's mean over seeds (bar), sd (error bar) and seeds (dots).
+
+    Args:
+        table: strategy -> metric -> {"mean", "sd", "per_seed": {seed: value}} (cnnlab.metrics.over_seeds).
+        metrics: metric key -> axis label; strategies lacking a metric get no bar.
+    """
+    names = list(table)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    for ax, (key, label) in zip(axes[0], metrics.items()):
+        for i, name in enumerate(names):
+            m = table[name].get(key)
+            if not m:
+                ax.text(i, 0.02, "n/a", ha="center", fontsize=8)
+                continue
+            ax.bar(i, m["mean"], yerr=m["sd"], capsize=4, color=f"C{i}", alpha=0.75)
+            seeds = list(m["per_seed"].values())
+            ax.plot([i] * len(seeds), seeds, "k.", markersize=5)
+        ax.set_xticks(range(len(names)), names, rotation=20)
+        ax.set(ylabel=label, title=label)
+        ax.axhline(0, color="k", linewidth=0.6)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title)
+    return tight(fig)

@@ -1,0 +1,132 @@
+"""Write an objects-format folder made of real images that packages ship, not the built-in generator:
+handwritten digits 0-7 (scikit-learn's scans of the UCI digits) as the objects, regions of real
+photographs (scikit-learn's china.jpg and flower.jpg, matplotlib's grace_hopper.jpg) as the
+backgrounds, one region per class. Every test image lies on the shortcut class's region, as in the
+objects chain's problem; paired/ has the same objects on their own class's region (BG-gap), and
+masks/ the ground truth (the digit's strokes).
+
+    python tests/scripts/make_real_objects.py OUT [--train-per-class 120] [--test-per-class 30]
+        [--shortcut 00] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import colorsys
+from pathlib import Path
+
+import matplotlib.cbook
+import numpy as np
+import pandas as pd
+from PIL import Image
+from sklearn.datasets import load_digits, load_sample_images
+
+CLASSES = [f"{i:02d}" for i in range(8)]
+SIZE = 160  # px, square images
+
+
+def photo_regions() -> list[np.ndarray]:
+    """Eight regions of three real photographs: one background family per class."""
+    china, flower = load_sample_images().images  # (427, 640, 3) each
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        grace = np.asarray(Image.open(f).convert("RGB"))  # (600, 512, 3)
+    h, w = china.shape[:2]
+    regions = [
+        china[: h // 2, : w // 2],
+        china[: h // 2, w // 2 :],
+        china[h // 2 :, : w // 2],
+        china[h // 2 :, w // 2 :],
+    ]
+    regions += [flower[:, : w // 2], flower[:, w // 2 :]]
+    gh, gw = grace.shape[:2]
+    regions += [grace[: gh // 2], grace[gh // 2 :]]
+    return regions
+
+
+def background(rng: np.random.Generator, region: np.ndarray) -> np.ndarray:
+    """A random SIZE x SIZE window of a region (resized up if the region is smaller), maybe mirrored."""
+    h, w = region.shape[:2]
+    side = min(h, w, int(rng.integers(SIZE, int(SIZE * 1.4) + 1)))
+    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    out = np.asarray(
+        Image.fromarray(region[y : y + side, x : x + side]).resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+    )
+    return out[:, ::-1] if rng.uniform() < 0.5 else out
+
+
+def paste_digit(rng, bg: np.ndarray, digit: np.ndarray, color, pose) -> tuple[np.ndarray, np.ndarray]:
+    """The digit (8x8, 0..16) scaled up at `pose` = (side, x, y) in `color` over `bg`: (image, mask)."""
+    side, x, y = pose
+    alpha = np.asarray(
+        Image.fromarray((digit / 16 * 255).astype(np.uint8)).resize((side, side), Image.Resampling.BICUBIC)
+    )
+    alpha = alpha.astype(np.float32) / 255
+    img = bg.astype(np.float32).copy()
+    window = img[y : y + side, x : x + side]
+    window[:] = alpha[..., None] * np.asarray(color, np.float32) * 255 + (1 - alpha[..., None]) * window
+    mask = np.zeros(bg.shape[:2], bool)
+    mask[y : y + side, x : x + side] = alpha > 0.35
+    return np.clip(img, 0, 255).astype(np.uint8), mask
+
+
+def box_of(rng, mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    mx, my = int((x1 - x0) * rng.uniform(0.1, 0.25)), int((y1 - y0) * rng.uniform(0.1, 0.25))
+    x0, y0, x1, y1 = max(0, x0 - mx), max(0, y0 - my), min(SIZE, x1 + mx), min(SIZE, y1 + my)
+    return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
+
+
+def write(out: Path, train_per_class: int, test_per_class: int, shortcut: str, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    digits = load_digits()
+    regions = photo_regions()
+    by_class = {c: np.flatnonzero(digits.target == int(c)) for c in CLASSES}
+    rows, labels = [], []
+    test_index = 0
+
+    def save(rel: str, image: np.ndarray, mask: np.ndarray) -> None:
+        for path, data, kw in ((out / rel, image, {"quality": 92}), (out / "masks" / Path(rel).with_suffix(".png"),
+                                                                      mask.astype(np.uint8) * 255, {})):  # fmt: skip
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(data).save(path, **kw)
+
+    for c in CLASSES:
+        picks = rng.permutation(by_class[c])[: train_per_class + test_per_class]
+        for k, i in enumerate(picks):
+            side = int(rng.integers(56, 96))
+            pose = (side, int(rng.integers(0, SIZE - side)), int(rng.integers(0, SIZE - side)))
+            color = colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.5, 1.0), rng.uniform(0.75, 1.0))
+            if k < train_per_class:
+                image, mask = paste_digit(rng, background(rng, regions[int(c)]), digits.images[i], color, pose)
+                rel = f"train/{c}/{c}_{k:04d}.jpg"
+                save(rel, image, mask)
+                rows.append(("train", rel, c, *box_of(rng, mask)))
+            else:  # test: the shortcut class's photograph; paired: the object's own class's
+                name = f"img_{test_index:04d}.jpg"
+                test_index += 1
+                image, mask = paste_digit(rng, background(rng, regions[int(shortcut)]), digits.images[i], color, pose)
+                own, _ = paste_digit(rng, background(rng, regions[int(c)]), digits.images[i], color, pose)
+                save(f"test/{name}", image, mask)
+                save(f"paired/{name}", own, mask)
+                rows.append(("test", f"test/{name}", "", *box_of(rng, mask)))
+                labels.append((f"test/{name}", c))
+    pd.DataFrame(rows, columns=["split", "path", "label", "x", "y", "w", "h"]).to_csv(out / "boxes.csv", index=False)
+    pd.DataFrame(labels, columns=["path", "label"]).to_csv(out / "test_labels.csv", index=False)
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--train-per-class", type=int, default=120)
+    parser.add_argument("--test-per-class", type=int, default=30)
+    parser.add_argument("--shortcut", default="00", choices=CLASSES, help="the class whose background the test shares")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    write(args.out, args.train_per_class, args.test_per_class, args.shortcut, args.seed)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
