@@ -141,3 +141,15 @@ def test_another_launcher_is_refused_with_an_example():
 def test_deterministic_must_be_a_boolean():
     with pytest.raises(ParamsError, match="deterministic"):
         parse_params({"deterministic": "sometimes"})
+
+
+def test_unknown_strategy_is_rejected_with_the_valid_ones():
+    with pytest.raises(
+        ParamsError, match=r"objects.strategies\[1\]'.*'grabcut'.*none, report, segment, mixed_rand, oracle"
+    ):
+        parse_params({"objects": {"strategies": ["none", "grabcut"]}})
+    with pytest.raises(ParamsError, match="lists a name twice"):
+        parse_params({"objects": {"strategies": ["none", "none"]}})
+    with pytest.raises(ParamsError, match=r"'objects.seeds' must be >= 1"):
+        parse_params({"objects": {"seeds": 0}})
+    assert parse_params({"objects": {"seeds": 2}, "seed": 5}).objects.seed_list(5) == [5, 6]
