@@ -41,7 +41,9 @@ def main(p, args):
         show = np.linspace(0, len(train.index) - 1, min(6, len(train.index))).astype(int)
         truth = train.masks[show] if train.index.has_mask.to_numpy()[show].all() else None
         run.log_figure(
-            mask_examples(train.images[show], masks["train"][show].astype(np.float32), masks["train"][show], truth),
+            mask_examples(
+                train.images[show], masks["train"][show].astype(np.float32), masks["train"][show], truth, "GrabCut mask"
+            ),
             "segments.png",
         )
         write_json(args.metrics, metrics)

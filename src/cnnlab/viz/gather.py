@@ -112,7 +112,9 @@ def objects_chain(p: Params, crops_dir: Path, segments_dir: Path, backgrounds_di
     rows = np.linspace(0, len(train.index) - 1, min(n, len(train.index))).astype(int)
     seg = chain.segments["train"][rows]
     truth = train.masks[rows] if train.index.has_mask.to_numpy()[rows].all() else None
-    out.figures["segment_masks.png"] = mask_examples(train.images[rows], seg.astype(np.float32), seg, truth)
+    out.figures["segment_masks.png"] = mask_examples(
+        train.images[rows], seg.astype(np.float32), seg, truth, "GrabCut mask"
+    )
 
     best = ev["comparison"].get("best", next(iter(ran)))
     shown = [name for name in dict.fromkeys(["none", best]) if name in models]

@@ -35,12 +35,16 @@ def training_curves(history: list[dict], title: str = "") -> Figure:
     return tight(fig)
 
 
-def mask_examples(images: np.ndarray, heat: np.ndarray, masks: np.ndarray, truth: np.ndarray | None = None) -> Figure:
-    """For a few crops: the image, the Grad-CAM heat overlay, the mask and the masked image.
+def mask_examples(
+    images: np.ndarray, heat: np.ndarray, masks: np.ndarray, truth: np.ndarray | None = None, heat_title="Grad-CAM"
+) -> Figure:
+    """For a few crops: the image, the heat overlay (Grad-CAM, or the mask itself), the mask and
+    the masked image.
 
     Args:
         images: (N, 3, H, W) uint8. heat: (N, H, W) float in [0, 1]. masks: (N, H, W) bool.
         truth: optional (N, H, W) bool ground-truth masks, drawn as a contour on the mask column.
+        heat_title: the title of the overlay column.
     """
     n = len(images)
     fig, axes = plt.subplots(n, 4, figsize=(8, 2 * n), squeeze=False)
@@ -48,7 +52,7 @@ def mask_examples(images: np.ndarray, heat: np.ndarray, masks: np.ndarray, truth
         rgb = images[i].transpose(1, 2, 0)
         panels = [
             (rgb, "crop"),
-            (rgb, "Grad-CAM"),
+            (rgb, heat_title),
             (masks[i], "mask"),
             (rgb * masks[i][..., None], "masked"),
         ]
