@@ -37,10 +37,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from cnnlab.data.store import CropSet  # noqa: E402
+from cnnlab.data.arrays import load_images  # noqa: E402
 from cnnlab.io import write_json  # noqa: E402
 from cnnlab.models import ObjectsCNN  # noqa: E402
-from cnnlab.train.loop import TensorData, memory_format, to_float, train_one_epoch  # noqa: E402
+from cnnlab.tensors import TensorData, memory_format, to_float  # noqa: E402
+from cnnlab.train.loop import train_one_epoch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GOALS = {  # issue 6
@@ -98,9 +99,10 @@ def crops(quick: bool) -> tuple[TensorData, str]:
     """The objects chain's training crops, or a generated stand-in of their shape."""
     folder = REPO / "data/interim/crops"
     if not quick and (folder / "train_images.npy").is_file():
-        c = CropSet.load(folder, "train")
-        labels = np.unique(c.index.label, return_inverse=True)[1]
-        return TensorData.from_numpy(c.images, labels), f"pipeline crops ({folder.relative_to(REPO)})"
+        c = load_images(folder, ["train"])
+        train = c.splits["train"]
+        data = TensorData.from_numpy(train.images, train.labels(c.classes))
+        return data, f"pipeline crops ({folder.relative_to(REPO)})"
     n, size = (64, 32) if quick else (1280, 117)
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
@@ -153,7 +155,7 @@ def bench_training(data: TensorData, repeats: int, batch_size: int = 32) -> dict
 
 
 def background_model(size: int, quick: bool) -> tuple[nn.Module, str]:
-    path = REPO / "data/models/background_classifier/model.pt"
+    path = REPO / "data/models/background_classifier/seed0.pt"  # the first seed's
     if not quick and path.is_file():
         from cnnlab.train.checkpoint import load_model
 
@@ -319,7 +321,7 @@ def bench_gpu_epoch(quick: bool) -> dict:
     images = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
     labels = torch.arange(n) % 10
     device = torch.device("cuda")
-    model = SimpleCNN(10, 32).to(device, memory_format=torch.channels_last)
+    model = SimpleCNN(10, 32, dropout=0.2).to(device, memory_format=torch.channels_last)
     resident = TensorData(images.to(device), labels.to(device))
 
     def on_gpu():

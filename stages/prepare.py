@@ -1,18 +1,21 @@
 """Stage prepare: load one study dataset from its source (built-in synthetic, torchvision's
-CIFAR-10, an ImageFolder tree or Imagenette), decode it once into uint8 arrays, split into
-train/val/test."""
+CIFAR-10 or Imagenette, an ImageFolder tree of your own), decode it once into uint8 arrays,
+split into train/val/test."""
 
-from cnnlab.config import ParamsError
-from cnnlab.data.sources import load_dataset, save_prepared
+from cnnlab.data.arrays import save_images
+from cnnlab.data.sources import load_dataset
+from cnnlab.errors import ParamsError
+from cnnlab.io import atomic_dir
 from cnnlab.stage import run_stage
 
 
 def main(p, args):
-    cfg = getattr(p.datasets, args.dataset, None)
-    if cfg is None:
-        raise ParamsError(f"unknown dataset {args.dataset!r}; valid names: cifar10, imagenet10")
-    data = load_dataset(args.dataset, cfg, p.seed)
-    save_prepared(data, args.out)
+    if args.dataset not in p.datasets:
+        raise ParamsError(f"unknown dataset {args.dataset!r}; valid names (params key 'datasets'): "
+                          f"{', '.join(p.datasets)}")  # fmt: skip
+    data = load_dataset(args.dataset, p.datasets[args.dataset], p.seed)
+    with atomic_dir(args.out) as tmp:
+        save_images(data, tmp)
     sizes = ", ".join(f"{name} {len(split)}" for name, split in data.splits.items())
     print(f"{args.dataset}: {data.source}; {len(data.classes)} classes; {sizes}")
 

@@ -14,12 +14,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-
-class OutputError(OSError):
-    """An output could not be written (disk full, quota, permissions); what was there before is kept."""
-
-    def __str__(self) -> str:
-        return self.strerror
+from cnnlab.errors import OutputError
 
 
 def _explain(e: OSError, path: Path) -> OSError:

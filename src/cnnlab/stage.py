@@ -1,4 +1,6 @@
-"""What every stage script shares: seeded start, device choice, clean error exits."""
+"""What every stage script shares: params, seeded start, device choice, figures written once,
+clean error exits. The stage scripts connect the library (data, models, train, attribution,
+figures) with tracking; this module is their common start."""
 
 from __future__ import annotations
 
@@ -11,23 +13,13 @@ from typing import Callable
 
 import torch
 
-from cnnlab.config import Params, ParamsError, load_params
-from cnnlab.data.objects import DatasetError
-from cnnlab.io import OutputError
-from cnnlab.models.errors import WeightsError
-from cnnlab.tracking import TrackingError
+from cnnlab.config import Params, load_params
+from cnnlab.errors import CnnlabError
+from cnnlab.io import atomic_dir
+from cnnlab.tensors import seed_everything, to_float
 from cnnlab.train import distributed
-from cnnlab.train.loop import seed_everything
 
-KNOWN_ERRORS = (
-    ParamsError,
-    DatasetError,
-    TrackingError,
-    WeightsError,
-    OutputError,
-    FileNotFoundError,
-    FloatingPointError,
-)
+KNOWN_ERRORS = (CnnlabError, FileNotFoundError, FloatingPointError)
 
 
 def device() -> torch.device:
@@ -47,6 +39,24 @@ def set_deterministic(on: bool) -> None:
         torch.use_deterministic_algorithms(on)
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = not on and torch.cuda.is_available()
+
+
+def write_figures(figures: dict, folder: Path, run) -> None:
+    """Save a stage's figures (name -> matplotlib Figure) as the PNGs of `folder`, replacing it
+    atomically, and log them to the stage's MLflow run under figures/."""
+    from cnnlab.viz.plots import save_figure
+
+    with atomic_dir(folder) as tmp:
+        for name, figure in figures.items():
+            save_figure(figure, tmp / name)
+    run.log_artifact(folder, "figures")
+
+
+def log_model(run, model: torch.nn.Module, name: str, images) -> None:
+    """Log a trained model to its stage's MLflow run (every trained model is logged this way),
+    with two of `images` ((N, 3, H, W) uint8) as its input example: a batch of 2 keeps the batch
+    size free."""
+    run.log_model(model.cpu(), name.replace("_", "-"), to_float(torch.as_tensor(images[:2])).numpy())
 
 
 def _terminated(signum, frame):

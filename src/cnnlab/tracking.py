@@ -30,6 +30,8 @@ from typing import Any, Callable, Iterator
 
 from tqdm import tqdm
 
+from cnnlab.errors import TrackingError
+
 EXPERIMENT = "cnnlab-objects"  # the objects chain
 STUDY_EXPERIMENT = "cnnlab-study"  # the CIFAR-10 / ImageNet10 matrix
 REPORTS_EXPERIMENT = "cnnlab-reports"  # the visualize stage: every figure and the HTML page
@@ -37,10 +39,6 @@ STORE_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 PENDING_DIR = "mlflow-pending"  # records a run could not write to its store, until `cnnlab-sync`
 SYNC_COMMAND = "cnnlab-sync"
-
-
-class TrackingError(RuntimeError):
-    """The MLflow tracking store cannot be used."""
 
 
 def repo_root() -> Path:
@@ -220,6 +218,10 @@ class StageRun:
         values = {f"{prefix}{k}": float(v) for k, v in metrics.items() if k != "epoch"}
         self._log_values(values, epoch)
 
+    def epoch_logger(self, prefix: str = "") -> Callable[[dict], None]:
+        """A callback for :func:`cnnlab.train.loop.fit`'s `on_epoch`: each epoch's row, prefixed."""
+        return lambda row: self.log_epoch(row, row["epoch"], prefix=prefix)
+
     def _log_values(self, values: dict[str, float], step: int | None) -> None:
         now = int(time.time() * 1000)
         self._write(
@@ -245,20 +247,6 @@ class StageRun:
     def set_tag(self, key: str, value: str) -> None:
         self._write(lambda: self._mlflow.set_tag(key, value), lambda pending: pending.add("tag", key=key, value=value))
 
-    def log_figure(self, figure, name: str) -> None:
-        """Log a matplotlib figure as figures/<name> and close it."""
-        import matplotlib.pyplot as plt
-
-        def keep(pending):
-            path = pending.new_file(name)
-            figure.savefig(path)
-            pending.add("artifact", file=path.name, folder="figures", name=name)
-
-        try:
-            self._write(lambda: self._mlflow.log_figure(figure, f"figures/{name}"), keep)
-        finally:
-            plt.close(figure)
-
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         """A file, or a folder's files, under `folder` of the run's artifacts."""
         path = Path(path)
@@ -277,7 +265,8 @@ class StageRun:
         self._write(call, keep)
 
     def log_model(self, model, name: str, input_example) -> None:
-        """The trained torch model, as an MLflow pytorch model (exported graph, no pickle).
+        """The trained torch model, as an MLflow pytorch model: the graph exported with
+        torch.export ("pt2"), no pickle; every trained model of cnnlab is logged this way.
 
         `input_example`: a small float numpy batch of the model's input shape (it also gives
         the model signature). Kept pending, the model is saved in the same format and later
@@ -287,18 +276,15 @@ class StageRun:
         import torch
 
         requirements = [f"torch=={torch.__version__.split('+')[0]}"]
+        options = dict(input_example=input_example, pip_requirements=requirements, serialization_format="pt2")
 
         def keep(pending):
             folder = pending.new_file(name)
-            mlflow.pytorch.save_model(
-                model.eval(), str(folder), input_example=input_example, pip_requirements=requirements
-            )
+            mlflow.pytorch.save_model(model.eval(), str(folder), **options)
             pending.add("artifact", file=folder.name, folder=name, name=name)
 
         self._write(
-            lambda: mlflow.pytorch.log_model(
-                model.eval(), name=name, input_example=input_example, pip_requirements=requirements
-            ),
+            lambda: mlflow.pytorch.log_model(model.eval(), name=name, **options),
             keep,
         )
 
@@ -392,58 +378,6 @@ def stage_run(
         status = "FINISHED"
     finally:
         handle.end(status)
-
-
-def attach_to_stage_run(stage: str, experiment: str, files: list[Path], folder: str = "figures") -> str | None:
-    """Log `files` as artifacts of the newest finished run of `stage` (tagged dvc.stage) in the
-    current DVC experiment: the run that made the model the figures show.
-
-    Returns that run's id, or None when the store has no such run (e.g. the model was restored
-    from the DVC cache rather than trained here) or cannot be searched (a warning says so).
-    Files the store refuses once the run is found are kept for `cnnlab-sync`.
-    """
-    mlflow = _mlflow()
-    uri = tracking_uri()
-    client = mlflow.MlflowClient(uri)
-    exp_name = dvc_experiment_name(git_commit())
-    try:
-        found = client.get_experiment_by_name(experiment)
-        runs = []
-        if found is not None:
-            runs = client.search_runs(
-                [found.experiment_id],
-                filter_string=f"tags.`dvc.stage` = '{stage}' and tags.`dvc.experiment` = '{exp_name}' "
-                "and attributes.status = 'FINISHED'",
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
-            )
-    except Exception as e:
-        print(
-            f"warning: MLflow store {uri} failed ({_reason(e)}); figures not attached to the {stage} run",
-            file=sys.stderr,
-        )
-        return None
-    if not runs:
-        return None
-    run = runs[0]
-    pending = None
-    for path in files:
-        if pending is None:
-            try:
-                client.log_artifact(run.info.run_id, str(path), folder)
-                continue
-            except Exception as e:
-                meta = {"uri": uri, "experiment": experiment, "run_name": run.info.run_name, "tags": run.data.tags}
-                pending = PendingRecords.open(run.info.run_id, {**meta, "error": _reason(e)})
-                print(
-                    f"warning: MLflow store {uri} failed ({_reason(e)}); figures for the {stage} run are kept in "
-                    f"{pending.folder} until `{SYNC_COMMAND}`",
-                    file=sys.stderr,
-                )
-        copy = pending.new_file(path.name)
-        shutil.copy2(path, copy)
-        pending.add("artifact", file=copy.name, folder=folder, name=path.name)
-    return run.info.run_id
 
 
 def _replay(client, run_id: str, record: dict, files: Path) -> None:

@@ -3,22 +3,23 @@ DistributedDataParallel (gloo, 2 processes on CPU); rank 0 alone writes outputs 
 
 from __future__ import annotations
 
-import copy
 import json
 
 import mlflow
 import pytest
 import yaml
 
+from cnnlab.config import merge
 from tests.pipeline.conftest import TINY, make_repo, sh
 
 pytestmark = pytest.mark.slow
 
-PARAMS = copy.deepcopy(TINY)
-PARAMS["generate"].update(train_per_class=10)
-PARAMS["crop"] = {"size": 48}
-PARAMS["classifier"] = {"epochs": 6, "batch_size": 8, "hidden": 64, "val_fraction": 0.2}
-PARAMS["objects"] = {"root": "data/raw/objects", "seeds": 1, "strategies": ["none", "report"]}
+PARAMS = merge(TINY, {
+    "generate": {"train_per_class": 10},
+    "crop": {"size": 48},
+    "classifier": {"epochs": 6, "batch_size": 8, "hidden": 64, "val_fraction": 0.2},
+    "objects": {"seeds": 1, "strategies": ["none", "report"]},
+})  # fmt: skip
 
 
 def test_torchrun_launcher_trains_with_two_processes_and_matches_one(tmp_path):

@@ -9,32 +9,44 @@ import time
 
 import mlflow
 import pytest
+import yaml
 
 from tests.browser import find_chromium, inspect_page
-from tests.pipeline.conftest import clean_env, mlflow_server, sh
+from tests.pipeline.conftest import TINY, clean_env, mlflow_server, sh
 
 pytestmark = pytest.mark.slow
 
 STAGES = ["generate", "crop", "backgrounds", "segment", "background_classifier", "gradcam_mask", "train_classifier",
           "evaluate"]  # fmt: skip
 STRATEGIES = ["none", "report", "segment", "mixed_rand", "oracle"]
-# the evaluate stage logs one MLflow run per strategy
-RUN_STAGES = sorted([s for s in STAGES if s != "evaluate"] + [f"evaluate/{s}" for s in STRATEGIES])
+# the evaluate stage logs one MLflow run per strategy beside its own
+RUN_STAGES = sorted(STAGES + [f"evaluate/{s}" for s in STRATEGIES])
 STUDY = [f"study@{d}-{m}" for d in ("cifar10", "imagenet10") for m in ("simple_cnn", "resnet")]
+# every figure, drawn once by the stage that owns its data, in reports/<stage>/
 REPORT_FIGURES = [
-    *[f"objects/curves_{m}.png" for m in ("background_classifier", *STRATEGIES)],
-    *[f"objects/confusion_test{n}.png" for n in ("", "_normalized")],
-    "objects/strategies.png",
-    "objects/gradcam_shortcut_masks.png",
-    "objects/segment_masks.png",
-    "objects/gradcam_test_baseline_vs_best.png",
-    "objects/test_predictions_best.png",
+    "crop/crops.png",
+    "backgrounds/patches.png",
+    "segment/segment_masks.png",
+    "background_classifier/curves.png",
+    "gradcam_mask/gradcam_shortcut_masks.png",
+    *[f"train_classifier/curves_{m}.png" for m in STRATEGIES],
+    *[f"evaluate/confusion_test{n}.png" for n in ("", "_normalized")],
+    "evaluate/strategies.png",
+    "evaluate/gradcam_test_baseline_vs_best.png",
+    "evaluate/test_predictions_best.png",
     *[f"features/filters_{d}.png" for d in ("early", "middle", "deep")],
     "features/deconvnet.png",
     "features/class_images.png",
     "augment/augmentations.png",
 ]
-CELL_FIGURES = ["curves.png", "confusion.png", "confusion_normalized.png"]
+CELL_FIGURES = ["curves.png", "confusion.png", "confusion_normalized.png", "examples.png"]
+
+
+def _leaves(data: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in data.items():
+        out |= _leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+    return out
 
 
 def _runs(repo, experiment="cnnlab-objects"):
@@ -100,8 +112,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
         assert confusion[0] == "actual,predicted" and len(confusion) == 12
         report = (repo / f"metrics/study/{cell}/classification_report.csv").read_text().splitlines()
         assert report[0] == "class,precision,recall,f1,support" and len(report) == 12
-        for figure in ("curves.png", "confusion.png", "examples.png", "model.pt"):
-            assert (repo / f"data/study/{cell}/{figure}").stat().st_size > 1000
+        assert (repo / f"data/study/{cell}/model.pt").stat().st_size > 1000
     study_runs = _runs(repo, "cnnlab-study")
     assert sorted(r.data.tags["dvc.stage"] for r in study_runs) == sorted(STUDY)
     run = next(r for r in study_runs if r.data.tags["dvc.stage"] == "study@cifar10-simple_cnn")
@@ -119,8 +130,12 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     pngs = sorted(str(f.relative_to(reports)) for f in reports.rglob("*.png"))
     for name in REPORT_FIGURES + [f"study/{s.split('@')[1]}/{f}" for s in STUDY for f in CELL_FIGURES]:
         assert name in pngs and (reports / name).stat().st_size > 2000, name
+    assert len(pngs) == len(REPORT_FIGURES) + len(STUDY) * len(CELL_FIGURES)  # nothing drawn twice
     vis = json.loads((repo / "metrics/visualize.json").read_text())
     assert vis["figures"] == len(pngs) and vis["class_images"]["cell"] == "cifar10-simple_cnn"
+    # imagenet10-imagenet10_cnn (params.yaml) is not in the tiny matrix: the first cell is used
+    assert vis["used"] == {"features_cell": "cifar10-simple_cnn", "deconv_cell": "cifar10-resnet",
+                           "class_images_cell": "cifar10-simple_cnn", "augment_dataset": "cifar10"}  # fmt: skip
     assert len(vis["class_images"]["confidence"]) == 10
     assert all(0 <= c <= 1 for c in vis["class_images"]["confidence"].values())
     if find_chromium():  # without it, the unit browser tests say why they skipped; the rest of this test runs
@@ -131,9 +146,28 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     (vis_run,) = _runs(repo, "cnnlab-reports")
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     assert "index.html" in {a.path for a in client.list_artifacts(vis_run.info.run_id)}
+    # each stage's run holds its own figures, and only those: visualize writes into no other run
     train_run = next(r for r in runs if r.data.tags["dvc.stage"] == "train_classifier")
-    attached = {a.path for a in client.list_artifacts(train_run.info.run_id, "figures")}
-    assert "figures/confusion_test_normalized.png" in attached  # on the run that made the model
+    logged = {a.path for a in client.list_artifacts(train_run.info.run_id, "figures")}
+    assert logged == {f"figures/curves_{m}.png" for m in STRATEGIES}
+    logged_models = client.search_logged_models([train_run.info.experiment_id])
+    assert {m.name for m in logged_models if m.source_run_id == train_run.info.run_id} == {
+        f"{m.replace('_', '-')}-seed0" for m in STRATEGIES}  # fmt: skip
+    eval_run = next(r for r in runs if r.data.tags["dvc.stage"] == "evaluate")
+    logged = {a.path for a in client.list_artifacts(eval_run.info.run_id, "figures")}
+    assert "figures/confusion_test_normalized.png" in logged
+    assert eval_run.data.tags["cnnlab.best"] == ev["comparison"]["best"]
+    # every trained model is an MLflow pytorch model (pt2), the study's too
+    models = client.search_logged_models([study_runs[0].info.experiment_id])
+    assert sorted(m.name for m in models) == sorted(s.split("@")[1].replace("_", "-") for s in STUDY)
+    # every setting in use is tracked by a stage (dvc.lock records it, a change reruns the stage,
+    # dvc exp show and dvc params diff show it)
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    tracked = set().union(*(_leaves(stage.get("params", {}).get("params.yaml", {})) for stage in lock.values()))
+    unused = [f"datasets.{d}." for d in TINY["datasets"] if d not in TINY["study"]["datasets"]]
+    unused += [f"models.{m}." for m in TINY["models"] if m not in TINY["study"]["models"]]
+    in_use = {k for k in _leaves(TINY) if not k.startswith(tuple(unused))}
+    assert in_use - tracked == set() and len(in_use) > 90
 
     # the second repro does nothing
     again = sh("dvc repro", repo)
@@ -228,7 +262,7 @@ def test_four_queued_experiments_two_at_a_time_all_land(tiny_repo, tmp_path, sto
         for lr in LRS:
             mine = [r for r in runs if r.data.tags["dvc.experiment"] == f"lr-{lr}"]
             assert sorted(r.data.tags["dvc.stage"] for r in mine) == sorted(
-                ["train_classifier"] + [f"evaluate/{s}" for s in STRATEGIES]
+                ["train_classifier", "evaluate"] + [f"evaluate/{s}" for s in STRATEGIES]
             ), lr
             assert all(r.info.status == "FINISHED" for r in mine)
             train = next(r for r in mine if r.data.tags["dvc.stage"] == "train_classifier")

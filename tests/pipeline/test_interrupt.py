@@ -3,7 +3,6 @@ checkpoint and ends where an uninterrupted run ends."""
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import shutil
@@ -17,17 +16,19 @@ import psutil
 import pytest
 import torch
 
+from cnnlab.config import merge
 from tests.pipeline.conftest import TINY, clean_env, free_port, make_repo, mlflow_server, sh
 
 pytestmark = pytest.mark.slow
 
 EPOCHS = 12
-PARAMS = copy.deepcopy(TINY)
-PARAMS["generate"].update(train_per_class=10)
-PARAMS["crop"] = {"size": 48}
-PARAMS["classifier"] = {"epochs": EPOCHS, "batch_size": 4, "hidden": 64, "val_fraction": 0.2}
-# two trainings, as the resume mechanism is the same for every (strategy, seed)
-PARAMS["objects"] = {"root": "data/raw/objects", "seeds": 1, "strategies": ["none", "report"]}
+PARAMS = merge(TINY, {
+    "generate": {"train_per_class": 10},
+    "crop": {"size": 48},
+    "classifier": {"epochs": EPOCHS, "batch_size": 4, "hidden": 64, "val_fraction": 0.2},
+    # two trainings, as the resume mechanism is the same for every (strategy, seed)
+    "objects": {"seeds": 1, "strategies": ["none", "report"]},
+})  # fmt: skip
 
 
 def _stage_process(root: psutil.Process, script: str, timeout: float = 120) -> psutil.Process:
@@ -142,7 +143,7 @@ def test_tracking_server_dying_mid_training_loses_nothing_and_sync_writes_it_lat
             mean = metrics["strategies"][strategy]["val_accuracy"]["mean"]
             assert run.data.metrics[f"mean.{strategy}.val_accuracy"] == pytest.approx(mean)
         figures = {a.path for a in client.list_artifacts(run_id, "figures")}
-        assert figures == {"figures/none-seed0_curves.png", "figures/report-seed0_curves.png"}
+        assert figures == {"figures/curves_none.png", "figures/curves_report.png"}  # reports/train_classifier/
         models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
         artifacts = {a.path for a in client.list_artifacts(run_id)}
         # the model logged before the failure is a logged model; the one kept pending, the run's artifacts

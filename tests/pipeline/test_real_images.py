@@ -3,11 +3,11 @@ digits on photographs, tests/scripts/make_real_objects.py), with class 03 as the
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
 
+from cnnlab.config import merge
 from tests.pipeline.conftest import TINY, make_repo, sh
 from tests.scripts.make_real_objects import write
 
@@ -15,10 +15,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_chain_runs_on_real_images_with_another_shortcut_class(tmp_path):
-    params = copy.deepcopy(TINY)
-    params["objects"]["root"] = "data/raw/digits"
-    params["backgrounds"]["classes"] = ["03", "06"]
-    params["classifier"]["val_fraction"] = 0.34
+    params = merge(TINY, {"objects": {"root": "data/raw/digits"}, "backgrounds": {"classes": ["03", "06"]},
+                          "classifier": {"val_fraction": 0.34}})  # fmt: skip
     repo = make_repo(tmp_path / "repo", params)
     write(repo / "data/raw/digits", train_per_class=4, test_per_class=2, shortcut="03", seed=0)
     out = sh("dvc repro evaluate", repo)

@@ -10,14 +10,15 @@ A checkpoint in OUT from an earlier call is resumed (it is kept, as after an int
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from torch import nn
 
+from cnnlab.config import Training
 from cnnlab.stage import device
+from cnnlab.tensors import TensorData
 from cnnlab.train import distributed
-from cnnlab.train.loop import TensorData, fit
+from cnnlab.train.loop import fit
 
 
 def data(n: int, seed: int) -> TensorData:
@@ -41,12 +42,9 @@ def main() -> None:
     seen = []
     model.register_forward_hook(lambda m, i, o: seen.append(len(i[0])) if m.training else None)
     epochs = int(sys.argv[sys.argv.index("--epochs") + 1]) if "--epochs" in sys.argv else 4
-    cfg = SimpleNamespace(
-        lr=0.05, momentum=0.9, batch_size=8, epochs=epochs, patience=0, shuffle="--shuffle" in sys.argv
-    )
-    result = fit(
-        model, data(40, 1), data(12, 2), cfg, seed=0, device=device(), checkpoint=out / "checkpoint.pt", fingerprint="x"
-    )
+    cfg = Training(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=0.0, batch_size=8, epochs=epochs, patience=0)
+    result = fit(model, data(40, 1), data(12, 2), cfg, seed=0, device=device(), checkpoint=out / "checkpoint.pt",
+                 fingerprint="x", shuffle="--shuffle" in sys.argv)  # fmt: skip
     weights = float(sum(p.detach().double().sum() for p in model.parameters()))
     (out / f"rank{rank}.json").write_text(json.dumps({"seen": sum(seen), "weights": weights}))
     if distributed.is_main():

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
-from cnnlab.config import AugmentParams, parse_params
+from cnnlab.config import Augment
 from cnnlab.data.augment import build_augment
+from cnnlab.errors import ParamsError
+from tests.conftest import make_params
 
 STEPS = ["rotate90", "resized_crop", "translate", "hflip", "rotate_shift", "cutout", "cutmix", "mixup"]
 
 
-def only(step: str, p: float = 1.0) -> AugmentParams:
+def only(step: str, p: float = 1.0) -> Augment:
     off = {name: {"p": 0.0} for name in STEPS}
     off[step]["p"] = p
-    return parse_params({"augment": off}).augment
+    return make_params({"augment": off}).augment
 
 
 def batch(n=6, size=20):
@@ -26,7 +26,7 @@ def batch(n=6, size=20):
 
 def test_everything_off_means_no_augmentation():
     assert (
-        build_augment(parse_params({"augment": {"hflip": {"p": 0}, "rotate_shift": {"p": 0}}}).augment, 4, 20) is None
+        build_augment(make_params({"augment": {"hflip": {"p": 0}, "rotate_shift": {"p": 0}}}).augment, 4, 20) is None
     )
 
 
@@ -54,13 +54,11 @@ def test_rotate90_turns_by_quarter_turns_only():
 
 def test_soft_targets_when_a_batch_is_not_mixed():
     images, labels = batch()
-    cfg = dataclasses.replace(only("cutmix", p=0.0), mixup=dataclasses.replace(only("mixup").mixup, p=1e-9))
+    cfg = only("cutmix", p=0.0).model_copy(update={"mixup": only("mixup").mixup.model_copy(update={"p": 1e-9})})
     _, y = build_augment(cfg, 4, 20)(images, labels)
     assert y.shape == (6, 4) and torch.equal(y.argmax(1), labels) and torch.allclose(y.sum(1), torch.ones(6))
 
 
 def test_probabilities_of_cutmix_and_mixup_cannot_exceed_one():
-    from cnnlab.config import ParamsError
-
     with pytest.raises(ParamsError, match="augment.cutmix.p"):
-        parse_params({"augment": {"cutmix": {"p": 0.7}, "mixup": {"p": 0.5}}})
+        make_params({"augment": {"cutmix": {"p": 0.7}, "mixup": {"p": 0.5}}})

@@ -1,63 +1,122 @@
+import ast
+import copy
+from pathlib import Path
+
 import pytest
 import yaml
 
-from cnnlab.config import Params, ParamsError, load_params, parse_params, to_flat_dict
-from tests.conftest import REPO
+from cnnlab.config import Params, load_params, merge, parse_params
+from cnnlab.errors import ParamsError
+from tests.conftest import REPO, REPO_PARAMS, make_params
+
+
+def _leaves(data: dict, prefix: tuple = ()) -> list[tuple]:
+    out = []
+    for key, value in data.items():
+        out += _leaves(value, (*prefix, key)) if isinstance(value, dict) else [(*prefix, key)]
+    return out
+
+
+def _without(path: tuple) -> dict:
+    data = copy.deepcopy(REPO_PARAMS)
+    node = data
+    for part in path[:-1]:
+        node = node[part]
+    del node[path[-1]]
+    return data
 
 
 def test_repository_params_yaml_is_valid():
     p = load_params(REPO / "params.yaml")
-    assert p.lr > 0
-    assert p.classifier_train().lr == p.lr
+    assert p.classifier.lr == p.lr  # the 8-class classifier's lr is the top-level one
     assert p.backgrounds.classes == ("00", "04")
     assert p.crop.size == 64 and p.objects.seeds >= 3 and p.objects.strategies[0] == "none"
+    assert p.models["resnet"].family == "resnet" and p.datasets["cifar10"].source == "synthetic"
 
 
-def test_defaults_fill_missing_keys_and_sections_keep_their_own_defaults():
-    p = parse_params({"lr": 0.05, "classifier": {"epochs": 2}})
-    assert p.classifier.epochs == 2
-    assert p.classifier.batch_size == 32  # the classifier's default, not the background classifier's
-    assert p.classifier.hidden == 1012
-    assert p.background_classifier.batch_size == 8
-    assert p.classifier_train().lr == 0.05
+@pytest.mark.parametrize("path", _leaves(REPO_PARAMS), ids=".".join)
+def test_deleting_any_key_fails_naming_it(path):
+    """Every setting lives in params.yaml: nothing falls back to a default in the code."""
+    key = ".".join(path)  # a deleted `source` or `family` leaves its entry without a kind: named as such
+    with pytest.raises(ParamsError, match=rf"'{key}' is missing|'{'.'.join(path[:-1])}' needs a '{path[-1]}'"):
+        parse_params(_without(path))
+
+
+def test_no_params_default_in_the_code():
+    """No class of config.py gives a field a default, and no function of the library gives a
+    default value (other than None) to an argument named like a params key."""
+
+    def required(model) -> None:
+        for name, field in model.model_fields.items():
+            assert field.is_required(), f"{model.__name__}.{name} has a default"
+            for tp in _types(field.annotation):
+                if isinstance(tp, type) and hasattr(tp, "model_fields"):
+                    required(tp)
+
+    required(Params)
+    keys = {path[-1] for path in _leaves(REPO_PARAMS)}
+    found = []
+    for path in sorted((REPO / "src").rglob("*.py")) + sorted((REPO / "stages").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                positional = a.posonlyargs + a.args
+                pairs = list(zip(positional[len(positional) - len(a.defaults) :], a.defaults))
+                pairs += [(arg, d) for arg, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None]
+                found += [f"{path.relative_to(REPO)}:{node.lineno} {node.name}({arg.arg}={ast.unparse(d)})"
+                          for arg, d in pairs
+                          if arg.arg in keys and not (isinstance(d, ast.Constant) and d.value is None)]  # fmt: skip
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and len(node.args) == 3:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno} {ast.unparse(node)}")
+    assert found == []
+
+
+def _types(tp) -> list:
+    import typing
+
+    args = typing.get_args(tp)
+    return [tp, *[t for arg in args for t in _types(arg)]]
 
 
 def test_integers_are_accepted_for_floats():
-    assert parse_params({"lr": 1}).lr == 1.0
+    assert make_params({"lr": 1}).lr == 1.0
 
 
 @pytest.mark.parametrize(
-    "data, key",
+    "data, message",
     [
-        ({"lrr": 0.1}, "'lrr'"),
-        ({"classifier": {"epoch": 3}}, "'classifier.epoch'"),
+        ({"lrr": 0.1}, "unknown params key 'lrr' in the top level; valid keys: seed, lr,"),
+        ({"classifier": {"epoch": 3}}, "unknown params key 'classifier.epoch' in section 'classifier'; valid keys:"),
         ({"gradcam": {"treshold": 0.3}}, "'gradcam.treshold'"),
+        ({"datasets": {"cifar10": {"root": "x"}}}, "'datasets.cifar10.root' in section 'datasets.cifar10'"),
+        ({"models": {"resnet": {"dropout": 0.1}}}, "'models.resnet.dropout'.*valid keys:.* width"),
     ],
 )
-def test_misspelled_key_is_rejected_by_name(data, key):
-    with pytest.raises(ParamsError, match=key):
-        parse_params(data)
+def test_misspelled_or_foreign_key_is_rejected_by_name(data, message):
+    with pytest.raises(ParamsError, match=message):
+        make_params(data)
 
 
 @pytest.mark.parametrize(
     "data, key",
     [
-        ({"lr": "fast"}, "'lr'"),
-        ({"classifier": {"epochs": 2.5}}, "'classifier.epochs'"),
+        ({"lr": "fast"}, "'lr' must be a number, got 'fast'"),
+        ({"classifier": {"epochs": 2.5}}, "'classifier.epochs' must be a whole number"),
         ({"classifier": {"batch_size": True}}, "'classifier.batch_size'"),
-        ({"backgrounds": {"classes": [0, 4]}}, r"'backgrounds.classes\[0\]'"),
-        ({"backgrounds": {"classes": ["00"]}}, "'backgrounds.classes'"),
-        ({"crop": 117}, "'crop'"),
+        ({"backgrounds": {"classes": [0, "04"]}}, r"'backgrounds.classes\[0\]'"),
+        ({"backgrounds": {"classes": ["00"]}}, "'backgrounds.classes' must list 2 values"),
+        ({"crop": 117}, "'crop' must be a mapping"),
+        ({"deterministic": "sometimes"}, "'deterministic' must be true or false"),
     ],
 )
 def test_wrong_type_is_rejected_by_name(data, key):
     with pytest.raises(ParamsError, match=key):
-        parse_params(data)
+        make_params(data)
 
 
 def test_unquoted_class_name_gets_a_quoting_hint():
     with pytest.raises(ParamsError, match="quote"):
-        parse_params({"backgrounds": {"classes": [0, "04"]}})
+        make_params({"backgrounds": {"classes": [0, "04"]}})
 
 
 @pytest.mark.parametrize(
@@ -65,91 +124,135 @@ def test_unquoted_class_name_gets_a_quoting_hint():
     [
         ({"lr": 0}, "'lr' must be > 0"),
         ({"lr": -0.1}, "'lr' must be > 0"),
-        ({"gradcam": {"threshold": 1.5}}, "'gradcam.threshold' must be between 0 and 1"),
-        ({"gradcam": {"threshold": -0.1}}, "'gradcam.threshold'"),
+        ({"gradcam": {"threshold": 1.5}}, "'gradcam.threshold' must be <= 1"),
+        ({"gradcam": {"threshold": -0.1}}, "'gradcam.threshold' must be >= 0"),
+        ({"gradcam": {"candidates": [0.1, 2]}}, r"'gradcam.candidates\[1\]' must be <= 1"),
         ({"classifier": {"batch_size": 0}}, "'classifier.batch_size' must be >= 1"),
         ({"background_classifier": {"batch_size": 0}}, "'background_classifier.batch_size'"),
-        ({"classifier": {"val_fraction": 1.0}}, "'classifier.val_fraction'"),
-        ({"crop": {"size": 4}}, "'crop.size'"),
+        ({"classifier": {"val_fraction": 1.0}}, "'classifier.val_fraction' must be < 1"),
+        ({"crop": {"size": 4}}, "'crop.size' must be >= 8"),
+        ({"objects": {"seeds": 0}}, "'objects.seeds' must be >= 1"),
     ],
 )
 def test_out_of_range_is_rejected_by_name(data, key):
     with pytest.raises(ParamsError, match=key):
-        parse_params(data)
+        make_params(data)
 
 
 def test_classifier_lr_is_refused_in_favour_of_top_level_lr():
     with pytest.raises(ParamsError, match="top-level 'lr'"):
-        parse_params({"classifier": {"lr": 0.1}})
+        make_params({"classifier": {"lr": 0.1}})
 
 
-def test_load_params_names_the_file(tmp_path):
+def test_load_params_names_the_file_and_every_problem(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"seed": 0, "batchsize": 3}))
-    with pytest.raises(ParamsError, match=r"params.yaml: unknown params key\(s\) 'batchsize'"):
+    data = merge(REPO_PARAMS, {"batchsize": 3})
+    del data["crop"]["size"]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ParamsError) as e:
         load_params(path)
+    lines = str(e.value).splitlines()
+    assert lines == [f"{path}: params key 'crop.size' is missing; every setting lives in params.yaml: add it "
+                     "(see the comments there, or git diff params.yaml)",
+                     f"{path}: unknown params key 'batchsize' in the top level; valid keys: seed, lr, deterministic, "
+                     "launcher, objects, generate, crop, segment, backgrounds, background_classifier, gradcam, "
+                     "classifier, study, datasets, models, augment, visualize"]  # fmt: skip
 
 
-def test_flat_dict_for_logging():
-    flat = to_flat_dict(Params())
-    assert flat["lr"] == Params().lr
+def test_load_params_applies_overrides():
+    p = load_params(REPO / "params.yaml", {"models": {"resnet": {"width": 8}}, "lr": 0.5})
+    assert p.models["resnet"].width == 8 and p.models["resnet"].lr == REPO_PARAMS["models"]["resnet"]["lr"]
+    assert p.classifier.lr == 0.5
+
+
+def test_flat_for_logging():
+    flat = make_params().flat()
+    assert flat["lr"] == REPO_PARAMS["lr"] and flat["classifier.lr"] == REPO_PARAMS["lr"]
     assert flat["backgrounds.classes"] == ["00", "04"]
-    assert "classifier.hidden" in flat
+    assert flat["models.resnet.width"] == REPO_PARAMS["models"]["resnet"]["width"]
 
 
-def test_real_data_config_is_valid_and_uses_the_real_sources():
-    p = load_params(REPO / "configs/real.yaml")
-    assert p.datasets.cifar10.source == "torchvision" and p.datasets.imagenet10.source == "imagenette"
-    assert len(p.study.models) == 6 and p.models.mish_cnn.epochs == 100
-    assert p.models.mobilenet_v3.input_size == 224 and not p.models.mobilenet_v3.allow_random_init
+def test_real_data_delta_is_small_and_valid():
+    delta = yaml.safe_load((REPO / "configs/real.yaml").read_text())
+    p = make_params(delta)
+    assert [p.datasets[d].source for d in p.study.datasets] == ["cifar10", "imagenette"]
+    assert len(p.study.models) == 6 and p.models["mish_cnn"].epochs == 100
+    assert p.models["mobilenet_v3"].input_size == 224 and not p.models["mobilenet_v3"].allow_random_init
+    assert len(_leaves(delta)) < len(_leaves(REPO_PARAMS)) / 3  # a delta, not a copy
 
 
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"models": {"vgg": {}}}, "valid keys: imagenet10_cnn, inception_v3, mish_cnn"),
         ({"study": {"models": ["vgg"]}}, "'study.models[0]': unknown name 'vgg'; valid names: simple_cnn"),
         ({"study": {"datasets": ["mnist"]}}, "valid names: cifar10, imagenet10"),
-        ({"augment": {"mosaic": {"p": 1}}}, "valid keys: cutmix, cutout, hflip, mixup"),
-        ({"datasets": {"cifar10": {"source": "folder"}}}, "valid names: synthetic, torchvision"),
+        ({"augment": {"mosaic": {"p": 1}}}, "valid keys: rotate90, resized_crop, translate, hflip"),
+        ({"datasets": {"x": {"source": "mnist"}}}, "'datasets.x.source': unknown name 'mnist'; valid names: synthetic, "
+                                                   "cifar10, imagenette, folder"),
+        ({"datasets": {"my-flowers": {"source": "folder"}}}, "'datasets.my-flowers': names must be letters, digits"),
+        ({"models": {"x": {"dropout": 0.1}}}, "'models.x' needs a 'family' key: one of simple_cnn, mish_cnn"),
         ({"models": {"resnet": {"optimizer": "rmsprop"}}}, "valid names: adam, sgd"),
         ({"study": {"models": ["resnet", "resnet"]}}, "lists a name twice"),
+        ({"study": {"models": []}}, "'study.models' must list at least 1 item"),  # found by hypothesis
         ({"visualize": {"deconv_cell": "cifar10-vgg"}}, "'visualize.deconv_cell': unknown name 'cifar10-vgg'"),
-        (
-            {"study": {"models": ["simple_cnn"]}},  # the default cells are no longer in the matrix
-            "'visualize.features_cell': unknown name 'imagenet10-imagenet10_cnn'; valid names: cifar10-simple_cnn,",
-        ),
         ({"visualize": {"augment_dataset": "mnist"}}, "valid names: cifar10, imagenet10"),
-        ({"study": {"models": []}}, "'study.models' must list at least one name"),  # found by hypothesis
     ],
 )
-def test_unknown_study_names_are_rejected_with_the_valid_ones(data, message):
+def test_unknown_names_are_rejected_with_the_valid_ones(data, message):
     with pytest.raises(ParamsError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        parse_params(data)
+        make_params(data)
+
+
+def test_changing_the_study_matrix_alone_never_fails_and_figures_fall_back_to_cells_in_it():
+    p = make_params({"study": {"datasets": ["imagenet10"], "models": ["simple_cnn"]}})
+    assert p.cell("deconv_cell") == (
+        "imagenet10-simple_cnn", "visualize.deconv_cell 'cifar10-resnet' is not in the study matrix: using "
+        "'imagenet10-simple_cnn'")  # fmt: skip
+    assert p.augment_dataset()[0] == "imagenet10"
+    p = make_params({"visualize": {"features_cell": None, "augment_dataset": None}})
+    assert p.cell("features_cell") == (
+        "cifar10-simple_cnn", "visualize.features_cell not set: using 'cifar10-simple_cnn'")  # fmt: skip
+    assert p.augment_dataset()[0] == "cifar10"
+    assert make_params().cell("deconv_cell") == ("cifar10-resnet", "")
+
+
+def test_a_user_named_folder_dataset_and_a_second_resnet_are_just_params():
+    p = make_params({
+        "datasets": {"my_flowers": {"source": "folder", "root": "data/flowers", "image_size": 32, "val_fraction": 0.2,
+                                    "limit_per_class": 0}},
+        "models": {"wide_resnet": {**REPO_PARAMS["models"]["resnet"], "width": 32}},
+        "study": {"datasets": ["my_flowers"], "models": ["wide_resnet", "resnet"]},
+    })  # fmt: skip
+    assert p.study.cells() == ["my_flowers-wide_resnet", "my_flowers-resnet"]
+    assert p.models["wide_resnet"].family == "resnet" and p.models["wide_resnet"].width == 32
 
 
 @pytest.mark.parametrize("launcher", ["python", "torchrun --standalone --nproc_per_node 2"])
 def test_launcher_is_python_or_torchrun(launcher):
-    assert parse_params({"launcher": launcher}).launcher == launcher
+    assert make_params({"launcher": launcher}).launcher == launcher
 
 
 def test_another_launcher_is_refused_with_an_example():
     with pytest.raises(ParamsError, match="launcher.*torchrun --standalone --nproc_per_node 2"):
-        parse_params({"launcher": "mpirun -n 2"})
-
-
-def test_deterministic_must_be_a_boolean():
-    with pytest.raises(ParamsError, match="deterministic"):
-        parse_params({"deterministic": "sometimes"})
+        make_params({"launcher": "mpirun -n 2"})
 
 
 def test_unknown_strategy_is_rejected_with_the_valid_ones():
     with pytest.raises(
         ParamsError, match=r"objects.strategies\[1\]'.*'grabcut'.*none, report, segment, mixed_rand, oracle"
     ):
-        parse_params({"objects": {"strategies": ["none", "grabcut"]}})
+        make_params({"objects": {"strategies": ["none", "grabcut"]}})
     with pytest.raises(ParamsError, match="lists a name twice"):
-        parse_params({"objects": {"strategies": ["none", "none"]}})
-    with pytest.raises(ParamsError, match=r"'objects.seeds' must be >= 1"):
-        parse_params({"objects": {"seeds": 0}})
-    assert parse_params({"objects": {"seeds": 2}, "seed": 5}).objects.seed_list(5) == [5, 6]
+        make_params({"objects": {"strategies": ["none", "none"]}})
+    assert make_params({"objects": {"seeds": 2}, "seed": 5}).objects.seed_list(5) == [5, 6]
+
+
+def test_params_file_is_only_yaml_and_not_found_is_clear(tmp_path):
+    (tmp_path / "bad.yaml").write_text("seed: [0\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(tmp_path / "bad.yaml")
+    with pytest.raises(FileNotFoundError, match="run from the repository root"):
+        load_params(tmp_path / "none.yaml")
+    with pytest.raises(ParamsError, match="mapping of keys at the top level"):
+        parse_params([1, 2])
+    assert Path(REPO / "params.yaml").is_file()

@@ -58,10 +58,12 @@ def test_patches_avoid_the_box_when_they_can():
 
 def test_background_patches_of_two_classes(tiny_objects):
     ds = read_objects(tiny_objects)
-    images, index = background_patches(ds, ("00", "04"), size=16, patches_per_image=2, max_overlap=0.25, seed=0)
-    assert images.shape == (12, 3, 16, 16) and images.dtype == np.uint8
-    assert sorted(index.label.unique()) == [0, 1]
-    assert (index.label == 0).sum() == 6
-    assert index.path[index.label == 0].str.startswith("train/00/").all()
-    again, _ = background_patches(ds, ("00", "04"), size=16, patches_per_image=2, max_overlap=0.25, seed=0)
-    np.testing.assert_array_equal(images, again)
+    patches = background_patches(ds, ("00", "04"), size=16, patches_per_image=2, max_overlap=0.25, seed=0)
+    assert patches.images.shape == (12, 3, 16, 16) and patches.images.dtype == np.uint8
+    assert sorted(patches.index.label.unique()) == ["00", "04"]
+    assert (patches.labels(["00", "04"]) == 0).sum() == 6
+    assert list(patches.index.columns) == ["id", "label", "x", "y", "w", "h"]
+    index = patches.index
+    assert index.id[index.label == "00"].str.startswith("train/00/").all()
+    again = background_patches(ds, ("00", "04"), size=16, patches_per_image=2, max_overlap=0.25, seed=0)
+    np.testing.assert_array_equal(patches.images, again.images)

@@ -13,9 +13,10 @@ from cnnlab.attribution.features import (
     layer_responses,
     strongest_filters,
 )
-from cnnlab.config import ModelParams
 from cnnlab.models.resnet import ResNet
-from cnnlab.train.loop import TensorData, fit, to_float
+from cnnlab.tensors import TensorData, to_float
+from cnnlab.train.loop import fit
+from tests.conftest import training
 
 
 def _cnn(classes: int = 2) -> nn.Sequential:
@@ -106,10 +107,10 @@ def _two_shapes(n: int = 64, size: int = 16) -> TensorData:
 def test_class_images_of_a_small_trained_model_score_high_on_their_class(floor):
     data = _two_shapes()
     model = _cnn(2)
-    cfg = ModelParams(optimizer="adam", epochs=10, batch_size=16, lr=0.01)
+    cfg = training(optimizer="adam", momentum=0.9, epochs=10, batch_size=16, lr=0.01)
     result = fit(model, data, data, cfg, seed=0, device=torch.device("cpu"))
     assert result.history[-1]["val_acc"] == 1.0  # the model tells the two shapes apart
-    made = class_images(model, 2, 16, steps=128, lr=0.05, seed=0)
+    made = class_images(model, 2, 16, steps=128, lr=0.05, seed=0, scale=0.1, degrees=5.0, decay=1.0)
     assert made.images.shape == (2, 3, 16, 16) and made.images.dtype == np.uint8
     assert (made.confidence > floor).all(), made.confidence
     # the model's own view: each generated image is classified as its target class
@@ -117,5 +118,5 @@ def test_class_images_of_a_small_trained_model_score_high_on_their_class(floor):
     assert logits.argmax(1).tolist() == [0, 1]
     assert all(p.requires_grad for p in model.parameters())  # left trainable, as it was
     model[0].weight.requires_grad_(False)  # a frozen layer stays frozen
-    class_images(model, 2, 16, steps=2, seed=0)
+    class_images(model, 2, 16, steps=2, lr=0.05, seed=0, scale=0.1, degrees=5.0, decay=1.0)
     assert [p.requires_grad for p in model.parameters()] == [False] + [True] * (len(list(model.parameters())) - 1)

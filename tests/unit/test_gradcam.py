@@ -26,7 +26,7 @@ def test_positive_evidence_by_hand():
     # d logit_1 / dA = 0.5 everywhere, so alpha = 0.5 and the map is ReLU(0.5 x) = max(0, x) / 2.
     # Its maximum is 5.5 (x = 11): normalised heat = max(0, x) / 11.
     model, layer = _identity_net(-0.25, 0.5)
-    heat, mask = gradcam_masks(model, layer, X, target=1, threshold=0.5)
+    heat, mask = gradcam_masks(model, layer, X, target=1, threshold=0.5, batch_size=64)
     expected = X.clamp(min=0)[0, 0] / 11
     torch.testing.assert_close(heat[0], expected)
     # kept: heat >= 0.5  <=>  x >= 5.5  <=>  x in 6..11, the last six pixels in raster order
@@ -36,7 +36,7 @@ def test_positive_evidence_by_hand():
 def test_relu_keeps_only_positive_evidence_by_hand():
     # target 0: alpha = -0.25, map = ReLU(-0.25 x): 1, .75, .5, .25 at x = -4..-1, zero elsewhere.
     model, layer = _identity_net(-0.25, 0.5)
-    heat, mask = gradcam_masks(model, layer, X, target=0, threshold=0.5)
+    heat, mask = gradcam_masks(model, layer, X, target=0, threshold=0.5, batch_size=64)
     assert heat[0].flatten().tolist() == [1.0, 0.75, 0.5, 0.25] + [0.0] * 12
     assert mask[0].flatten().tolist() == [True, True, True] + [False] * 13
 
@@ -53,7 +53,7 @@ def test_bilinear_upsampling_by_hand():
         head.weight.fill_(1.0)
     model = nn.Sequential(layer, nn.Flatten(), head)
     x = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).repeat_interleave(2, 0).repeat_interleave(2, 1)[None, None]
-    heat, _ = gradcam_masks(model, layer, x, target=0, threshold=0.5)
+    heat, _ = gradcam_masks(model, layer, x, target=0, threshold=0.5, batch_size=64)
 
     def up(a, b):
         return [a, 0.75 * a + 0.25 * b, 0.25 * a + 0.75 * b, b]
@@ -65,9 +65,9 @@ def test_bilinear_upsampling_by_hand():
 
 def test_all_zero_map_gives_empty_mask_and_zero_threshold_keeps_all():
     model, layer = _identity_net(0.0, 0.0)
-    heat, mask = gradcam_masks(model, layer, X, target=1, threshold=0.2)
+    heat, mask = gradcam_masks(model, layer, X, target=1, threshold=0.2, batch_size=64)
     assert heat.abs().sum() == 0 and not mask.any()
-    _, mask0 = gradcam_masks(model, layer, X, target=1, threshold=0.0)
+    _, mask0 = gradcam_masks(model, layer, X, target=1, threshold=0.0, batch_size=64)
     assert mask0.all()
 
 
@@ -77,7 +77,7 @@ def test_maps_do_not_depend_on_the_batch():
     model.train()  # gradcam_masks must switch BatchNorm to eval mode itself
     images = torch.rand(5, 3, 16, 16)
     heat_batch, _ = gradcam_masks(model, model.last_conv, images, target=1, threshold=0.2, batch_size=5)
-    heat_one, _ = gradcam_masks(model, model.last_conv, images[2:3], target=1, threshold=0.2)
+    heat_one, _ = gradcam_masks(model, model.last_conv, images[2:3], target=1, threshold=0.2, batch_size=64)
     torch.testing.assert_close(heat_batch[2], heat_one[0])
     assert heat_batch.shape == (5, 16, 16)
     assert float(heat_batch.amin()) >= 0 and float(heat_batch.amax()) <= 1
@@ -92,7 +92,7 @@ def test_mask_backgrounds_blacks_out_what_is_not_kept():
     truth = torch.zeros(6, 16, 16, dtype=torch.bool)
     truth[:, 4:12, 4:12] = True
     has_truth = torch.tensor([True, True, True, True, False, False])
-    out = mask_backgrounds(model, images, 0.3, truth=truth.numpy(), has_truth=has_truth.numpy())
+    out = mask_backgrounds(model, images, 0.3, truth=truth.numpy(), has_truth=has_truth.numpy(), batch_size=64)
     assert out.images.dtype == torch.uint8 and out.images.shape == images.shape
     assert torch.equal(out.images, images * out.masks[:, None])  # kept pixels unchanged, the rest black
     assert out.masks.shape == (6, 16, 16) and out.heat.shape == (6, 16, 16)
@@ -101,7 +101,7 @@ def test_mask_backgrounds_blacks_out_what_is_not_kept():
     assert m["kept_fraction"] == pytest.approx(out.masks.float().mean().item())
     assert 0 <= m["mask_iou"] <= 1 and 0 <= m["bg_classifier_shortcut_rate_after"] <= 1
     assert m["empty_maps"] == int((~out.masks.flatten(1).any(1)).sum())
-    assert mask_backgrounds(model, images, 0.3).metrics["mask_iou"] is None
+    assert mask_backgrounds(model, images, 0.3, batch_size=64).metrics["mask_iou"] is None
 
 
 def test_fast_path_gives_captums_plain_maps_and_restores_the_weights():
@@ -117,6 +117,20 @@ def test_fast_path_gives_captums_plain_maps_and_restores_the_weights():
     plain = LayerGradCam(model, model.last_conv).attribute(images, target=1, relu_attributions=True)
     plain = LayerAttribution.interpolate(plain, (24, 24), interpolate_mode="bilinear")[:, 0].detach()
     plain = (plain / plain.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]).clamp(0, 1)
-    heat, _ = gradcam_masks(model, model.last_conv, images, target=1, threshold=0.2)
+    heat, _ = gradcam_masks(model, model.last_conv, images, target=1, threshold=0.2, batch_size=64)
     torch.testing.assert_close(heat, plain, atol=1e-6, rtol=1e-5)
     assert [p.requires_grad for p in model.parameters()] == flags
+
+
+def test_rethresholding_the_heat_equals_a_fresh_masking_at_that_threshold():
+    """The gradcam_mask stage applies a threshold chosen on validation crops to the heat it has."""
+    from cnnlab.attribution.masking import mask_backgrounds
+
+    torch.manual_seed(0)
+    model = ObjectsCNN(2, 8, 16)
+    images = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
+    first = mask_backgrounds(model, images, 0.2, batch_size=64)
+    again = mask_backgrounds(model, images, 0.5, batch_size=64, heat=first.heat)
+    fresh = mask_backgrounds(model, images, 0.5, batch_size=64)
+    assert torch.equal(again.images, fresh.images) and torch.equal(again.masks, fresh.masks)
+    assert again.metrics == fresh.metrics and not torch.equal(again.masks, first.masks)

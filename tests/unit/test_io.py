@@ -1,11 +1,13 @@
 import errno
 import os
+import shutil
 import sys
 
 import numpy as np
 import pytest
 
 from cnnlab.io import OutputError, atomic_dir, load_array, save_array, write_json
+from tests.conftest import REPO
 
 
 def test_atomic_dir_replaces_on_success(tmp_path):
@@ -66,7 +68,7 @@ def test_a_full_disk_inside_an_output_folder_keeps_the_old_folder(tmp_path, monk
 def test_a_stage_that_hits_a_full_disk_ends_with_one_clear_line(tmp_path, monkeypatch, capsys):
     from cnnlab.stage import run_stage
 
-    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.setattr(sys, "argv", ["stage", str(tmp_path / "out.json"), "--params", str(tmp_path / "params.yaml")])
     monkeypatch.setattr(os, "fsync", _disk_full)
     with pytest.raises(SystemExit) as exit_:

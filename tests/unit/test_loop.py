@@ -4,12 +4,13 @@ import sys
 import pytest
 import torch
 
-from cnnlab.config import TrainParams
+from cnnlab.data.split import stratified_split
 from cnnlab.models import ObjectsCNN
 from cnnlab.models.resnet import ResNet
+from cnnlab.tensors import TensorData, memory_format, predict
 from cnnlab.train.checkpoint import load_model, save_checkpoint
-from cnnlab.train.loop import TensorData, fit, memory_format, predict
-from cnnlab.train.split import stratified_split
+from cnnlab.train.loop import fit
+from tests.conftest import training
 
 CPU = torch.device("cpu")
 
@@ -28,7 +29,7 @@ def test_fit_learns_an_easy_task_and_reports_every_epoch():
     torch.manual_seed(0)
     model = ObjectsCNN(2, 8, 12)
     seen = []
-    cfg = TrainParams(lr=0.05, batch_size=8, epochs=4)
+    cfg = training(lr=0.05, batch_size=8, epochs=4)
     result = fit(model, data, data, cfg, seed=0, device=CPU, on_epoch=seen.append)
     assert [r["epoch"] for r in result.history] == [1, 2, 3, 4] and seen == result.history
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
@@ -38,7 +39,7 @@ def test_fit_learns_an_easy_task_and_reports_every_epoch():
 
 def test_same_seed_same_weights():
     data = _two_colours()
-    cfg = TrainParams(lr=0.05, batch_size=8, epochs=2)
+    cfg = training(lr=0.05, batch_size=8, epochs=2)
     outs = []
     for _ in range(2):
         torch.manual_seed(3)
@@ -53,7 +54,7 @@ def test_early_stopping_restores_the_best_weights():
     torch.manual_seed(0)
     model = ObjectsCNN(2, 8, 12)
     # a far too high learning rate makes val loss go up after the first epochs
-    cfg = TrainParams(lr=5.0, batch_size=4, epochs=30, patience=2)
+    cfg = training(lr=5.0, batch_size=4, epochs=30, patience=2)
     result = fit(model, data, data, cfg, seed=0, device=CPU)  # seeded: stops early, does not diverge
     assert result.stopped_early and len(result.history) < 30
     best = result.history[result.best_epoch - 1]["val_loss"]
@@ -68,7 +69,7 @@ def test_nan_loss_says_to_lower_the_learning_rate():
     with torch.no_grad():
         model.classifier[-1].weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
-        fit(model, data, data, TrainParams(lr=0.1, batch_size=8, epochs=1), seed=0, device=CPU)
+        fit(model, data, data, training(lr=0.1, batch_size=8, epochs=1), seed=0, device=CPU)
 
 
 def test_checkpoint_round_trip_with_weights_only(tmp_path):
@@ -89,7 +90,7 @@ def test_per_epoch_checkpoint_is_written(tmp_path):
         model,
         data,
         data,
-        TrainParams(lr=0.05, batch_size=8, epochs=2),
+        training(lr=0.05, batch_size=8, epochs=2),
         seed=0,
         device=CPU,
         checkpoint=tmp_path / "c.pt",
@@ -130,7 +131,7 @@ def test_summary_reports_the_weights_the_model_ends_with():
 STRIDED_1X1_BACKWARD = """
 import sys, torch
 from torch import nn
-from cnnlab.train.loop import memory_format, to_float
+from cnnlab.tensors import memory_format, to_float
 conv = nn.Conv2d(4, 8, 1, stride=2, bias=False)
 fmt = memory_format(conv) if sys.argv[1] == "chosen" else torch.channels_last
 g = torch.Generator().manual_seed(0)
@@ -175,13 +176,13 @@ def test_deterministic_switch_turns_on_deterministic_kernels_and_training_runs(d
     for _ in range(2):
         torch.manual_seed(0)
         model = ResNet(2, width=16)
-        fit(model, data, data, TrainParams(lr=0.05, batch_size=8, epochs=1), seed=0, device=CPU)
+        fit(model, data, data, training(lr=0.05, batch_size=8, epochs=1), seed=0, device=CPU)
         runs.append(predict(model, data.images, CPU))
     assert torch.equal(runs[0], runs[1])
 
 
 def test_autocast_is_bf16_on_gpu_only():
-    from cnnlab.train.loop import autocast
+    from cnnlab.tensors import autocast
 
     with autocast("cpu"):
         assert not torch.is_autocast_enabled("cpu")  # CPU numbers must not depend on the machine's bf16

@@ -8,8 +8,10 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnnlab.config import ParamsError, parse_params
-from cnnlab.data.objects import DatasetError, read_objects
+from cnnlab.config import parse_params
+from cnnlab.data.objects import read_objects
+from cnnlab.errors import DatasetError, ParamsError
+from tests.conftest import params_data
 
 CELL = st.one_of(
     st.integers(-10_000, 10_000).map(str),
@@ -53,17 +55,18 @@ KEYS = [
     ("seed",), ("lr",), ("crop", "size"), ("classifier", "epochs"), ("classifier", "batch_size"),
     ("gradcam", "threshold"), ("backgrounds", "classes"), ("study", "models"), ("datasets", "cifar10", "source"),
     ("models", "resnet", "lr"), ("augment", "cutmix", "p"), ("augment", "cutout", "scale"),
-    ("visualize", "images"), ("visualize", "deconv_cell"), ("generate", "image_size"),
+    ("visualize", "images"), ("visualize", "deconv_cell"), ("generate", "image_size"), ("models", "resnet"),
+    ("datasets", "cifar10"), ("models", "resnet", "family"), ("datasets", "imagenet10", "stream"),
 ]  # fmt: skip
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)  # same examples on every run: CI is reproducible
 @given(key=st.sampled_from(KEYS), value=PARAM_VALUE)
 def test_any_params_value_is_accepted_or_rejected_by_name(key, value):
-    data: dict = {}
+    data = params_data()  # params.yaml, with one value replaced
     node = data
     for part in key[:-1]:
-        node = node.setdefault(part, {})
+        node = node[part]
     node[key[-1]] = value
     try:
         parse_params(data)

@@ -8,13 +8,12 @@ import shutil
 
 import torch
 
-from cnnlab.config import parse_params
+from cnnlab.data.arrays import ImageSet, save_images
 from cnnlab.data.crops import crop_split
 from cnnlab.data.objects import read_objects
-from cnnlab.io import write_json
 from cnnlab.models import ObjectsCNN
 from cnnlab.train.checkpoint import save_checkpoint
-from tests.conftest import REPO
+from tests.conftest import REPO, make_params
 
 
 def _stage():
@@ -29,10 +28,9 @@ def test_threshold_selection_never_reads_the_test_set(tiny_objects, tmp_path, mo
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     ds = read_objects(tiny_objects)
     crops = tmp_path / "crops"
-    for split in ("train", "test"):
-        crop_split(ds, split, 16).save(crops, split)
-    write_json(crops / "dataset.json", {"source": ds.source, "classes": list(ds.classes)})
-    p = parse_params(
+    splits = {split: crop_split(ds, split, 16) for split in ("train", "test")}
+    save_images(ImageSet("crops", ds.source, list(ds.classes), splits), crops)
+    p = make_params(
         {
             "objects": {"seeds": 2},
             "crop": {"size": 16},
@@ -47,7 +45,8 @@ def test_threshold_selection_never_reads_the_test_set(tiny_objects, tmp_path, mo
     stage = _stage()
 
     def run(name):
-        args = argparse.Namespace(crops=crops, model=models, out=tmp_path / name, metrics=tmp_path / f"{name}.json")
+        args = argparse.Namespace(crops=crops, model=models, out=tmp_path / name, metrics=tmp_path / f"{name}.json",
+                                  figures=tmp_path / f"{name}_figures")  # fmt: skip
         stage.main(p, args)
         return json.loads(args.metrics.read_text())
 
@@ -62,7 +61,8 @@ def test_threshold_selection_never_reads_the_test_set(tiny_objects, tmp_path, mo
             a["threshold_chosen_by"].startswith("best mask IoU on the")
             and "validation crops of class 00" in a["threshold_chosen_by"]
         )
-    assert (tmp_path / "without_test/seed1/masked_images.npy").read_bytes() == (
-        tmp_path / "with_test/seed1/masked_images.npy"
+    assert (tmp_path / "without_test/seed1/shortcut_images.npy").read_bytes() == (
+        tmp_path / "with_test/seed1/shortcut_images.npy"
     ).read_bytes()
+    assert (tmp_path / "without_test_figures/gradcam_shortcut_masks.png").stat().st_size > 1000
     shutil.rmtree(tmp_path / "with_test")

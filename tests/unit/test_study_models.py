@@ -3,28 +3,29 @@ errors for sizes an architecture cannot take, and the transfer models' weight ha
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 import torchvision
 
-from cnnlab.config import ModelParams, ParamsError, parse_params
+from cnnlab.config import StudyModel
+from cnnlab.errors import ParamsError, WeightsError
 from cnnlab.models import transfer, zoo
 from cnnlab.models.imagenet10_cnn import ImageNet10CNN
-from cnnlab.models.transfer import WeightsError
+from tests.conftest import make_params
 
-DEFAULTS = parse_params({}).models
+MODELS = make_params().models  # in params.yaml every family has a model of its own name
+FAMILIES = [name for name, cfg in MODELS.items() if cfg.family == name]
 
 
-def small(family: str, **kw) -> ModelParams:
-    """The family's defaults with sizes small enough for a test."""
+def small(family: str, **kw) -> StudyModel:
+    """The family's model of params.yaml with sizes small enough for a test."""
+    cfg = MODELS[family]
     base = {"input_size": {"mobilenet_v3": 64, "inception_v3": 75}.get(family, 0), "width": 8, "weights": "none"}
-    return dataclasses.replace(getattr(DEFAULTS, family), **{**base, **kw})
+    return cfg.model_copy(update={k: v for k, v in {**base, **kw}.items() if k in cfg.model_fields})
 
 
 # imagenet10_cnn needs 48 px or more: its 32 px case is the input-size error test below
-CASES = [(f, s) for f in zoo.FAMILIES for s in (32, 48) if not (f == "imagenet10_cnn" and s < ImageNet10CNN.MIN_SIZE)]
+CASES = [(f, s) for f in FAMILIES for s in (32, 48) if not (f == "imagenet10_cnn" and s < ImageNet10CNN.MIN_SIZE)]
 
 
 @pytest.mark.parametrize("family, image_size", CASES)
@@ -42,7 +43,7 @@ def test_forward_and_backward_at_the_input_size(family, image_size):
 
 
 def test_imagenet10_cnn_has_the_reports_flatten_size_at_128_px():
-    model = ImageNet10CNN(10, 128)
+    model = ImageNet10CNN(10, 128, dropout=0.0)
     assert model.classifier[1].in_features == 256 * 6 * 6 == 9216
 
 
@@ -70,7 +71,7 @@ def test_unavailable_imagenet_weights_fail_with_how_to_get_them(monkeypatch, tmp
 
     monkeypatch.setattr(torchvision.models._api.WeightsEnum, "get_state_dict", offline)
     with pytest.raises(WeightsError, match=r"allow_random_init.*") as err:
-        zoo.build_model("mobilenet_v3", small("mobilenet_v3", weights="imagenet"), 10, 32)
+        zoo.build_model("mobilenet_v3", small("mobilenet_v3", weights="imagenet", allow_random_init=False), 10, 32)
     assert "mobilenet_v3_large-" in str(err.value) and str(tmp_path) in str(err.value)
     model, init = zoo.build_model(
         "mobilenet_v3", small("mobilenet_v3", weights="imagenet", allow_random_init=True), 10, 32
@@ -89,6 +90,18 @@ def test_imagenet_weights_are_loaded_into_the_backbone(monkeypatch, family):
     assert init == "imagenet"
     first_conv = next(k for k in reference if k.endswith("weight") and reference[k].ndim == 4)
     assert torch.equal(model.net.state_dict()[first_conv], reference[first_conv])
+
+
+def test_every_family_is_in_params_yaml():
+    assert sorted(FAMILIES) == ["imagenet10_cnn", "inception_v3", "mish_cnn", "mobilenet_v3", "resnet", "simple_cnn"]
+
+
+def test_a_model_named_by_the_user_builds_its_family_and_errors_name_it():
+    wide = MODELS["imagenet10_cnn"].model_copy(update={"input_size": 0})
+    with pytest.raises(ParamsError, match=r"models.my_cnn: .* set models.my_cnn.input_size"):
+        zoo.build_model("my_cnn", wide, 10, 32)
+    model, _ = zoo.build_model("my_resnet", small("resnet", width=4), 10, 32)
+    assert model.arch == {"num_classes": 10, "image_size": 32, "family": "resnet", "width": 4}
 
 
 def test_rebuild_from_arch_gives_the_same_network():

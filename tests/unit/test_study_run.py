@@ -3,25 +3,29 @@ checkpoint, retraining on train+val, the reports."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from cnnlab.config import parse_params
-from cnnlab.data.sources import Prepared, Split
+from cnnlab.data.arrays import ImageSet, Split
 from cnnlab.metrics import classification_metrics
 from cnnlab.models.zoo import build_model
-from cnnlab.train.loop import TensorData, fit
+from cnnlab.tensors import TensorData
+from cnnlab.train.loop import fit
 from cnnlab.train.study import run_study
+from tests.conftest import make_params
 
 CPU = torch.device("cpu")
-P = parse_params({})
-NO_AUG = parse_params({"augment": {"hflip": {"p": 0}, "rotate_shift": {"p": 0}}}).augment
+P = make_params()
+NO_AUG = make_params({"augment": {"hflip": {"p": 0}, "rotate_shift": {"p": 0}}}).augment
 
 
-def tiny_prepared(n_train=40, n_val=20, n_test=10, size=16, classes=4) -> Prepared:
+def model(name: str, **settings):
+    return P.models[name].model_copy(update=settings)
+
+
+def tiny_prepared(n_train=40, n_val=20, n_test=10, size=16, classes=4) -> ImageSet:
     """Classes told apart by which colour channel is bright."""
     g = np.random.default_rng(0)
 
@@ -30,34 +34,38 @@ def tiny_prepared(n_train=40, n_val=20, n_test=10, size=16, classes=4) -> Prepar
         images = g.integers(0, 60, (n, 3, size, size), dtype=np.uint8)
         for i, c in enumerate(labels):
             images[i, c % 3] += np.uint8(120 + 60 * (c // 3))
-        return Split(images, labels if labelled else np.full(n, -1), [f"img{i}" for i in range(n)])
+        names = [f"c{c}" if labelled else "" for c in labels]
+        return Split(images, pd.DataFrame({"id": [f"img{i}" for i in range(n)], "label": names}))
 
-    return Prepared("cifar10", "test data", [f"c{i}" for i in range(classes)], size,
+    return ImageSet("cifar10", "test data", [f"c{i}" for i in range(classes)],
                     {"train": split(n_train), "val": split(n_val), "test": split(n_test)})  # fmt: skip
+
+
+def tensors(data: ImageSet, split: str) -> TensorData:
+    return TensorData.from_numpy(data.splits[split].images, data.splits[split].labels(data.classes))
 
 
 def test_single_batch_mode_drives_the_training_loss_to_about_zero():
     data = tiny_prepared(n_train=64)
-    cfg = dataclasses.replace(P.models.simple_cnn, batch_size=8, epochs=60, dropout=0.0, lr=3e-3, single_batch=True)
+    cfg = model("simple_cnn", batch_size=8, epochs=60, dropout=0.0, lr=3e-3, single_batch=True)
     result = run_study(data, "simple_cnn", cfg, P.augment, seed=0, device=CPU)
     history = result.fit.history
     assert result.metrics["sizes"]["train"] == 64 and result.metrics["single_batch"] is True
     assert history[-1]["train_loss"] < 0.02 < history[0]["train_loss"]
-    assert len(result.predictions["train"]) == 8  # trained (and scored) on the one batch only
+    assert len(result.predictions["train"]) == len(result.labels["train"]) == 8  # trained (and scored) on one batch
 
 
 def test_resume_after_interruption_ends_like_an_uninterrupted_fit(tmp_path):
     data = tiny_prepared()
-    train = TensorData.from_numpy(data.splits["train"].images, data.splits["train"].labels)
-    val = TensorData.from_numpy(data.splits["val"].images, data.splits["val"].labels)
-    cfg = dataclasses.replace(P.models.simple_cnn, batch_size=8, epochs=4, dropout=0.3)
+    train, val = tensors(data, "train"), tensors(data, "val")
+    cfg = model("simple_cnn", batch_size=8, epochs=4, dropout=0.3)
 
     def run(epochs, checkpoint=None):
         torch.manual_seed(0)
-        model, _ = build_model("simple_cnn", cfg, 4, 16)
-        result = fit(model, train, val, dataclasses.replace(cfg, epochs=epochs), seed=0, device=CPU,
+        net, _ = build_model("simple_cnn", cfg, 4, 16)
+        result = fit(net, train, val, cfg.model_copy(update={"epochs": epochs}), seed=0, device=CPU,
                      checkpoint=checkpoint, fingerprint="same")  # fmt: skip
-        return model, result
+        return net, result
 
     whole, whole_result = run(4)
     ckpt = tmp_path / "ckpt.pt"
@@ -71,18 +79,18 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_fit(tmp_path):
 
 def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     data = tiny_prepared()
-    train = TensorData.from_numpy(data.splits["train"].images, data.splits["train"].labels)
-    cfg = dataclasses.replace(P.models.resnet, batch_size=8, epochs=1, width=4)
-    model, _ = build_model("resnet", cfg, 4, 16)
-    fit(model, train, None, cfg, seed=0, device=CPU, checkpoint=tmp_path / "c.pt", fingerprint="old")
-    result = fit(model, train, None, dataclasses.replace(cfg, epochs=2), seed=0, device=CPU,
+    train = tensors(data, "train")
+    cfg = model("resnet", batch_size=8, epochs=1, width=4)
+    net, _ = build_model("resnet", cfg, 4, 16)
+    fit(net, train, None, cfg, seed=0, device=CPU, checkpoint=tmp_path / "c.pt", fingerprint="old")
+    result = fit(net, train, None, cfg.model_copy(update={"epochs": 2}), seed=0, device=CPU,
                  checkpoint=tmp_path / "c.pt", fingerprint="new")  # fmt: skip
     assert [r["epoch"] for r in result.history] == [1, 2]
 
 
 def test_study_reports_and_retraining_on_train_and_val():
     data = tiny_prepared()
-    cfg = dataclasses.replace(P.models.resnet, batch_size=8, epochs=3, width=4, retrain_epochs=2)
+    cfg = model("resnet", batch_size=8, epochs=3, width=4, retrain_epochs=2)
     result = run_study(data, "resnet", cfg, NO_AUG, seed=0, device=CPU)
     m = result.metrics
     assert m["data_source"] == "test data" and m["weights"] == "random"
@@ -97,8 +105,8 @@ def test_study_reports_and_retraining_on_train_and_val():
 
 def test_unlabelled_test_set_gets_predictions_but_no_test_metrics():
     data = tiny_prepared()
-    data.splits["test"].labels[:] = -1
-    cfg = dataclasses.replace(P.models.simple_cnn, batch_size=8, epochs=1)
+    data.splits["test"].index["label"] = ""
+    cfg = model("simple_cnn", batch_size=8, epochs=1)
     result = run_study(data, "simple_cnn", cfg, NO_AUG, seed=0, device=CPU)
     assert "test" not in result.metrics and len(result.predictions["test"]) == 10
 

@@ -8,12 +8,10 @@ from cnnlab.data.synthetic import background, generate_objects, plan
 
 
 def test_same_seed_gives_identical_files_whatever_the_workers(tmp_path):
-    a = generate_objects(
-        tmp_path / "a", seed=5, classes=3, train_per_class=2, test_per_class=1, image_size=48, workers=1
-    )
-    b = generate_objects(
-        tmp_path / "b", seed=5, classes=3, train_per_class=2, test_per_class=1, image_size=48, workers=2
-    )
+    kw = dict(seed=5, classes=3, train_per_class=2, test_per_class=1, image_size=48, object_scale=(0.22, 0.4),
+              shared_backgrounds=0.4)  # fmt: skip
+    a = generate_objects(tmp_path / "a", **kw, workers=1)
+    b = generate_objects(tmp_path / "b", **kw, workers=2)
     cmp = filecmp.dircmp(a, b)
     files = [p.relative_to(a) for p in a.rglob("*") if p.is_file()]
     match, mismatch, errors = filecmp.cmpfiles(a, b, [str(f) for f in files], shallow=False)

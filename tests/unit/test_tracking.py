@@ -3,6 +3,7 @@ import mlflow
 import pytest
 
 from cnnlab import tracking
+from cnnlab.stage import write_figures
 
 
 @pytest.fixture
@@ -19,9 +20,9 @@ def test_stage_run_logs_everything_into_the_repository_store(store):
         run.log_epoch({"epoch": 1, "train_loss": 1.0, "val_acc": 0.5}, 1, prefix="masked.")
         run.log_epoch({"epoch": 2, "train_loss": 0.5, "val_acc": 0.75}, 2, prefix="masked.")
         run.log_metrics({"masked": {"val_accuracy": 0.75, "stopped_early": False}, "data_source": "x", "n": 3})
-        fig = plt.figure()
-        run.log_figure(fig, "curves.png")
+        write_figures({"curves.png": plt.figure()}, store / "reports" / "train_classifier", run)
         run_id = run.run_id
+    assert (store / "reports/train_classifier/curves.png").stat().st_size > 1000  # the stage's output
     assert (store / "mlflow.db").is_file()
     client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     r = client.get_run(run_id)
@@ -95,7 +96,7 @@ class _StoreDown:
                 raise mlflow.exceptions.MlflowException("API request failed: Connection refused")
             return real(*args, **kwargs)
 
-        for name in ("log_figure", "log_artifact", "log_artifacts", "set_tag"):
+        for name in ("log_artifact", "log_artifacts", "set_tag"):
             monkeypatch.setattr(mlflow, name, self._down(getattr(mlflow, name)))
         # mlflow.end_run leaves the run, then tells the store
         monkeypatch.setattr(mlflow.MlflowClient, "set_terminated", self._down(mlflow.MlflowClient.set_terminated))
@@ -120,7 +121,7 @@ def test_store_failing_mid_run_keeps_the_records_and_sync_writes_them(store, mon
             run.log_epoch({"epoch": epoch, "val_acc": epoch / 10}, epoch, prefix="masked.")
         run.log_metrics({"masked": {"val_accuracy": 0.5}})
         run.set_tag("cnnlab.weights", "random")
-        run.log_figure(plt.figure(), "curves.png")
+        write_figures({"curves.png": plt.figure()}, tmp_path / "figures", run)
         run.log_artifact(extra)
         run_id = run.run_id
     err = capsys.readouterr().err

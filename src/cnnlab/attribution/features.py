@@ -119,7 +119,7 @@ def deconvnet(model: nn.Module, layer: nn.Module, images: torch.Tensor) -> tuple
 # -- class images ---------------------------------------------------------------------------------
 
 
-def _fourier_scale(size: int, decay: float = 1.0) -> torch.Tensor:
+def _fourier_scale(size: int, decay: float) -> torch.Tensor:
     """1 / frequency^decay for an rfft2 spectrum of a size x size image (the DC term kept at 1)."""
     fy = torch.fft.fftfreq(size)[:, None]
     fx = torch.fft.rfftfreq(size)[None, :]
@@ -154,13 +154,13 @@ def class_images(
     num_classes: int,
     size: int,
     *,
-    steps: int = 256,
-    lr: float = 0.05,
-    seed: int = 0,
+    steps: int,
+    lr: float,
+    seed: int,
+    scale: float,
+    degrees: float,
+    decay: float,
     jitter: int | None = None,
-    scale: float = 0.1,
-    degrees: float = 5.0,
-    decay: float = 1.0,
 ) -> ClassImages:
     """One image per class that maximises the class logit (not the softmax, which can rise by
     pushing other classes down).

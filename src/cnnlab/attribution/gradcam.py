@@ -9,7 +9,7 @@ from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 from tqdm import tqdm
 
-from cnnlab.train.loop import memory_format
+from cnnlab.tensors import memory_format
 
 
 def gradcam_masks(
@@ -18,7 +18,7 @@ def gradcam_masks(
     images: torch.Tensor,
     target: int,
     threshold: float,
-    batch_size: int = 64,
+    batch_size: int,
     device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAM heat maps of `target` and the thresholded masks, for a batch of images.
@@ -49,7 +49,7 @@ def gradcam_masks(
 
     Example::
 
-        >>> heat, masks = gradcam_masks(model, model.last_conv, crops, target=1, threshold=0.2)
+        >>> heat, masks = gradcam_masks(model, model.last_conv, crops, target=1, threshold=0.2, batch_size=64)
         >>> masked = crops * masks[:, None]  # background set to black
     """
     fmt = memory_format(model, device)
@@ -65,7 +65,12 @@ def gradcam_masks(
             peak = attr.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]  # (B, H, W) / per-image max
             heats.append((attr / peak).clamp_(0, 1).detach().cpu().contiguous())
     heat = torch.cat(heats) if heats else torch.zeros(0, height, width)
-    return heat, heat >= threshold if threshold > 0 else torch.ones_like(heat, dtype=torch.bool)
+    return heat, threshold_heat(heat, threshold)
+
+
+def threshold_heat(heat: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Masks of normalised heat maps: True where heat >= threshold (threshold 0 keeps everything)."""
+    return heat >= threshold if threshold > 0 else torch.ones_like(heat, dtype=torch.bool)
 
 
 @contextlib.contextmanager

@@ -8,9 +8,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.attribution.gradcam import gradcam_masks
+from cnnlab.attribution.gradcam import gradcam_masks, threshold_heat
+from cnnlab.config import Gradcam
+from cnnlab.data.arrays import Split
 from cnnlab.metrics import mask_quality
-from cnnlab.train.loop import predict, to_float
+from cnnlab.tensors import predict, to_float
 
 SHORTCUT_BACKGROUND = 0  # background classifier outputs: 0 = shortcut class's background
 NOT_SHORTCUT = 1  # 1 = any other background: the Grad-CAM target
@@ -31,8 +33,9 @@ def mask_backgrounds(
     *,
     truth: np.ndarray | None = None,
     has_truth: np.ndarray | None = None,
-    batch_size: int = 64,
+    batch_size: int,
     device: torch.device | str = "cpu",
+    heat: torch.Tensor | None = None,
 ) -> MaskedCrops:
     """Keep what the background classifier calls "not the shortcut background", black out the rest.
 
@@ -42,15 +45,20 @@ def mask_backgrounds(
         threshold: Grad-CAM threshold (0..1), see :func:`gradcam_masks`.
         truth: optional (N, S, S) bool ground-truth object masks, for the mask IoU;
         has_truth: optional (N,) bool, which crops have one (default: all, if truth is given).
+        batch_size: images per Grad-CAM call.
+        heat: the Grad-CAM heat of these images from an earlier call (it does not depend on the
+            threshold): only the threshold is applied again.
 
     Returns:
         MaskedCrops with metrics: kept_fraction, mask_iou (None without truth), empty_maps (crops
         with no evidence at all, which go wholly black), and how often the background classifier
         sees the shortcut background before and after masking (a leakage check).
     """
-    heat, masks = gradcam_masks(
-        model, model.last_conv, to_float(images), NOT_SHORTCUT, threshold, batch_size, device
-    )  # fmt: skip
+    if heat is None:
+        heat, _ = gradcam_masks(
+            model, model.last_conv, to_float(images), NOT_SHORTCUT, threshold, batch_size, device
+        )  # fmt: skip
+    masks = threshold_heat(heat, threshold)
     masked = images * masks[:, None]
 
     def shortcut_rate(x):
@@ -70,6 +78,40 @@ def mask_backgrounds(
     return MaskedCrops(masked, masks, heat, metrics)
 
 
+def mask_shortcut_class(
+    model: nn.Module, crops: Split, is_val: np.ndarray, cfg: Gradcam, device, where: str
+) -> tuple[MaskedCrops, dict]:
+    """The shortcut class's crops masked at a threshold chosen on validation crops only.
+
+    With ground-truth masks on some validation crops (`is_val`, the index's has_mask), the
+    candidate with the best mask IoU on them is used (Choe et al. 2020: a tuned knob, never on
+    test); without, `cfg.threshold`. `where` names those crops in the record of the choice.
+
+    Returns:
+        (the masked crops, metrics: threshold, how it was chosen, IoU by candidate, the masking
+        metrics, and the mask IoU on the crops with a mask that the threshold was not chosen on).
+    """
+    images = torch.from_numpy(crops.images)  # (N, 3, S, S) uint8
+    out = mask_backgrounds(model, images, cfg.threshold, batch_size=cfg.batch_size, device=device)
+    has_truth = crops.index.has_mask.to_numpy()
+    chosen_on = is_val & has_truth
+    if chosen_on.any():
+        threshold, scores = choose_threshold(out.heat.numpy()[chosen_on], crops.masks[chosen_on], cfg.candidates)
+        how = f"best mask IoU on the {int(chosen_on.sum())} validation crops of {where}"
+    else:
+        threshold, scores = cfg.threshold, {}
+        how = "params key gradcam.threshold (no ground-truth masks on validation crops to choose with)"
+    if threshold != cfg.threshold:
+        out = mask_backgrounds(model, images, threshold, batch_size=cfg.batch_size, device=device, heat=out.heat)
+    metrics = {"threshold": threshold, "threshold_chosen_by": how, "validation_iou_by_threshold": scores}
+    metrics |= {k: v for k, v in out.metrics.items() if k != "mask_iou"}
+    held_out = ~is_val & has_truth  # IoU on crops the threshold was not chosen on
+    metrics["mask_iou"] = (
+        mask_quality(out.masks.numpy()[held_out], crops.masks[held_out])["mask_iou"] if held_out.any() else None
+    )
+    return out, metrics
+
+
 def choose_threshold(heat: np.ndarray, truth: np.ndarray, candidates) -> tuple[float, dict]:
     """The Grad-CAM threshold with the highest mean mask IoU against ground-truth masks.
 
@@ -84,6 +126,6 @@ def choose_threshold(heat: np.ndarray, truth: np.ndarray, candidates) -> tuple[f
     """
     scores = {}
     for t in candidates:
-        scores[str(float(t))] = mask_quality(heat >= t if t > 0 else np.ones_like(heat, bool), truth)["mask_iou"]
+        scores[str(float(t))] = mask_quality(threshold_heat(torch.from_numpy(heat), t).numpy(), truth)["mask_iou"]
     best = max(candidates, key=lambda t: scores[str(float(t))])
     return float(best), scores

@@ -12,9 +12,9 @@ import torch
 from torch.nn import functional as F
 from torchvision.transforms import v2
 
-from cnnlab.config import AugmentParams
+from cnnlab.config import Augment as AugmentParams
 
-Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+AugmentFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def per_image_steps(cfg: AugmentParams, size: int) -> tuple[list[v2.Transform], list[v2.Transform]]:
@@ -39,7 +39,7 @@ def per_image_steps(cfg: AugmentParams, size: int) -> tuple[list[v2.Transform], 
     return geometric, on_float
 
 
-def build_augment(cfg: AugmentParams, num_classes: int, size: int) -> Augment | None:
+def build_augment(cfg: AugmentParams, num_classes: int, size: int) -> AugmentFn | None:
     """A function (uint8 images (B, 3, S, S), int labels (B,)) -> (float images in [0, 1],
     targets), or None when every step is off. Targets are soft (B, num_classes) when CutMix or
     MixUp is on, else the int labels. Randomness comes from torch's global generator (seeded)."""

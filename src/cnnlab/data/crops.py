@@ -9,8 +9,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
+from cnnlab.data.arrays import Split
 from cnnlab.data.objects import ObjectsDataset, load_mask, load_rgb
-from cnnlab.data.store import CropSet
 
 
 def crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
@@ -31,8 +31,9 @@ def crop_mask(mask: np.ndarray, box: tuple[int, int, int, int], size: int) -> np
     return out[0].numpy() > 0
 
 
-def crop_split(ds: ObjectsDataset, split: str, size: int) -> CropSet:
-    """Crop every image of a split to its box; ground-truth masks are cropped the same way."""
+def crop_split(ds: ObjectsDataset, split: str, size: int) -> Split:
+    """Crop every image of a split to its box; ground-truth masks are cropped the same way.
+    The index: id (the image's path in the folder), label ('' where unknown), has_mask."""
     rows = ds.split(split)
     images = np.zeros((len(rows), 3, size, size), np.uint8)
     masks = np.zeros((len(rows), size, size), bool)
@@ -42,8 +43,8 @@ def crop_split(ds: ObjectsDataset, split: str, size: int) -> CropSet:
         images[i] = crop_resize(image, box, size)
         if r.mask:
             masks[i] = crop_mask(load_mask(ds.root / r.mask, image.shape[:2]), box, size)
-    index = pd.DataFrame({"path": rows.path, "label": rows.label, "has_mask": rows["mask"] != ""})
-    return CropSet(images, index, masks)
+    index = pd.DataFrame({"id": rows.path, "label": rows.label, "has_mask": rows["mask"] != ""})
+    return Split(images, index, masks)
 
 
 def black_out(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -93,13 +94,9 @@ def background_patches(
     patches_per_image: int,
     max_overlap: float,
     seed: int,
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """Background-only images of the given classes cut into crop-sized patches.
-
-    Returns:
-        images: (N, 3, size, size) uint8 patches.
-        index: path (source image), label (position of its class in `classes`), x, y, w, h (patch box).
-    """
+) -> Split:
+    """Background-only images of the given classes cut into crop-sized patches: (N, 3, size, size)
+    uint8, indexed by id (the source image), label (its class) and x, y, w, h (the patch's box)."""
     rng = np.random.default_rng([seed, 4])
     rows = ds.split("train")
     rows = rows[rows.label.isin(classes)].reset_index(drop=True)
@@ -110,6 +107,5 @@ def background_patches(
         for _ in range(patches_per_image):
             patch = place_patch(rng, bg.shape[:2], box, max_overlap)
             patches.append(crop_resize(bg, patch, size))
-            index.append((r.path, classes.index(r.label), *patch))
-    frame = pd.DataFrame(index, columns=["path", "label", "x", "y", "w", "h"])
-    return np.stack(patches), frame
+            index.append((r.path, r.label, *patch))
+    return Split(np.stack(patches), pd.DataFrame(index, columns=["id", "label", "x", "y", "w", "h"]))

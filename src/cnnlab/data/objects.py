@@ -24,13 +24,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from cnnlab.errors import DatasetError
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 BOX_COLUMNS = ["split", "path", "label", "x", "y", "w", "h"]
 GENERATOR_MARKER = "cnnlab_generator.json"
-
-
-class DatasetError(ValueError):
-    """The dataset folder does not follow the objects format."""
 
 
 @dataclass(frozen=True)

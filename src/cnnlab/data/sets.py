@@ -1,5 +1,5 @@
-"""The 8-class classifier's data, read once from the chain's stage outputs: crops of every split,
-GrabCut and ground-truth masks, background patches, the Grad-CAM-masked crops of each seed."""
+"""The objects chain's data, read once from its stage outputs: crops of every split, GrabCut and
+ground-truth masks, background patches, the Grad-CAM-masked crops of each seed."""
 
 from __future__ import annotations
 
@@ -8,48 +8,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cnnlab.data.store import CropSet
+from cnnlab.data.arrays import ImageSet, Split, load_images
 from cnnlab.data.strategies import ChainData
 from cnnlab.io import load_array
 
-EVAL_SPLITS = ("test", "paired")
 
-
-def class_indices(labels, classes) -> np.ndarray:
-    lookup = {c: i for i, c in enumerate(classes)}
-    return np.array([lookup[label] for label in labels], np.int64)
-
-
-def load_crops(crops_dir: str | Path) -> dict[str, CropSet]:
-    """train and test crops, and the paired crops when the folder has paired/ images."""
-    crops_dir = Path(crops_dir)
-    splits = ["train", "test"] + (["paired"] if (crops_dir / "paired_index.csv").is_file() else [])
-    return {s: CropSet.load(crops_dir, s) for s in splits}
-
-
-def load_chain(crops: dict[str, CropSet], segments_dir: str | Path | None, backgrounds_dir: str | Path) -> ChainData:
+def load_chain(crops: ImageSet, segments_dir: str | Path | None, backgrounds_dir: str | Path) -> ChainData:
     """ChainData over the crops; ground-truth masks only when every crop of every split has one."""
     truth = None
-    if all(c.index.has_mask.all() for c in crops.values() if len(c.index)):
-        truth = {s: c.masks for s, c in crops.items()}
+    if all(split.truth() is not None for split in crops.splits.values() if len(split)):
+        truth = {name: split.masks for name, split in crops.splits.items()}
     segments = None
     if segments_dir is not None:
-        segments = {s: load_array(Path(segments_dir) / f"{s}_masks.npy") for s in crops}
+        segments = {name: load_array(Path(segments_dir) / f"{name}_masks.npy") for name in crops.splits}
     return ChainData(
-        images={s: c.images for s, c in crops.items()},
+        images={name: split.images for name, split in crops.splits.items()},
         segments=segments,
         truth=truth,
-        backgrounds=load_array(Path(backgrounds_dir) / "patches.npy"),
+        backgrounds=load_images(backgrounds_dir).splits["patches"].images,
     )
 
 
-def gradcam_crops(masked_dir: str | Path, seed: int, train: CropSet) -> tuple[np.ndarray, np.ndarray]:
+def gradcam_crops(masked_dir: str | Path, seed: int, train: Split) -> tuple[np.ndarray, np.ndarray]:
     """(rows of the train split, their Grad-CAM-masked crops) of one seed (gradcam_mask stage)."""
-    folder = Path(masked_dir) / f"seed{seed}"
-    index = pd.read_csv(folder / "index.csv", dtype=str, keep_default_na=False)
-    position = {path: i for i, path in enumerate(train.index.path)}
-    rows = np.array([position[path] for path in index.path], np.int64)
-    return rows, load_array(folder / "masked_images.npy")
+    masked = load_images(Path(masked_dir) / f"seed{seed}").splits["shortcut"]
+    position = {name: i for i, name in enumerate(train.index.id)}
+    return np.array([position[name] for name in masked.index.id], np.int64), masked.images
 
 
 def split_rows(splits_csv: str | Path, seed: int) -> tuple[np.ndarray, np.ndarray]:

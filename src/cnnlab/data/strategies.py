@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STRATEGIES = ("none", "report", "segment", "mixed_rand", "oracle")
+from cnnlab.config import STRATEGIES
+
 BASELINE = "none"
 UPPER_BOUND = "oracle"  # reported, never chosen as the best strategy
 TEST_TIME_MASKS = {"segment": "segments", "oracle": "truth"}  # strategies that mask test crops too

@@ -237,12 +237,12 @@ def generate_objects(
     out: str | Path,
     *,
     seed: int,
-    classes: int = 8,
-    train_per_class: int = 200,
-    test_per_class: int = 50,
-    image_size: int = 350,
-    object_scale: tuple[float, float] = (0.22, 0.4),
-    shared_backgrounds: float = 0.4,
+    classes: int,
+    train_per_class: int,
+    test_per_class: int,
+    image_size: int,
+    object_scale: tuple[float, float],
+    shared_backgrounds: float,
     workers: int | None = None,
 ) -> Path:
     """Write the built-in dataset to `out` (replaced atomically) and return its path.

@@ -34,11 +34,11 @@ def _extra_mask(rng: np.random.Generator, shape: str, size: int, scale: tuple[fl
     return np.asarray(canvas) > 0
 
 
-def class_image(rng: np.random.Generator, cls: int, size: int, scale=(0.45, 0.85)) -> np.ndarray:
-    """One (size, size, 3) uint8 image of class `cls`."""
+def class_image(rng: np.random.Generator, cls: int, size: int, extent=(0.45, 0.85)) -> np.ndarray:
+    """One (size, size, 3) uint8 image of class `cls`, its object spanning `extent` of the side."""
     shape = CLASS_SHAPES[cls]
     bg = background(rng, int(rng.integers(N_FAMILIES)), size)
-    mask = object_mask(rng, shape, size, scale) if shape in SHAPES else _extra_mask(rng, shape, size, scale)
+    mask = object_mask(rng, shape, size, extent) if shape in SHAPES else _extra_mask(rng, shape, size, extent)
     return paint_object(rng, bg, mask)
 
 

@@ -22,7 +22,7 @@ class SimpleCNN(nn.Module):
     """Four blocks of two 3x3 convs (16, 32, 64, 128 channels), each conv followed by ReLU,
     dropout and BatchNorm, each block by a 2x2 max-pool; then FC 128 -> ReLU -> dropout -> FC."""
 
-    def __init__(self, num_classes: int, in_size: int, dropout: float = 0.2):
+    def __init__(self, num_classes: int, in_size: int, dropout: float):
         super().__init__()
         layers: list[nn.Module] = []
         cin = 3
@@ -50,7 +50,7 @@ class MishCNN(nn.Module):
     BatchNorm and dropout; he-uniform initialisation. The report's L2 1e-3 (Keras) is the
     optimizer's weight_decay 2e-3 (the gradient of 1e-3 * w^2)."""
 
-    def __init__(self, num_classes: int, in_size: int, dropout: float = 0.2):
+    def __init__(self, num_classes: int, in_size: int, dropout: float):
         super().__init__()
 
         def conv(cin, cout):

@@ -15,7 +15,7 @@ class ImageNet10CNN(nn.Module):
 
     MIN_SIZE = 48  # smaller inputs leave nothing after the fourth pool
 
-    def __init__(self, num_classes: int, in_size: int, dropout: float = 0.0):
+    def __init__(self, num_classes: int, in_size: int, dropout: float):
         super().__init__()
         if in_size < self.MIN_SIZE:
             raise ValueError(f"imagenet10_cnn needs inputs of at least {self.MIN_SIZE} px, got {in_size}")

@@ -33,7 +33,7 @@ class ResNet(nn.Module):
     (width, 2x, 4x, 8x channels; stride 2 from the second stage on), global average pool, FC.
     With width 64 the stages are ResNet-18's."""
 
-    def __init__(self, num_classes: int, width: int = 64, blocks: tuple[int, ...] = (2, 2, 2, 2)):
+    def __init__(self, num_classes: int, width: int, blocks: tuple[int, ...] = (2, 2, 2, 2)):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2)

@@ -11,7 +11,7 @@ import torchvision
 from torch import nn
 from torchvision.transforms import v2
 
-from cnnlab.models.errors import WeightsError  # noqa: F401  (raised here; re-exported)
+from cnnlab.errors import WeightsError
 
 BACKBONES = {
     # family: (torchvision builder, its weights enum, name of the layer the new head replaces)
@@ -64,9 +64,9 @@ class TransferNet(nn.Module):
         num_classes: int,
         *,
         input_size: int,
-        head_hidden: int = 256,
-        dropout: float = 0.3,
-        freeze_backbone: bool = True,
+        head_hidden: int,
+        dropout: float,
+        freeze_backbone: bool,
         state_dict: dict | None = None,
     ):
         super().__init__()

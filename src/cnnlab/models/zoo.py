@@ -1,17 +1,17 @@
-"""Build the study's models by name from their params; rebuild them from a checkpoint's `arch`."""
+"""Build the study's models from their params (`family` and its settings); rebuild them from a
+checkpoint's `arch`."""
 
 from __future__ import annotations
 
 from torch import nn
 from torchvision.transforms import v2
 
-from cnnlab.config import ModelParams, ParamsError
+from cnnlab.config import StudyModel
+from cnnlab.errors import ParamsError, WeightsError
 from cnnlab.models.cifar import MishCNN, SimpleCNN
 from cnnlab.models.imagenet10_cnn import ImageNet10CNN
 from cnnlab.models.resnet import ResNet
-from cnnlab.models.transfer import BACKBONES, TransferNet, WeightsError, imagenet_state_dict
-
-FAMILIES = ("simple_cnn", "mish_cnn", "imagenet10_cnn", "resnet", "mobilenet_v3", "inception_v3")
+from cnnlab.models.transfer import BACKBONES, TransferNet, imagenet_state_dict
 
 
 class Resized(nn.Module):
@@ -27,7 +27,8 @@ class Resized(nn.Module):
 
 
 def _build(arch: dict, state_dict: dict | None = None) -> nn.Module:
-    family, classes, size = arch["family"], arch["num_classes"], arch["input_size"]
+    family, classes = arch["family"], arch["num_classes"]
+    size = arch["input_size"] if arch.get("input_size") else arch["image_size"]  # input_size 0: the image size
     if family in BACKBONES:
         return TransferNet(
             family,
@@ -47,29 +48,21 @@ def _build(arch: dict, state_dict: dict | None = None) -> nn.Module:
     elif family == "resnet":
         model = ResNet(classes, arch["width"])
     else:
-        raise ValueError(f"unknown model {family!r}; valid names: {', '.join(FAMILIES)}")
+        raise ValueError(f"unknown model family {family!r}")
     return Resized(model, size) if size != arch["image_size"] else model
 
 
-def build_model(family: str, cfg: ModelParams, num_classes: int, image_size: int) -> tuple[nn.Module, str]:
+def build_model(name: str, cfg: StudyModel, num_classes: int, image_size: int) -> tuple[nn.Module, str]:
     """A fresh model for (image_size x image_size) inputs; returns (model, how its weights were initialised).
 
     Transfer models with `weights: imagenet` load torchvision's ImageNet weights; when these are
     unavailable they fail with :class:`WeightsError`, unless `allow_random_init` is set, in which
     case the returned description says so.
     """
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model {family!r}; valid names: {', '.join(FAMILIES)}")
-    arch = {
-        "family": family,
-        "num_classes": num_classes,
-        "image_size": image_size,
-        "input_size": cfg.input_size or image_size,
-        "dropout": cfg.dropout,
-        "width": cfg.width,
-        "head_hidden": cfg.head_hidden,
-        "freeze_backbone": cfg.freeze_backbone,
-    }
+    # the family's own settings (not its training): what rebuilds the model from a checkpoint
+    own = cfg.model_dump(exclude=set(StudyModel.model_fields))
+    arch = {"num_classes": num_classes, "image_size": image_size, **own}
+    family = cfg.family
     state, init = None, "random"
     if family in BACKBONES and cfg.weights == "imagenet":
         try:
@@ -81,7 +74,7 @@ def build_model(family: str, cfg: ModelParams, num_classes: int, image_size: int
     try:
         model = _build(arch, state)
     except ValueError as e:  # an input size the architecture cannot take
-        raise ParamsError(f"models.{family}: {e}; set models.{family}.input_size") from None
+        raise ParamsError(f"models.{name}: {e}; set models.{name}.input_size") from None
     model.arch = arch
     return model, init
 

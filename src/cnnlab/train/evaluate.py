@@ -1,13 +1,16 @@
-"""Scoring one trained classifier of the objects chain (one strategy, one seed)."""
+"""Scoring the objects chain's classifiers: one (strategy, seed) at a time, then the strategies
+compared over seeds."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
-from cnnlab.metrics import shortcut_metrics
-from cnnlab.train.loop import TensorData, predict
+from cnnlab.data.strategies import BASELINE, UPPER_BOUND
+from cnnlab.metrics import paired_difference, shortcut_metrics
+from cnnlab.tensors import TensorData, predict
 
 
 def _labels_of(pred: torch.Tensor) -> np.ndarray:
@@ -65,3 +68,49 @@ def score_classifier(
             m["shortcut_background_accuracy"] = float(np.mean(test_pred[paired_rows] == truth))
             m["bg_gap"] = m["own_background_accuracy"] - m["shortcut_background_accuracy"]
     return m, test_pred
+
+
+COMPARED = ("test_accuracy", "test_val_ratio", "shortcut_class_test_recall", "test_shortcut_rate",
+            "test_worst_class_recall", "bg_gap")  # fmt: skip
+TABLE = ("val_accuracy", *COMPARED, "background_only_accuracy")
+LOWER_IS_BETTER = {"test_shortcut_rate", "bg_gap"}  # fewer shortcut-class answers; a smaller BG-gap
+
+
+def comparison(results: dict) -> dict:
+    """Paired differences of each strategy against the baseline, and the best non-oracle strategy
+    by mean test accuracy (reported only: nothing is tuned on the test set).
+
+    Args:
+        results: strategy -> metric -> over-seeds record (:func:`cnnlab.metrics.over_seeds`), or
+            {"skipped": why}.
+    """
+    out = {}
+    if BASELINE in results:
+        for name, agg in results.items():
+            if name == BASELINE or "skipped" in agg:
+                continue
+            out[f"{name}_minus_{BASELINE}"] = {
+                k: paired_difference(agg[k]["per_seed"], results[BASELINE][k]["per_seed"], k not in LOWER_IS_BETTER)
+                for k in COMPARED
+                if k in agg and k in results[BASELINE]
+            }
+    ranked = [
+        (agg["test_accuracy"]["mean"], n) for n, agg in results.items() if "test_accuracy" in agg and n != UPPER_BOUND
+    ]
+    if ranked:
+        out["best"] = max(ranked)[1]
+        out["best_chosen_by"] = "highest mean test accuracy over seeds, oracle excluded (a report, not a tuned knob)"
+    return out
+
+
+def comparison_table(results: dict) -> pd.DataFrame:
+    """One row per strategy: a note, then mean and sd over seeds of each metric of TABLE."""
+    rows = []
+    for name, agg in results.items():
+        note = agg.get("skipped", "upper bound (ground-truth masks)" if name == UPPER_BOUND else "")
+        row = {"strategy": name, "note": note}
+        for k in TABLE:
+            if k in agg:
+                row[f"{k}_mean"], row[f"{k}_sd"] = agg[k]["mean"], agg[k]["sd"]
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,12 +1,9 @@
-"""One run of the CIFAR-10 / ImageNet10 study: train one model family on one prepared dataset,
-validate, optionally retrain on train+val, and score it. Returns plain values; the stage writes
-files and :class:`cnnlab.tracking.StageRun` logs them."""
+"""One run of the CIFAR-10 / ImageNet10 study: train one model on one prepared dataset, validate,
+optionally retrain on train+val, and score it. Returns plain values; the study stage writes the
+files, draws the figures and logs to MLflow."""
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.config import AugmentParams, ModelParams, to_flat_dict
-from cnnlab.data.augment import build_augment
-from cnnlab.data.sources import Prepared
+from cnnlab.config import Augment, StudyModel
+from cnnlab.data.arrays import ImageSet
 from cnnlab.metrics import classification_metrics
 from cnnlab.models.zoo import build_model
-from cnnlab.train.loop import FitResult, TensorData, evaluate, fit, predict, seed_everything
+from cnnlab.tensors import TensorData, evaluate, predict, seed_everything
+from cnnlab.train.loop import FitResult, fingerprint, fit
 
 
 @dataclass
@@ -32,85 +29,78 @@ class StudyResult:
     retrain: FitResult | None
     metrics: dict  # headline numbers (metrics/…/metrics.json)
     report: list[dict]  # per-class precision/recall/F1 on val, plus the macro row
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # split -> true class indices (-1: unknown)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # split -> predicted class indices
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (N, classes) softmax
     seconds: float = 0.0
 
 
-def fingerprint(family: str, cfg: ModelParams, augment: AugmentParams, data: Prepared, seed: int) -> str:
-    """What a resumable checkpoint must match: the model's and augmentation's params, the seed
-    and the training data."""
-    h = hashlib.sha256()
-    h.update(json.dumps([family, to_flat_dict(cfg), to_flat_dict(augment), seed, data.source], sort_keys=True).encode())
-    for split in ("train", "val"):
-        h.update(data.splits[split].labels.tobytes())
-        h.update(data.splits[split].images[:: max(1, len(data.splits[split]) // 64)].tobytes())
-    return h.hexdigest()
-
-
-def _tensors(data: Prepared, split: str) -> TensorData:
-    s = data.splits[split]
-    return TensorData.from_numpy(s.images, s.labels)
+def _scores(model: nn.Module, images: torch.Tensor, classes: int, device) -> np.ndarray:
+    """(N, classes) softmax probabilities (an empty split gives (0, classes))."""
+    if not len(images):
+        return np.zeros((0, classes), np.float32)
+    return torch.softmax(predict(model, images, device), 1).numpy()
 
 
 def run_study(
-    data: Prepared,
-    family: str,
-    cfg: ModelParams,
-    augment_cfg: AugmentParams,
+    data: ImageSet,
+    name: str,
+    cfg: StudyModel,
+    augment_cfg: Augment,
     *,
     seed: int,
     device: torch.device,
     checkpoint: Path | None = None,
     on_epoch: Callable[[str, dict], None] | None = None,
 ) -> StudyResult:
-    """Train `family` on `data` as its params say; see the README's "Study" section.
+    """Train model `name` (params `cfg`) on `data`; see docs/manual.md, "The study".
 
     - single_batch: train on one batch (of `batch_size` images, seeded) without augmentation:
       the training loss should fall to about zero while the validation loss rises.
     - retrain_epochs > 0: after validation, train a fresh model (same seed) on train+val for that
       many epochs; its predictions are the test predictions.
     """
+    from cnnlab.data.augment import build_augment  # torchvision: only where a study trains
+
     start = time.perf_counter()
     classes = len(data.classes)
-    train, val = _tensors(data, "train"), _tensors(data, "val")
+    labels = {split: s.labels(data.classes) for split, s in data.splits.items()}
+    train, val = (TensorData.from_numpy(data.splits[s].images, labels[s]) for s in ("train", "val"))
     augment = build_augment(augment_cfg, classes, data.image_size) if cfg.augment else None
     if cfg.single_batch:
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[: cfg.batch_size]
-        train, augment = train.subset(pick), None
+        train, augment, labels["train"] = train.subset(pick), None, labels["train"][pick.numpy()]
     seed_everything(seed)
-    model, init = build_model(family, cfg, classes, data.image_size)
+    model, init = build_model(name, cfg, classes, data.image_size)
     report_epoch = (lambda phase: lambda row: on_epoch(phase, row)) if on_epoch else (lambda phase: None)
+    settings = {"model": name, "params": cfg.model_dump(), "augment": augment_cfg.model_dump(), "seed": seed,
+                "source": data.source}  # fmt: skip
     result = fit(
         model, train, val, cfg, seed=seed, device=device, checkpoint=checkpoint,
-        fingerprint=fingerprint(family, cfg, augment_cfg, data, seed) if checkpoint else None,
-        on_epoch=report_epoch("fit"), augment=augment, name=f"{data.name}-{family}",
+        fingerprint=fingerprint(settings, train, val) if checkpoint else None,
+        on_epoch=report_epoch("fit"), augment=augment, name=f"{data.name}-{name}",
     )  # fmt: skip
     retrained = None
     train_loss, train_acc = evaluate(model, train, device)
     val_loss, _ = evaluate(model, val, device)
-    preds, probs = {}, {}
-    for split, tensors in (("train", train), ("val", val)):
-        logits = predict(model, tensors.images, device)
-        probs[split] = torch.softmax(logits, 1).numpy()
-        preds[split] = probs[split].argmax(1)
-    val_summary, report = classification_metrics(val.labels.numpy(), preds["val"], data.classes)
+    probs = {split: _scores(model, t.images, classes, device) for split, t in (("train", train), ("val", val))}
+    val_summary, report = classification_metrics(labels["val"], probs["val"].argmax(1), data.classes)
     final = model
     if cfg.retrain_epochs:
         seed_everything(seed)
-        final, _ = build_model(family, cfg, classes, data.image_size)
+        final, _ = build_model(name, cfg, classes, data.image_size)
         both = TensorData(torch.cat([train.images, val.images]), torch.cat([train.labels, val.labels]))
         retrained = fit(
-            final, both, None, dataclasses.replace(cfg, epochs=cfg.retrain_epochs), seed=seed, device=device,
-            on_epoch=report_epoch("retrain"), augment=augment, name=f"{data.name}-{family} retrain",
+            final, both, None, cfg.model_copy(update={"epochs": cfg.retrain_epochs}), seed=seed, device=device,
+            on_epoch=report_epoch("retrain"), augment=augment, name=f"{data.name}-{name} retrain",
         )  # fmt: skip
     test = data.splits["test"]
-    test_logits = predict(final, torch.from_numpy(np.ascontiguousarray(test.images)), device)
-    probs["test"] = torch.softmax(test_logits, 1).numpy() if len(test) else np.zeros((0, classes), np.float32)
-    preds["test"] = probs["test"].argmax(1) if len(test) else np.zeros(0, np.int64)
+    probs["test"] = _scores(final, torch.from_numpy(np.ascontiguousarray(test.images)), classes, device)
+    preds = {split: p.argmax(1) for split, p in probs.items()}
     metrics = {
         "dataset": data.name,
-        "model": family,
+        "model": name,
+        "family": cfg.family,
         "data_source": data.source,
         "weights": init,
         "sizes": {split: len(s) for split, s in data.splits.items()},
@@ -124,10 +114,9 @@ def run_study(
             f"model retrained on train+val for {cfg.retrain_epochs} epochs" if retrained else "the validated model"
         ),
     }
-    if len(test) and (test.labels >= 0).all():
-        test_summary, _ = classification_metrics(test.labels, preds["test"], data.classes)
-        metrics["test"] = test_summary
+    if test.labelled:
+        metrics["test"], _ = classification_metrics(labels["test"], preds["test"], data.classes)
     return StudyResult(
-        model=final, init=init, fit=result, retrain=retrained, metrics=metrics, report=report,
+        model=final, init=init, fit=result, retrain=retrained, metrics=metrics, report=report, labels=labels,
         predictions=preds, probabilities=probs, seconds=time.perf_counter() - start,
     )  # fmt: skip

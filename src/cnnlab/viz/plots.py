@@ -1,4 +1,4 @@
-"""Figures for the objects chain: arrays in, matplotlib Figure out (nothing is saved here)."""
+"""Figures: arrays in, matplotlib Figure out; :func:`save_figure` writes one to a file."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ def tight(fig: Figure) -> Figure:
     fig.tight_layout()
     fig.set_layout_engine(None)
     return fig
+
+
+DPI = 100
+
+
+def save_figure(fig: Figure, path) -> None:
+    """Write `fig` as a PNG (the same bytes on every run: no software version in it) and close it."""
+    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
 
 
 def training_curves(history: list[dict], title: str = "") -> Figure:

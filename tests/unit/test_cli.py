@@ -1,0 +1,54 @@
+"""`cnnlab overrides`: a params delta as `dvc exp run -S` arguments that DVC itself applies."""
+
+import copy
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+from cnnlab.cli import overrides
+from cnnlab.config import merge, parse_params
+from tests.conftest import REPO, REPO_PARAMS
+
+FLOWERS = {"source": "folder", "root": "data/my flowers", "image_size": 32, "val_fraction": 0.2, "limit_per_class": 0}
+
+
+def _applied_by_dvc(tmp_path, delta: dict) -> dict:
+    from dvc.utils.hydra import apply_overrides  # what `dvc exp run -S` does to params.yaml
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    apply_overrides(tmp_path / "params.yaml", overrides(delta, REPO_PARAMS))
+    return yaml.safe_load((tmp_path / "params.yaml").read_text())
+
+
+def test_the_real_data_delta_applied_by_dvc_gives_the_merged_params(tmp_path):
+    delta = yaml.safe_load((REPO / "configs/real.yaml").read_text())
+    assert _applied_by_dvc(tmp_path, delta) == merge(REPO_PARAMS, delta)
+
+
+def test_a_new_dataset_is_added_whole_and_strings_keep_their_spaces(tmp_path):
+    delta = {"datasets": {"my_flowers": FLOWERS}, "study": {"datasets": ["my_flowers"]}}
+    assert overrides(delta, REPO_PARAMS)[0].startswith("+datasets.my_flowers={source:")
+    applied = _applied_by_dvc(tmp_path, delta)
+    assert applied == merge(REPO_PARAMS, delta) and applied["datasets"]["my_flowers"]["root"] == "data/my flowers"
+    parse_params(applied)
+
+
+def test_the_command_prints_arguments_that_xargs_passes_intact(tmp_path):
+    (tmp_path / "delta.yaml").write_text(yaml.safe_dump({"datasets": {"my_flowers": FLOWERS}, "lr": 0.05}))
+    listed = subprocess.run(
+        f"{sys.executable} -m cnnlab.cli overrides {tmp_path / 'delta.yaml'} | xargs {sys.executable} -c "
+        "'import sys, json; print(json.dumps(sys.argv[1:]))'",
+        shell=True, cwd=REPO, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    args = yaml.safe_load(listed.stdout)
+    assert args[0::2] == ["-S", "-S"] and args[3] == "lr=0.05" and "root:\"data/my flowers\"" in args[1]
+
+
+def test_a_bad_delta_fails_before_any_experiment_naming_the_key(tmp_path):
+    bad = copy.deepcopy({"models": {"resnet": {"widht": 8}}})
+    (tmp_path / "delta.yaml").write_text(yaml.safe_dump(bad))
+    out = subprocess.run([sys.executable, "-m", "cnnlab.cli", "overrides", str(tmp_path / "delta.yaml")], cwd=REPO,
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 1 and "'models.resnet.widht'" in out.stderr and out.stdout == ""
