@@ -21,7 +21,7 @@ def small(family: str, **kw) -> StudyModel:
     """The family's model of params.yaml with sizes small enough for a test."""
     cfg = MODELS[family]
     base = {"input_size": {"mobilenet_v3": 64, "inception_v3": 75}.get(family, 0), "width": 8, "weights": "none"}
-    return cfg.model_copy(update={k: v for k, v in {**base, **kw}.items() if k in cfg.model_fields})
+    return cfg.model_copy(update={k: v for k, v in {**base, **kw}.items() if k in type(cfg).model_fields})
 
 
 # imagenet10_cnn needs 48 px or more: its 32 px case is the input-size error test below
