@@ -27,7 +27,12 @@ def main(p, args):
     data = TensorData.from_numpy(patches.images[keep], labels)
     seeds = p.objects.seed_list(p.seed)
     params = {"seeds": ",".join(map(str, seeds)), "crop.size": p.crop.size, **cfg.flat("background_classifier.")}
-    with stage_run("background_classifier", params, data_source=backgrounds.source) as run:
+    # label 0: the shortcut class's background; cnnlab predict needs no more than this
+    usage = {"kind": "objects", "classes": [f"background {c}" for c in p.backgrounds.classes],
+             "input_size": p.crop.size, "strategy": "none"}  # fmt: skip
+    inputs = {"backgrounds": args.backgrounds}
+    with stage_run("background_classifier", params, data_source=backgrounds.source, inputs=inputs,
+                   system_metrics=p.tracking.system_metrics) as run:  # fmt: skip
         per_seed, histories, models = {}, [], {}
         for seed in seeds:
             train_idx, val_idx = stratified_split(labels, cfg.val_fraction, seed)
@@ -36,9 +41,9 @@ def main(p, args):
             name = f"seed{seed}"
             train, val = data.subset(train_idx), data.subset(val_idx)
             result = fit(model, train, val, cfg, seed=seed, device=device(), name=name,
-                         on_epoch=run.epoch_logger(f"{name}."))  # fmt: skip
-            if seed == seeds[0]:
-                log_model(run, model, name, val.images)
+                         on_epoch=run.epoch_logger(name))  # fmt: skip
+            log_model(run, model, name, val.images, registered="cnnlab-objects-background", metadata=usage,
+                      tags={"seed": seed})  # fmt: skip
             per_seed[seed] = result.summary()
             histories.append(result.history)
             models[seed] = model
@@ -49,10 +54,10 @@ def main(p, args):
             "val_patches": len(val_idx),
             "over_seeds": over_seeds(per_seed),
         }
-        run.log_metrics({k: v["mean"] for k, v in metrics["over_seeds"].items()}, prefix="mean.")
+        run.log_metrics({k: v["mean"] for k, v in metrics["over_seeds"].items()}, prefix="mean/")
         with atomic_dir(args.out) as tmp:
             for seed, model in models.items():
-                save_checkpoint(tmp / f"seed{seed}.pt", model, classes=list(p.backgrounds.classes))
+                save_checkpoint(tmp / f"seed{seed}.pt", model, classes=list(p.backgrounds.classes), usage=usage)
         curves = mean_curves(histories)
         write_csv(args.curves, pd.DataFrame(curves))
         write_figures(figures.curves(curves, "background classifier (mean over seeds)"), args.figures, run)

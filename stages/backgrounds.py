@@ -19,7 +19,7 @@ def main(p, args):
         if name not in ds.classes:
             raise DatasetError(f"params key 'backgrounds.classes[{i}]' names class '{name}', not in {args.root}: "
                                f"{', '.join(ds.classes)}")  # fmt: skip
-    with stage_run("backgrounds", b.flat("backgrounds."), data_source=ds.source) as run:
+    with stage_run("backgrounds", b.flat("backgrounds."), data_source=ds.source, inputs={"objects": args.root}) as run:
         patches = background_patches(ds, ds.classes, p.crop.size, b.patches_per_image, b.max_box_overlap, p.seed)
         with atomic_dir(args.out) as tmp:
             save_images(ImageSet("background patches", ds.source, list(ds.classes), {"patches": patches}), tmp)

@@ -12,7 +12,8 @@ from cnnlab.tracking import stage_run
 
 def main(p, args):
     ds = read_objects(args.root)  # validates everything before any output is written
-    with stage_run("crop", {"objects.root": str(args.root), "crop.size": p.crop.size}, data_source=ds.source) as run:
+    params = {"objects.root": str(args.root), "crop.size": p.crop.size}
+    with stage_run("crop", params, data_source=ds.source, inputs={"objects": args.root}) as run:
         splits = ["train", "test"] + (["paired"] if len(ds.split("paired")) else [])
         crops = ImageSet("crops", ds.source, list(ds.classes), {s: crop_split(ds, s, p.crop.size) for s in splits})
         with atomic_dir(args.out) as tmp:

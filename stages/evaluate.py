@@ -38,12 +38,12 @@ def log_strategy(name: str, agg: dict, info: dict) -> None:
             run.set_tag("cnnlab.skipped", agg["skipped"])
             return
         run.log_metrics({k: v["mean"] for k, v in agg.items()})
-        run.log_metrics({k: v["sd"] for k, v in agg.items()}, prefix="sd.")
+        run.log_metrics({k: v["sd"] for k, v in agg.items()}, prefix="sd/")
         for seed in info["seeds"]:
             run.log_epoch({k: v["per_seed"][str(seed)] for k, v in agg.items() if str(seed) in v["per_seed"]},
-                          seed, prefix="per_seed.")  # fmt: skip
+                          seed, prefix="per_seed/")  # fmt: skip
         diff = info["comparison"].get(f"{name}_minus_{BASELINE}", {})
-        run.log_metrics({k: v["mean"] for k, v in diff.items()}, prefix=f"minus_{BASELINE}.")
+        run.log_metrics({k: v["mean"] for k, v in diff.items()}, prefix=f"minus_{BASELINE}/")
         if name == info["comparison"].get("best"):
             run.set_tag("cnnlab.best", "true")
 
@@ -66,8 +66,10 @@ def main(p, args):
                "better_means": "paired difference over seeds (same split and initial weights): mean - sd > 0",
                "strategies": {}}  # fmt: skip
     views, models = {}, {}  # of the first seed, for the figures
+    inputs = {"crops": args.crops, "segments": args.segments, "backgrounds": args.backgrounds, "masked": args.masked,
+              "models": args.models}  # fmt: skip
     with stage_run("evaluate", {"seeds": ",".join(map(str, seeds)), "shortcut_class": classes[shortcut]},
-                   data_source=crops.source) as run, atomic_dir(args.out) as tmp:  # fmt: skip
+                   data_source=crops.source, inputs=inputs) as run, atomic_dir(args.out) as tmp:  # fmt: skip
         for strategy, trained_m in trained.items():
             if "skipped" in trained_m:
                 metrics["strategies"][strategy] = {"skipped": trained_m["skipped"]}
@@ -97,6 +99,10 @@ def main(p, args):
         # the deliverable: the best strategy's first-seed predictions
         (tmp / "test_predictions.csv").write_bytes((tmp / best / f"seed{seeds[0]}_test_predictions.csv").read_bytes())
         logits = {name: predict(model, torch.from_numpy(views[name]), device()) for name, model in models.items()}
+        with atomic_dir(args.confusion) as folder:  # DVC confusion plots: `dvc plots diff` sets runs side by side
+            for name, lg in logits.items() if test.labelled else ():
+                write_csv(folder / f"{name}.csv", pd.DataFrame({"actual": [classes[k] for k in test_labels],
+                                                                "predicted": [classes[k] for k in lg.argmax(1)]}))
         shown = figures.strategies(metrics) | figures.test_figures(test, classes, views, logits, models, best, seeds[0],
                                                                      device())  # fmt: skip
         run.set_tag("cnnlab.best", best)
@@ -110,4 +116,4 @@ def main(p, args):
 
 if __name__ == "__main__":
     run_stage(main, "crops", "segments", "backgrounds", "masked", "models", "trained", "out", "metrics", "table",
-              "figures", doc=__doc__)  # fmt: skip
+              "figures", "confusion", doc=__doc__)  # fmt: skip

@@ -27,7 +27,8 @@ def main(p, args):
     seeds = p.objects.seed_list(p.seed)
     params = {"gradcam.candidates": list(p.gradcam.candidates), "gradcam.threshold": p.gradcam.threshold,
               "shortcut_class": shortcut}  # fmt: skip
-    with stage_run("gradcam_mask", params, data_source=crops.source) as run:
+    inputs = {"crops": args.crops, "background_classifier": args.model}
+    with stage_run("gradcam_mask", params, data_source=crops.source, inputs=inputs) as run:
         per_seed, shown = {}, {}
         with atomic_dir(args.out) as tmp:
             for seed in seeds:
@@ -49,7 +50,7 @@ def main(p, args):
             "over_seeds": over_seeds(per_seed),
             "per_seed": {str(seed): m for seed, m in per_seed.items()},
         }
-        run.log_metrics({k: v["mean"] for k, v in metrics["over_seeds"].items()}, prefix="mean.")
+        run.log_metrics({k: v["mean"] for k, v in metrics["over_seeds"].items()}, prefix="mean/")
         write_figures(shown, args.figures, run)
         write_json(args.metrics, metrics)
 

@@ -15,7 +15,8 @@ def main(p, args):
     ds = read_objects(args.root)
     crops = load_images(args.crops)
     s = p.segment
-    with stage_run("segment", s.flat("segment."), data_source=crops.source) as run:
+    inputs = {"objects": args.root, "crops": args.crops}
+    with stage_run("segment", s.flat("segment."), data_source=crops.source, inputs=inputs) as run:
         metrics = {"data_source": crops.source, "method": "GrabCut initialised with the box (no training, no labels)"}
         masks = {}
         with atomic_dir(args.out) as tmp:

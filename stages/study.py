@@ -1,6 +1,6 @@
 """Stage study (one cell of the dataset x model matrix): train one model of `models` on one
 prepared dataset and write its reports: metrics, per-class report, confusion data, curves, test
-predictions, figures; all logged to MLflow experiment cnnlab-study. Runs under torchrun too
+predictions, figures; all logged to its MLflow run. Runs under torchrun too
 (`launcher` in params.yaml)."""
 
 import pandas as pd
@@ -10,7 +10,7 @@ from cnnlab.data.arrays import load_images
 from cnnlab.errors import ParamsError
 from cnnlab.io import atomic_dir, write_csv, write_json
 from cnnlab.stage import device, log_model, run_stage, write_figures
-from cnnlab.tracking import STUDY_EXPERIMENT, stage_run
+from cnnlab.tracking import stage_run
 from cnnlab.train import distributed
 from cnnlab.train.checkpoint import save_checkpoint
 from cnnlab.train.study import run_study
@@ -39,10 +39,11 @@ def main(p, args):
               **cfg.flat("model."), **p.augment.flat("augment.")}  # fmt: skip
     tags = {"cnnlab.dataset": data.name, "cnnlab.model": args.model, "cnnlab.family": cfg.family}
     checkpoint = args.checkpoints / f"{cell}.pt"
-    with stage_run(f"study@{cell}", params, data_source=data.source, experiment=STUDY_EXPERIMENT, tags=tags) as run:
+    with stage_run(f"study@{cell}", params, data_source=data.source, tags=tags, inputs={"prepared": args.prepared},
+                   system_metrics=p.tracking.system_metrics) as run:  # fmt: skip
         result = run_study(
             data, args.model, cfg, p.augment, seed=p.seed, device=device(), checkpoint=checkpoint,
-            on_epoch=lambda phase, row: run.log_epoch(row, row["epoch"], prefix=f"{phase}."),
+            on_epoch=lambda phase, row: run.log_epoch(row, row["epoch"], prefix=f"{phase}/"),
         )  # fmt: skip
         if not distributed.is_main():  # under torchrun, rank 0 writes
             return
@@ -50,8 +51,10 @@ def main(p, args):
             result.metrics["processes"] = distributed.world_size()
         run.set_tag("cnnlab.weights", result.init)
         test = data.splits["test"]
+        metadata = {"kind": "study", "classes": data.classes, "input_size": data.image_size, "model": args.model,
+                    "family": cfg.family}  # fmt: skip
         with atomic_dir(args.out) as tmp:
-            save_checkpoint(tmp / "model.pt", result.model, classes=data.classes, weights=result.init)
+            save_checkpoint(tmp / "model.pt", result.model, classes=data.classes, weights=result.init, usage=metadata)
             predicted = [data.classes[i] for i in result.predictions["test"]]
             write_csv(tmp / "test_predictions.csv", pd.DataFrame({"id": test.index.id, "label": predicted}))
         shown = figures.study_cell(cell, data.classes, result.fit.history, result.labels, result.predictions,
@@ -62,7 +65,8 @@ def main(p, args):
         run.log_artifact(args.metrics / "classification_report.csv")
         run.log_metrics({k: v for k, v in result.metrics.items() if k in ("train", "val", "test")})
         run.log_metrics({"seconds": result.seconds, "best_epoch": result.metrics["best_epoch"]})
-        log_model(run, result.model, cell, data.splits["val"].images)
+        log_model(run, result.model, cell, data.splits["val"].images, registered=f"cnnlab-{cell}", metadata=metadata,
+                  tags={"dataset": data.name, "model": args.model})  # fmt: skip
     checkpoint.unlink(missing_ok=True)  # finished: nothing to resume
 
 

@@ -36,18 +36,27 @@ def fit_one(p, args, run, data: TensorData, split, seed: int, name: str, setting
     result = fit(
         model, train, val, p.classifier, seed=seed, device=device(), checkpoint=checkpoint,
         fingerprint=fingerprint({"model": name, **settings}, train, val), name=name,
-        on_epoch=run.epoch_logger(f"{name}."),
+        on_epoch=run.epoch_logger(name.replace("-seed", "/seed")),
     )  # fmt: skip
-    if seed == p.seed:  # the first seed's model of each strategy
-        log_model(run, model, name, val.images)
+    strategy = name.split("-seed")[0]
+    log_model(run, model, name, val.images, registered=f"cnnlab-objects-{strategy}",
+              metadata=usage(p, strategy, settings["classes"]), tags={"strategy": strategy, "seed": seed})  # fmt: skip
     return model, result, checkpoint
 
 
-def save_models(folder, weights: dict, splits: dict, train_ids, classes: list[str]) -> None:
+def usage(p, strategy: str, classes: list[str]) -> dict:
+    """What it takes to use a model of `strategy` on new images (cnnlab predict): crops of
+    crop.size px, and for `segment` the GrabCut settings that mask them at test time."""
+    return {"kind": "objects", "classes": classes, "input_size": p.crop.size, "strategy": strategy,
+            "segment": p.segment.model_dump() if strategy == "segment" else None}  # fmt: skip
+
+
+def save_models(p, folder, weights: dict, splits: dict, train_ids, classes: list[str]) -> None:
     """Every (strategy, seed)'s model, and splits.csv: which rows each seed validated on."""
     with atomic_dir(folder) as tmp:
         for (strategy, seed), model in weights.items():
-            save_checkpoint(tmp / strategy / f"seed{seed}.pt", model, classes=classes)
+            checkpoint = tmp / strategy / f"seed{seed}.pt"
+            save_checkpoint(checkpoint, model, classes=classes, usage=usage(p, strategy, classes))
         split = pd.DataFrame({"id": train_ids})
         for seed, (_, val_idx) in splits.items():
             split[f"seed{seed}"] = np.where(np.isin(np.arange(len(split)), val_idx), "val", "train")
@@ -63,7 +72,9 @@ def main(p, args):
     splits = {seed: stratified_split(labels, p.classifier.val_fraction, seed) for seed in seeds}
     params = {"seeds": ",".join(map(str, seeds)), "strategies": ",".join(p.objects.strategies),
               "crop.size": p.crop.size, "shortcut_class": p.backgrounds.classes[0], **p.classifier.flat("classifier.")}
-    with stage_run("train_classifier", params, data_source=crops.source) as run:
+    inputs = {"crops": args.crops, "segments": args.segments, "backgrounds": args.backgrounds, "masked": args.masked}
+    with stage_run("train_classifier", params, data_source=crops.source, inputs=inputs,
+                   system_metrics=p.tracking.system_metrics) as run:  # fmt: skip
         metrics = {"data_source": crops.source, "lr": p.classifier.lr, "seeds": seeds, "strategies": {}}
         curves, weights, finished = {}, {}, []
         for strategy in p.objects.strategies:
@@ -87,9 +98,9 @@ def main(p, args):
             metrics["processes"] = distributed.world_size()
         if not distributed.is_main():  # under torchrun, rank 0 writes
             return
-        save_models(args.out, weights, splits, train_crops.index.id, crops.classes)
+        save_models(p, args.out, weights, splits, train_crops.index.id, crops.classes)
         run.log_metrics({s: {k: v["mean"] for k, v in m.items() if isinstance(v, dict)}
-                         for s, m in metrics["strategies"].items()}, prefix="mean.")  # fmt: skip
+                         for s, m in metrics["strategies"].items()}, prefix="mean/")  # fmt: skip
         if "processes" in metrics:
             run.log_metrics({"processes": metrics["processes"]})
         with atomic_dir(args.curves) as tmp:

@@ -12,7 +12,7 @@ from cnnlab import figures
 from cnnlab.data.arrays import load_images
 from cnnlab.io import atomic_file, write_json
 from cnnlab.stage import run_stage, write_figures
-from cnnlab.tracking import REPORTS_EXPERIMENT, stage_run
+from cnnlab.tracking import stage_run
 from cnnlab.train.checkpoint import load_model
 
 
@@ -45,7 +45,8 @@ def draw(p, args) -> tuple[dict, dict, dict, pd.DataFrame, dict]:
 def main(p, args):
     params = {"cells": ",".join(p.study.cells()), **p.visualize.flat("visualize.")}
     source = json.loads(args.evaluation.read_text())["data_source"]
-    with stage_run("visualize", params, data_source=source, experiment=REPORTS_EXPERIMENT) as run:
+    inputs = {"study": args.study, "prepared": args.prepared}
+    with stage_run("visualize", params, data_source=source, inputs=inputs) as run:
         used, learned, augment, class_table, class_metrics = draw(p, args)
         write_figures(learned, args.reports / "features", run)
         write_figures(augment, args.reports / "augment", run)

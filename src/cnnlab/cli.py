@@ -1,8 +1,12 @@
 """cnnlab's command line.
 
-    cnnlab overrides FILE    a params delta (a YAML file of the keys that differ from params.yaml,
-                             e.g. configs/real.yaml) as DVC's `-S key=value` arguments, one per line:
-                             cnnlab overrides configs/real.yaml | xargs dvc exp run -n real-data
+    cnnlab predict MODEL IMAGES...   classify images with a trained model (a checkpoint of the
+                                     pipeline, or models:/<name>/<version>): a CSV of predictions
+                                     with every class's probability
+    cnnlab overrides FILE            a params delta (a YAML file of the keys that differ from
+                                     params.yaml, e.g. configs/real.yaml) as DVC's `-S key=value`
+                                     arguments, one per line:
+                                     cnnlab overrides configs/real.yaml | xargs dvc exp run -n real-data
 """
 
 from __future__ import annotations
@@ -42,21 +46,53 @@ def _quote(arg: str) -> str:
     return "'" + arg.replace("'", "'\"'\"'") + "'"
 
 
+def _overrides(args) -> None:
+    base, delta = read_yaml(args.params), read_yaml(args.delta)
+    try:
+        parse_params(merge(base, delta))  # a bad delta fails here, naming the key, not in the experiment
+    except CnnlabError as e:
+        raise CnnlabError(f"{args.delta}: {e}") from None
+    for arg in overrides(delta, base):
+        print(f"-S {_quote(arg)}")
+
+
+def _predict(args) -> None:
+    import torch
+
+    from cnnlab.io import write_csv
+    from cnnlab.predict import image_files, load_predictor, predict_files, read_boxes
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    predictor = load_predictor(args.model, device)
+    files = image_files(args.images)
+    frame = predict_files(predictor, files, read_boxes(args.boxes) if args.boxes else None, device)
+    write_csv(args.out, frame)
+    print(f"{len(frame)} predictions of {args.model} ({predictor.usage['kind']}, "
+          f"{len(predictor.usage['classes'])} classes) in {args.out}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cnnlab", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    cmd = commands.add_parser("predict", help="classify images with a trained model")
+    cmd.add_argument("model", help="a checkpoint of the pipeline (data/models/classifier/<strategy>/seed<k>.pt, "
+                     "data/study/<cell>/model.pt) or models:/<name>/<version>")  # fmt: skip
+    cmd.add_argument("images", nargs="+", help="image files, or folders of them")
+    cmd.add_argument("--boxes", type=Path, help="objects models: CSV of path,x,y,w,h to crop each image to its box "
+                     "(boxes.csv of the objects format will do); needed by segment models")  # fmt: skip
+    cmd.add_argument("--out", type=Path, default=Path("predictions.csv"), help="the CSV (default: predictions.csv)")
+    cmd.add_argument("--device", help="cpu or cuda (default: cuda when there is a GPU)")
+    cmd.set_defaults(run=_predict)
     cmd = commands.add_parser("overrides", help="a params delta as `-S` arguments of `dvc exp run`")
     cmd.add_argument("delta", type=Path, help="YAML file of the keys that differ from params.yaml")
     cmd.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file (default: params.yaml)")
+    cmd.set_defaults(run=_overrides)
     args = parser.parse_args(argv)
     try:
-        base, delta = read_yaml(args.params), read_yaml(args.delta)
-        parse_params(merge(base, delta))  # a bad delta fails here, naming the key, not in the experiment
+        args.run(args)
     except (CnnlabError, FileNotFoundError) as e:
-        print(f"error: {args.delta}: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    for arg in overrides(delta, base):
-        print(f"-S {_quote(arg)}")
 
 
 if __name__ == "__main__":

@@ -254,6 +254,10 @@ class ClassImages(Section):
     degrees: Annotated[float, Field(ge=0)]
 
 
+class Tracking(Section):
+    system_metrics: bool  # CPU, memory (and GPU) usage sampled on the training runs
+
+
 class Visualize(Section):
     features_cell: str | None
     deconv_cell: str | None
@@ -282,6 +286,7 @@ class Params(Section):
     models: dict[Name, Model]
     augment: Augment
     visualize: Visualize
+    tracking: Tracking
 
     def cell(self, key: str) -> tuple[str, str]:
         """The study cell a `visualize.<key>` figure uses, and a note when it is not the one set:

@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from cnnlab import tracking
 from cnnlab.config import Params, load_params
 from cnnlab.errors import CnnlabError
 from cnnlab.io import atomic_dir
@@ -52,11 +53,13 @@ def write_figures(figures: dict, folder: Path, run) -> None:
     run.log_artifact(folder, "figures")
 
 
-def log_model(run, model: torch.nn.Module, name: str, images) -> None:
-    """Log a trained model to its stage's MLflow run (every trained model is logged this way),
-    with two of `images` ((N, 3, H, W) uint8) as its input example: a batch of 2 keeps the batch
-    size free."""
-    run.log_model(model.cpu(), name.replace("_", "-"), to_float(torch.as_tensor(images[:2])).numpy())
+def log_model(run, model: torch.nn.Module, name: str, images, *, registered: str, metadata: dict, tags: dict) -> None:
+    """Log a trained model to its stage's MLflow run and register it as a new version of
+    `registered` (every trained model is logged this way), with two of `images` ((N, 3, H, W)
+    uint8) as its input example (a batch of 2 keeps the batch size free), `metadata` (what
+    `cnnlab predict` needs: kind, classes, input size, preprocessing) and version `tags`."""
+    example = to_float(torch.as_tensor(images[:2])).numpy()
+    run.log_model(model.cpu(), name.replace("_", "-"), example, registered=registered, metadata=metadata, tags=tags)
 
 
 def _terminated(signum, frame):
@@ -88,6 +91,7 @@ def run_stage(
     signal.signal(signal.SIGTERM, _terminated)
     try:
         params = load_params(args.params)
+        tracking.use_params(params.flat())  # the DVC experiment's parent run gets all of them
         set_deterministic(params.deterministic)
         distributed.init()  # under torchrun: join the other processes
         seed_everything(params.seed)

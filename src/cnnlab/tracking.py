@@ -5,8 +5,12 @@ One store for everything. By default a SQLite file ``mlflow.db`` (and artifacts 
 experiments, which run in a temporary copy of the repository, log into the same store.
 ``MLFLOW_TRACKING_URI`` overrides it.
 
-Every stage execution is one run, tagged with the DVC experiment name, the stage, the git commit
-and the data source.
+One MLflow experiment, ``cnnlab``, holds one parent run per DVC experiment (``DVC_EXP_NAME``, or
+``repro-<commit>`` for a plain ``dvc repro``) with all of params.yaml as its params and the
+headline metrics (the ``summary`` stage), and under it one child run per stage execution, tagged
+with the DVC experiment name, the stage, the git commit and the data source. The MLflow UI's
+table then compares experiments one row each. Metric names group with ``/``
+(``none/seed0/val_acc``).
 
 If the store stops answering in the middle of a run (a server restarted, a network drop), the
 stage still finishes and writes its outputs: the run's remaining records (metrics, tags, figures,
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -32,9 +37,9 @@ from tqdm import tqdm
 
 from cnnlab.errors import TrackingError
 
-EXPERIMENT = "cnnlab-objects"  # the objects chain
-STUDY_EXPERIMENT = "cnnlab-study"  # the CIFAR-10 / ImageNet10 matrix
-REPORTS_EXPERIMENT = "cnnlab-reports"  # the visualize stage: every figure and the HTML page
+EXPERIMENT = "cnnlab"  # every run: a parent per DVC experiment, a child per stage execution
+EXPERIMENT_ROLE = "experiment"  # tag cnnlab.role of a DVC experiment's parent run
+SYSTEM_METRICS_INTERVAL_S = 2  # seconds between samples of CPU, memory (and GPU) on training runs
 STORE_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 PENDING_DIR = "mlflow-pending"  # records a run could not write to its store, until `cnnlab-sync`
@@ -77,6 +82,20 @@ def dvc_experiment_name(commit: str | None = None) -> str:
         return name
     commit = commit or git_commit()
     return f"repro-{commit[:7]}" if commit != "unknown" else "repro-nogit"
+
+
+_experiment_params: dict[str, Any] = {}
+
+
+def use_params(flat: dict[str, Any]) -> None:
+    """The experiment's params (all of params.yaml, flattened): its parent run gets them (called
+    by cnnlab.stage.run_stage before a stage runs)."""
+    _experiment_params.clear()
+    _experiment_params.update(flat)
+
+
+def _params_hash() -> str:
+    return hashlib.sha256(json.dumps(_experiment_params, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _mlflow():
@@ -171,6 +190,29 @@ def pending_runs(root: Path | None = None) -> list[Path]:
     return sorted(p.parent for p in folder.glob("*/meta.json"))
 
 
+def dvc_digest(path: str | Path) -> tuple[str, str]:
+    """(digest, how it was made) of a stage's input, for its lineage: DVC's own md5 from dvc.lock
+    when a stage outputs it (written as soon as that stage finished, or restored it); for a folder
+    that holds several outputs, an md5 of theirs; for anything else (a dataset folder of your
+    own), an md5 of its listing (paths, sizes, modification times), said as such."""
+    import yaml
+
+    rel = Path(os.path.relpath(Path(path).resolve(), Path.cwd())).as_posix()
+    lock = Path("dvc.lock")
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.is_file() else {}
+    outs = {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", []) if "md5" in out}
+    if rel in outs:
+        return outs[rel], "dvc.lock"
+    inner = sorted((p, h) for p, h in outs.items() if p.startswith(rel + "/"))
+    if inner:
+        return hashlib.md5(json.dumps(inner).encode()).hexdigest(), "md5 of the dvc.lock hashes of the outputs in it"
+    root = Path(path)
+    files = sorted(root.rglob("*")) if root.is_dir() else [root]
+    listing = [(f.relative_to(root).as_posix() if root.is_dir() else f.name, f.stat().st_size, f.stat().st_mtime_ns)
+               for f in files if f.is_file()]  # fmt: skip
+    return hashlib.md5(json.dumps(listing).encode()).hexdigest(), "md5 of its file listing (not a DVC output)"
+
+
 class StageRun:
     """Logging handle of one stage execution (see :func:`stage_run`).
 
@@ -206,6 +248,24 @@ class StageRun:
                 )
         keep(self.pending)
 
+    def log_inputs(self, inputs: dict[str, Path]) -> None:
+        """The run's lineage: each input's digest (see :func:`dvc_digest`) as tag
+        `dvc.input.<name>` = `<path>@<digest>`, and each input as an MLflow dataset input."""
+        for name, path in inputs.items():
+            digest, how = dvc_digest(path)
+            rel = Path(os.path.relpath(Path(path).resolve(), Path.cwd())).as_posix()
+            self.set_tag(f"dvc.input.{name}", f"{rel}@{digest}")
+
+            def call(rel=rel, digest=digest, name=name, how=how):
+                from mlflow.data.dataset_source_registry import resolve_dataset_source
+                from mlflow.data.meta_dataset import MetaDataset
+
+                source = resolve_dataset_source(Path(rel).resolve().as_uri())
+                dataset = MetaDataset(source, name=rel, digest=digest[:36])
+                self._mlflow.log_input(dataset, context=name, tags={"cnnlab.digest": how})
+
+            self._write(call, lambda pending: None)  # kept pending, the tag above holds the lineage
+
     def log_params(self, params: dict[str, Any]) -> None:
         values = {k: str(v) for k, v in params.items()}
         self._write(
@@ -218,9 +278,10 @@ class StageRun:
         values = {f"{prefix}{k}": float(v) for k, v in metrics.items() if k != "epoch"}
         self._log_values(values, epoch)
 
-    def epoch_logger(self, prefix: str = "") -> Callable[[dict], None]:
-        """A callback for :func:`cnnlab.train.loop.fit`'s `on_epoch`: each epoch's row, prefixed."""
-        return lambda row: self.log_epoch(row, row["epoch"], prefix=prefix)
+    def epoch_logger(self, group: str = "") -> Callable[[dict], None]:
+        """A callback for :func:`cnnlab.train.loop.fit`'s `on_epoch`: each epoch's row, its metrics
+        named `<group>/<metric>` (MLflow groups them)."""
+        return lambda row: self.log_epoch(row, row["epoch"], prefix=f"{group}/" if group else "")
 
     def _log_values(self, values: dict[str, float], step: int | None) -> None:
         now = int(time.time() * 1000)
@@ -230,17 +291,9 @@ class StageRun:
         )
 
     def log_metrics(self, metrics: dict[str, Any], prefix: str = "") -> None:
-        """Final metrics; nested dicts are flattened with '.', None and non-numbers skipped."""
-        flat = {}
-
-        def walk(d, p):
-            for k, v in d.items():
-                if isinstance(v, dict):
-                    walk(v, f"{p}{k}.")
-                elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                    flat[f"{p}{k}"] = float(v)
-
-        walk(metrics, prefix)
+        """Final metrics; nested dicts are flattened with '/' (MLflow's grouping), None and
+        non-numbers skipped."""
+        flat = _numbers(metrics, prefix)
         if flat:
             self._log_values(flat, None)
 
@@ -264,29 +317,41 @@ class StageRun:
 
         self._write(call, keep)
 
-    def log_model(self, model, name: str, input_example) -> None:
-        """The trained torch model, as an MLflow pytorch model: the graph exported with
-        torch.export ("pt2"), no pickle; every trained model of cnnlab is logged this way.
+    def log_model(self, model, name: str, input_example, *, registered: str, metadata: dict, tags: dict) -> None:
+        """The trained torch model, as an MLflow pytorch model (the graph exported with
+        torch.export, "pt2", no pickle) registered as a new version of model `registered`;
+        every trained model of cnnlab is logged this way.
 
-        `input_example`: a small float numpy batch of the model's input shape (it also gives
-        the model signature). Kept pending, the model is saved in the same format and later
-        written as artifacts under `name`.
+        Args:
+            input_example: a small float numpy batch of the model's input shape (it also gives
+                the model signature).
+            metadata: what it takes to use the model (classes, input size, preprocessing), kept
+                in its MLmodel file (`cnnlab predict` reads it).
+            tags: tags of the model version, beside the DVC experiment's name.
+
+        Kept pending, the model is saved in the same format, written later as artifacts under
+        `name` and registered from there.
         """
         import mlflow.pytorch
         import torch
 
         requirements = [f"torch=={torch.__version__.split('+')[0]}"]
-        options = dict(input_example=input_example, pip_requirements=requirements, serialization_format="pt2")
+        options = dict(input_example=input_example, pip_requirements=requirements, serialization_format="pt2",
+                       metadata=metadata)  # fmt: skip
+        tags = {**{k: str(v) for k, v in tags.items()}, "dvc.experiment": self._meta["tags"]["dvc.experiment"]}
+
+        def call():
+            info = mlflow.pytorch.log_model(model.eval(), name=name, registered_model_name=registered, **options)
+            for key, value in tags.items():
+                self._client.set_model_version_tag(registered, info.registered_model_version, key, value)
 
         def keep(pending):
             folder = pending.new_file(name)
             mlflow.pytorch.save_model(model.eval(), str(folder), **options)
             pending.add("artifact", file=folder.name, folder=name, name=name)
+            pending.add("register", path=name, name=registered, tags=tags)
 
-        self._write(
-            lambda: mlflow.pytorch.log_model(model.eval(), name=name, **options),
-            keep,
-        )
+        self._write(call, keep)
 
     def end(self, status: str) -> None:
         """Mark the run FINISHED or FAILED; report kept records."""
@@ -319,6 +384,17 @@ class StageRun:
             )
 
 
+def _numbers(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """{'a/b': value} of every number in a nested dict."""
+    flat = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            flat.update(_numbers(v, f"{prefix}{k}/"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            flat[f"{prefix}{k}"] = float(v)
+    return flat
+
+
 class _OtherRank:
     """The run handle of a torchrun process other than rank 0: it logs nothing (rank 0 does)."""
 
@@ -329,19 +405,62 @@ class _OtherRank:
         return lambda *args, **kwargs: None
 
 
+def _experiment_run(mlflow, experiment_id: str, exp_name: str, commit: str) -> str:
+    """The id of this DVC experiment's parent run (the one with its name and params), made with
+    all of params.yaml as its params when it does not exist yet. Stages of one experiment run one
+    after the other, so only one of them makes it; queued experiments have names of their own."""
+    client = mlflow.MlflowClient(mlflow.get_tracking_uri())
+    digest = _params_hash()
+    query = (f"tags.`dvc.experiment` = '{exp_name}' and tags.`cnnlab.role` = '{EXPERIMENT_ROLE}' "
+             f"and tags.`cnnlab.params_hash` = '{digest}'")  # fmt: skip
+    found = client.search_runs([experiment_id], filter_string=query, max_results=1)
+    if found:
+        return found[0].info.run_id
+    from mlflow.entities import Param
+
+    tags = {"dvc.experiment": exp_name, "cnnlab.role": EXPERIMENT_ROLE, "cnnlab.params_hash": digest,
+            "git.commit": commit}  # fmt: skip
+    run_id = client.create_run(experiment_id, run_name=exp_name, tags=tags).info.run_id
+    params = [Param(k, str(v)) for k, v in _experiment_params.items()]
+    for start in range(0, len(params), 100):  # MLflow takes at most 100 params per call
+        client.log_batch(run_id, params=params[start : start + 100])
+    client.set_terminated(run_id, "FINISHED")  # it stays open to its children and its metrics
+    return run_id
+
+
+def log_experiment_metrics(metrics: dict[str, Any]) -> str:
+    """Log headline metrics (nested dicts flattened with '/') to the DVC experiment's parent run;
+    returns its id. Fails with :class:`TrackingError` if the store cannot be reached."""
+    uri = check_store()
+    mlflow = _mlflow()
+    commit = git_commit()
+    run_id = _experiment_run(mlflow, _experiment_id(mlflow, EXPERIMENT), dvc_experiment_name(commit), commit)
+    now = int(time.time() * 1000)
+    from mlflow.entities import Metric
+
+    values = [Metric(k, v, now, 0) for k, v in _numbers(metrics).items()]
+    for start in range(0, len(values), 1000):
+        mlflow.MlflowClient(uri).log_batch(run_id, metrics=values[start : start + 1000])
+    return run_id
+
+
 @contextlib.contextmanager
 def stage_run(
     stage: str,
     params: dict[str, Any],
     *,
     data_source: str | None = None,
-    experiment: str = EXPERIMENT,
     tags: dict[str, str] | None = None,
+    system_metrics: bool | None = None,
+    inputs: dict[str, Path] | None = None,
 ) -> Iterator[StageRun]:
-    """Open one MLflow run for a stage execution.
+    """Open one MLflow run for a stage execution, a child of its DVC experiment's parent run.
 
     The run is named ``<dvc experiment>/<stage>`` and tagged with the DVC experiment name, the
     stage, the git commit, the data source and `tags`; `params` are logged as run parameters.
+    `system_metrics`: CPU, memory (and GPU) usage sampled during the run (MLflow's system metrics);
+    the training stages pass ``tracking.system_metrics``, the others nothing (off).
+    `inputs`: name -> path of the data the stage reads, recorded as its lineage (:meth:`StageRun.log_inputs`).
     Fails with :class:`TrackingError` before the stage does any work if the store is unreachable;
     if it fails later, see :class:`StageRun`. Under torchrun only rank 0 logs.
     """
@@ -366,18 +485,57 @@ def stage_run(
         "git.commit": commit,
         "cnnlab.data_source": data_source or "n/a",
     }
-    experiment_id = _experiment_id(mlflow, experiment)
+    experiment_id = _experiment_id(mlflow, EXPERIMENT)
+    tags["mlflow.parentRunId"] = _experiment_run(mlflow, experiment_id, exp_name, commit)
     run_name = f"{exp_name}/{stage}"
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
-    handle = StageRun(mlflow, run, uri, {"experiment": experiment, "run_name": run_name, "tags": tags})
+    if system_metrics:
+        mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+        mlflow.set_system_metrics_samples_before_logging(1)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, log_system_metrics=bool(system_metrics))
+    handle = StageRun(mlflow, run, uri, {"experiment": EXPERIMENT, "run_name": run_name, "tags": tags})
     status = "FAILED"
     try:
         if params:
             handle.log_params(params)
+        handle.log_inputs(inputs or {})
         yield handle
         status = "FINISHED"
     finally:
         handle.end(status)
+
+
+def load_logged_model(uri: str):
+    """A logged model (models:/<name>/<version>, runs:/<run>/<name>) and its metadata, as a
+    torch module in eval mode (the exported graph is wrapped: it cannot switch modes itself).
+
+    Raises:
+        TrackingError: the model or the store cannot be found, saying which.
+    """
+    import torch
+
+    check_store()
+    mlflow = _mlflow()
+    try:
+        graph = mlflow.pytorch.load_model(uri, device="cpu")
+        metadata = mlflow.models.get_model_info(uri).metadata or {}
+    except Exception as e:  # unknown name or version, a run without that model, a broken store
+        raise TrackingError(
+            f"{uri}: no such model in MLflow store {tracking_uri()} ({_reason(e)}); "
+            "registered names: cnnlab-objects-<strategy>, cnnlab-objects-background, cnnlab-<dataset>-<model>"
+        ) from None
+
+    class Exported(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.graph = graph
+
+        def forward(self, x):
+            return self.graph(x)
+
+        def train(self, mode: bool = True):  # traced in eval mode at export; it stays so
+            return self
+
+    return Exported(), metadata
 
 
 def _replay(client, run_id: str, record: dict, files: Path) -> None:
@@ -402,6 +560,10 @@ def _replay(client, run_id: str, record: dict, files: Path) -> None:
             shutil.copy2(path, target)
             client.log_artifact(run_id, str(target), record["folder"])
             shutil.rmtree(target.parent)
+    elif op == "register":  # the model went in as the run's artifacts above; a version of it now
+        import mlflow
+
+        mlflow.register_model(f"runs:/{run_id}/{record['path']}", record["name"], tags=record["tags"])
     elif op == "end":
         client.set_terminated(run_id, record["status"], end_time=record["end_time"])
     else:
@@ -419,6 +581,7 @@ def sync(root: Path | None = None, uri: str | None = None) -> list[str]:
     for folder in pending_runs(root):
         meta = json.loads((folder / "meta.json").read_text())
         target = uri or meta["uri"]
+        mlflow.set_tracking_uri(target)
         client = mlflow.MlflowClient(target)
         try:
             client.search_experiments(max_results=1)
@@ -431,7 +594,6 @@ def sync(root: Path | None = None, uri: str | None = None) -> list[str]:
         try:
             client.get_run(run_id)
         except Exception:  # another store, or the run never reached it: a new run with the same name and tags
-            mlflow.set_tracking_uri(target)
             experiment_id = _experiment_id(mlflow, meta["experiment"])
             run_id = client.create_run(experiment_id, tags=meta["tags"], run_name=meta["run_name"]).info.run_id
         progress = folder / "applied"

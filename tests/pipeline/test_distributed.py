@@ -45,9 +45,9 @@ def test_torchrun_launcher_trains_with_two_processes_and_matches_one(tmp_path):
         assert d["val_loss"]["mean"] == pytest.approx(one["val_loss"]["mean"], rel=0.5), name
 
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("cnnlab-objects").experiment_id
+    experiment = client.get_experiment_by_name("cnnlab").experiment_id
     runs = client.search_runs([experiment], "tags.`dvc.stage` = 'train_classifier'", order_by=["start_time ASC"])
     assert len(runs) == 2  # one per `dvc repro`: rank 1 logged nothing
-    assert [m.step for m in client.get_metric_history(runs[1].info.run_id, "report-seed0.val_acc")] == list(range(1, 7))
+    assert [m.step for m in client.get_metric_history(runs[1].info.run_id, "report/seed0/val_acc")] == list(range(1, 7))
     assert runs[1].data.metrics["processes"] == 2
     assert not list((repo / "data/checkpoints/classifier").glob("*.pt"))  # rank 0 cleaned up

@@ -49,10 +49,17 @@ def _leaves(data: dict, prefix: str = "") -> set[str]:
     return out
 
 
-def _runs(repo, experiment="cnnlab-objects"):
-    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
-    exp = client.get_experiment_by_name(experiment)
-    return client.search_runs([exp.experiment_id], max_results=1000)
+def _runs(repo, kind: str = "chain", client=None):
+    """The runs of MLflow experiment cnnlab: the objects chain's stage runs ("chain"), the study's,
+    visualize's, or the DVC experiments' parents ("parent")."""
+    client = client or mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("cnnlab").experiment_id], max_results=1000)
+    if kind == "parent":
+        return [r for r in runs if r.data.tags.get("cnnlab.role") == "experiment"]
+    stage = {r.info.run_id: r.data.tags.get("dvc.stage", "") for r in runs}
+    kinds = {"study": lambda s: s.startswith("study@"), "visualize": lambda s: s == "visualize",
+             "chain": lambda s: s and not s.startswith("study@") and s != "visualize"}  # fmt: skip
+    return [r for r in runs if r.data.tags.get("cnnlab.role") != "experiment" and kinds[kind](stage[r.info.run_id])]
 
 
 def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_repo):
@@ -95,7 +102,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     best = [r for r in runs if r.data.tags.get("cnnlab.best") == "true"]
     assert len(best) == 1 and best[0].data.tags["cnnlab.strategy"] == ev["comparison"]["best"]
     assert {m.step for m in mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_metric_history(
-        best[0].info.run_id, "per_seed.test_accuracy")} == {0, 1}  # fmt: skip
+        best[0].info.run_id, "per_seed/test_accuracy")} == {0, 1}  # fmt: skip
     assert not (repo / "mlruns").exists()
 
     # the study matrix: every dataset x model, its reports, its MLflow runs
@@ -113,11 +120,12 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
         report = (repo / f"metrics/study/{cell}/classification_report.csv").read_text().splitlines()
         assert report[0] == "class,precision,recall,f1,support" and len(report) == 12
         assert (repo / f"data/study/{cell}/model.pt").stat().st_size > 1000
-    study_runs = _runs(repo, "cnnlab-study")
+    study_runs = _runs(repo, "study")
     assert sorted(r.data.tags["dvc.stage"] for r in study_runs) == sorted(STUDY)
     run = next(r for r in study_runs if r.data.tags["dvc.stage"] == "study@cifar10-simple_cnn")
     assert run.data.tags["cnnlab.weights"] == "random" and run.data.params["model.lr"] == "0.001"
-    assert "fit.val_acc" in run.data.metrics and "val.macro_f1" in run.data.metrics
+    assert "fit/val_acc" in run.data.metrics and "val/macro_f1" in run.data.metrics  # MLflow's / grouping
+    assert "system/cpu_utilization_percentage" in run.data.metrics  # the training runs' system metrics
     assert not list((repo / "data/checkpoints/study").glob("*.pt"))  # finished runs leave no checkpoint
     # dvc plots: curves, confusion data and the image plots of the visualize stage render
     plots = json.loads(sh("dvc plots show --json", repo).stdout)
@@ -143,7 +151,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
         assert seen["errors"] == [] and len(seen["images"]) == len(pngs)
         assert all(loaded for _, loaded in seen["images"]), [src for src, ok in seen["images"] if not ok]
         assert seen["tables"] == {"objects-table-0": 5, "study-table-0": len(STUDY), "features-table-0": 10}
-    (vis_run,) = _runs(repo, "cnnlab-reports")
+    (vis_run,) = _runs(repo, "visualize")
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     assert "index.html" in {a.path for a in client.list_artifacts(vis_run.info.run_id)}
     # each stage's run holds its own figures, and only those: visualize writes into no other run
@@ -152,18 +160,42 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     assert logged == {f"figures/curves_{m}.png" for m in STRATEGIES}
     logged_models = client.search_logged_models([train_run.info.experiment_id])
     assert {m.name for m in logged_models if m.source_run_id == train_run.info.run_id} == {
-        f"{m.replace('_', '-')}-seed0" for m in STRATEGIES}  # fmt: skip
+        f"{m.replace('_', '-')}-seed{k}" for m in STRATEGIES for k in (0, 1)}  # fmt: skip
     eval_run = next(r for r in runs if r.data.tags["dvc.stage"] == "evaluate")
     logged = {a.path for a in client.list_artifacts(eval_run.info.run_id, "figures")}
     assert "figures/confusion_test_normalized.png" in logged
     assert eval_run.data.tags["cnnlab.best"] == ev["comparison"]["best"]
-    # every trained model is an MLflow pytorch model (pt2), the study's too
+    # every trained model is an MLflow pytorch model (pt2), the study's too, and registered: one
+    # version per seed, tagged with the DVC experiment
     models = client.search_logged_models([study_runs[0].info.experiment_id])
-    assert sorted(m.name for m in models) == sorted(s.split("@")[1].replace("_", "-") for s in STUDY)
+    assert sorted(m.name for m in models if m.source_run_id in {r.info.run_id for r in study_runs}) == sorted(
+        s.split("@")[1].replace("_", "-") for s in STUDY)  # fmt: skip
+    registered = {m.name: len(client.search_model_versions(f"name='{m.name}'"))
+                  for m in client.search_registered_models()}  # fmt: skip
+    assert registered == {**{f"cnnlab-objects-{m}": 2 for m in STRATEGIES}, "cnnlab-objects-background": 2,
+                          **{f"cnnlab-{s.split('@')[1]}": 1 for s in STUDY}}  # fmt: skip
+    version = client.get_model_version("cnnlab-objects-segment", "2")
+    assert version.tags["seed"] == "1" and version.tags["dvc.experiment"].startswith("repro-")
+    # one parent run for this DVC experiment: every params.yaml key, the headline metrics, the
+    # stage runs as its children
+    (parent,) = _runs(repo, "parent")
+    assert set(parent.data.params) == _leaves(TINY) | {"classifier.lr"}
+    assert parent.data.params["lr"] == "0.01" and parent.data.tags["dvc.experiment"].startswith("repro-")
+    summary = json.loads((repo / "metrics/summary.json").read_text())
+    assert parent.data.metrics["objects/segment/test_accuracy"] == summary["objects"]["segment"]["test_accuracy"]
+    assert all(f"study/{s.split('@')[1]}/test_accuracy" in parent.data.metrics for s in STUDY)
+    children = runs + study_runs + [vis_run]
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    # lineage: each run names its inputs with DVC's hash of them (dvc.lock) and logs them as datasets
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    crops_md5 = next(o["md5"] for o in lock["crop"]["outs"] if o["path"] == "data/interim/crops")
+    assert train_run.data.tags["dvc.input.crops"] == f"data/interim/crops@{crops_md5}"
+    assert ("data/interim/crops", crops_md5) in {(d.dataset.name, d.dataset.digest)
+                                                 for d in client.get_run(train_run.info.run_id).inputs.dataset_inputs}
     # every setting in use is tracked by a stage (dvc.lock records it, a change reruns the stage,
     # dvc exp show and dvc params diff show it)
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    tracked = set().union(*(_leaves(stage.get("params", {}).get("params.yaml", {})) for stage in lock.values()))
+    tracked = set().union(*(_leaves(stage.get("params", {}).get("params.yaml", {}))
+                            for name, stage in lock.items() if name != "summary"))  # summary tracks everything
     unused = [f"datasets.{d}." for d in TINY["datasets"] if d not in TINY["study"]["datasets"]]
     unused += [f"models.{m}." for m in TINY["models"] if m not in TINY["study"]["models"]]
     in_use = {k for k in _leaves(TINY) if not k.startswith(tuple(unused))}
@@ -202,6 +234,26 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     assert sorted(r.data.params["classifier.lr"] for r in train_runs) == ["0.01", "0.01", "0.05"]
     exp_names = {r.data.tags["dvc.experiment"] for r in train_runs}
     assert len(exp_names) == 2 and any(n.startswith("repro-") for n in exp_names)
+    # one MLflow row per DVC experiment: the plain repro (run twice: still one parent) and the -S one
+    parents = {r.data.tags["dvc.experiment"]: r for r in _runs(repo, "parent")}
+    assert len(_runs(repo, "parent")) == 2 and set(parents) == exp_names
+    (name,) = exp_names - {n for n in exp_names if n.startswith("repro-")}
+    assert parents[name].data.params["lr"] == "0.05" and "objects/segment/test_accuracy" in parents[name].data.metrics
+    children = [r for r in _runs(repo) + _runs(repo, "visualize")
+                if r.data.tags["mlflow.parentRunId"] == parents[name].info.run_id]  # fmt: skip
+    assert sorted(r.data.tags["dvc.stage"] for r in children) == sorted(
+        ["train_classifier", "evaluate", "visualize"] + [f"evaluate/{s}" for s in STRATEGIES])  # fmt: skip
+    # dvc plots diff sets the two experiments side by side: each cure's test confusion matrix and
+    # every training's train and val curves in one plot
+    plots = json.loads(sh(f"dvc plots diff HEAD {name} --json", repo).stdout)
+    plots = plots.get("data", plots)
+    for strategy in STRATEGIES:
+        (shown,) = plots[f"metrics/confusion_test/{strategy}.csv"]
+        assert {d["rev"] for d in shown["content"]["data"]["values"]} == {"HEAD", name}
+    for curve in ("metrics/curves/classifier/none.csv", "metrics/curves/background_classifier.csv",
+                  "metrics/study/cifar10-resnet/curves.csv"):  # fmt: skip
+        (shown,) = plots[curve]
+        assert shown["content"]["transform"][0]["fold"] == ["train_acc", "val_acc"], curve
 
 
 def test_push_to_a_remote_then_a_fresh_clone_pulls_and_is_up_to_date(tiny_repo, tmp_path):
@@ -254,11 +306,12 @@ def test_four_queued_experiments_two_at_a_time_all_land(tiny_repo, tmp_path, sto
         assert all("test_accuracy" in shown[f"lr-{lr}"]["strategies"]["segment"] for lr in LRS)
         if store == "server":
             client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
-            runs = client.search_runs([client.get_experiment_by_name("cnnlab-objects").experiment_id], max_results=1000)
+            runs, parents = _runs(repo, client=client), _runs(repo, "parent", client)
         else:
-            runs = _runs(repo)
+            runs, parents = _runs(repo), _runs(repo, "parent")
             assert all(r.info.artifact_uri.startswith((repo / "mlartifacts").as_uri()) for r in runs)
             assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))  # none lost in a temporary copy
+        assert len(parents) == 1 + len(LRS)  # the first run's and one per queued experiment
         for lr in LRS:
             mine = [r for r in runs if r.data.tags["dvc.experiment"] == f"lr-{lr}"]
             assert sorted(r.data.tags["dvc.stage"] for r in mine) == sorted(
@@ -267,6 +320,10 @@ def test_four_queued_experiments_two_at_a_time_all_land(tiny_repo, tmp_path, sto
             assert all(r.info.status == "FINISHED" for r in mine)
             train = next(r for r in mine if r.data.tags["dvc.stage"] == "train_classifier")
             assert train.data.params["classifier.lr"] == lr
+            # each queued experiment, run two at a time, has a parent of its own
+            (parent,) = [r for r in parents if r.data.tags["dvc.experiment"] == f"lr-{lr}"]
+            assert {r.data.tags["mlflow.parentRunId"] for r in mine} == {parent.info.run_id}
+            assert parent.data.params["lr"] == lr
         if store == "server":
             assert not (repo / "mlflow.db").exists()  # everything went to the server
 

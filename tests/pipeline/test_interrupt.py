@@ -138,14 +138,18 @@ def test_tracking_server_dying_mid_training_loses_nothing_and_sync_writes_it_lat
         run = client.get_run(run_id)
         assert run.info.status == "FINISHED"
         for strategy in ("none", "report"):
-            steps = [m.step for m in client.get_metric_history(run_id, f"{strategy}-seed0.val_acc")]
+            steps = [m.step for m in client.get_metric_history(run_id, f"{strategy}/seed0/val_acc")]
             assert sorted(steps) == list(range(1, EPOCHS + 1)), (strategy, steps)
             mean = metrics["strategies"][strategy]["val_accuracy"]["mean"]
-            assert run.data.metrics[f"mean.{strategy}.val_accuracy"] == pytest.approx(mean)
+            assert run.data.metrics[f"mean/{strategy}/val_accuracy"] == pytest.approx(mean)
         figures = {a.path for a in client.list_artifacts(run_id, "figures")}
         assert figures == {"figures/curves_none.png", "figures/curves_report.png"}  # reports/train_classifier/
         models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
         artifacts = {a.path for a in client.list_artifacts(run_id)}
         # the model logged before the failure is a logged model; the one kept pending, the run's artifacts
         assert {m.name for m in models if m.source_run_id == run_id} | artifacts >= {"none-seed0", "report-seed0"}
+        # ... and both are registered, the pending one by cnnlab-sync
+        for strategy in ("none", "report"):
+            (version,) = client.search_model_versions(f"name='cnnlab-objects-{strategy}'")
+            assert version.run_id == run_id and version.tags["seed"] == "0"
     assert not (repo / "mlflow-pending").exists() or not any((repo / "mlflow-pending").iterdir())

@@ -156,7 +156,7 @@ def test_load_params_names_the_file_and_every_problem(tmp_path):
                      "(see the comments there, or git diff params.yaml)",
                      f"{path}: unknown params key 'batchsize' in the top level; valid keys: seed, lr, deterministic, "
                      "launcher, objects, generate, crop, segment, backgrounds, background_classifier, gradcam, "
-                     "classifier, study, datasets, models, augment, visualize"]  # fmt: skip
+                     "classifier, study, datasets, models, augment, visualize, tracking"]  # fmt: skip
 
 
 def test_load_params_applies_overrides():

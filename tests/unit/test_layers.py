@@ -16,7 +16,8 @@ LAYERS = [
     {"models"},
     {"attribution", "train"},
     {"figures", "tracking"},
-    {"stage", "cli"},  # what the stage scripts and the command line start from
+    {"stage", "predict"},  # what the stage scripts start from; classifying new images
+    {"cli"},  # the command line
 ]
 LAYER = {package: i for i, layer in enumerate(LAYERS) for package in layer}
 

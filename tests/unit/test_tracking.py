@@ -20,6 +20,7 @@ def test_stage_run_logs_everything_into_the_repository_store(store):
         run.log_epoch({"epoch": 1, "train_loss": 1.0, "val_acc": 0.5}, 1, prefix="masked.")
         run.log_epoch({"epoch": 2, "train_loss": 0.5, "val_acc": 0.75}, 2, prefix="masked.")
         run.log_metrics({"masked": {"val_accuracy": 0.75, "stopped_early": False}, "data_source": "x", "n": 3})
+        run.log_epoch({"epoch": 1, "val_acc": 0.5}, 1, prefix="none/seed0/")
         write_figures({"curves.png": plt.figure()}, store / "reports" / "train_classifier", run)
         run_id = run.run_id
     assert (store / "reports/train_classifier/curves.png").stat().st_size > 1000  # the stage's output
@@ -32,7 +33,8 @@ def test_stage_run_logs_everything_into_the_repository_store(store):
     assert "git.commit" in r.data.tags
     assert r.info.run_name == "brisk-lime/train_classifier"
     assert r.data.params == {"lr": "0.05", "classifier.epochs": "2"}
-    assert r.data.metrics["masked.val_accuracy"] == 0.75 and r.data.metrics["n"] == 3
+    assert r.data.metrics["masked/val_accuracy"] == 0.75 and r.data.metrics["n"] == 3  # MLflow's / grouping
+    assert r.data.metrics["none/seed0/val_acc"] == 0.5
     history = client.get_metric_history(run_id, "masked.train_loss")
     assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 0.5)]
     # artifacts live beside the store, not in the working directory
@@ -64,7 +66,7 @@ def test_repo_root_without_dvc_root_finds_the_dvc_folder(tmp_path, monkeypatch):
     assert tracking.repo_root() == tmp_path
 
 
-def test_logged_model_loads_back_and_takes_any_batch_size(store):
+def test_logged_model_is_registered_loads_back_and_scores_any_batch_size(store):
     import mlflow.pytorch
     import numpy as np
     import torch
@@ -72,15 +74,68 @@ def test_logged_model_loads_back_and_takes_any_batch_size(store):
     from cnnlab.models import ObjectsCNN
 
     model = ObjectsCNN(3, 8, 16).eval()
+    usage = {"kind": "objects", "classes": ["a", "b", "c"], "input_size": 16, "strategy": "none"}
     with tracking.stage_run("train_classifier", {}) as run:
-        run.log_model(model, "masked", np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32))
+        for seed in (0, 1):
+            run.log_model(model, "none-seed0", np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32),
+                          registered="cnnlab-objects-none", metadata=usage, tags={"seed": seed})  # fmt: skip
         run_id = run.run_id
-    exp = mlflow.get_experiment_by_name(tracking.EXPERIMENT)
-    logged = mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
-    assert [m.name for m in logged if m.source_run_id == run_id] == ["masked"]
-    loaded = mlflow.pytorch.load_model(logged[0].model_uri)
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    versions = {v.version: v for v in client.search_model_versions("name='cnnlab-objects-none'")}
+    assert sorted(versions) == ["1", "2"] or sorted(versions) == [1, 2]
+    assert versions[max(versions)].tags == {"seed": "1", "dvc.experiment": "brisk-lime"}
+    assert all(v.run_id == run_id for v in versions.values())
     x = torch.rand(5, 3, 16, 16)
+    loaded = mlflow.pytorch.load_model("models:/cnnlab-objects-none/1")  # pt2: the exported graph, no pickle
     torch.testing.assert_close(loaded(x), model(x))
+    scored = mlflow.pyfunc.load_model("models:/cnnlab-objects-none/1").predict(x.numpy())  # as `mlflow models serve`
+    np.testing.assert_allclose(np.asarray(scored), model(x).detach().numpy(), rtol=1e-5, atol=1e-5)
+    module, metadata = tracking.load_logged_model("models:/cnnlab-objects-none/2")
+    assert metadata == usage and module.eval() is module
+    with pytest.raises(tracking.TrackingError, match="models:/cnnlab-objects-none/9: no such model"):
+        tracking.load_logged_model("models:/cnnlab-objects-none/9")
+
+
+def test_stage_runs_of_one_dvc_experiment_share_one_parent_with_all_params(store, monkeypatch):
+    tracking.use_params({"lr": 0.01, "models.resnet.width": 16})
+    ids = {}
+    for stage in ("crop", "train_classifier"):
+        with tracking.stage_run(stage, {}) as run:
+            ids[stage] = run.run.data.tags["mlflow.parentRunId"]
+    parent = tracking.log_experiment_metrics({"objects": {"none": {"test_accuracy": 0.5}}})
+    assert ids["crop"] == ids["train_classifier"] == parent
+    monkeypatch.setenv("DVC_EXP_NAME", "other-exp")  # another experiment: another parent
+    with tracking.stage_run("crop", {}) as run:
+        assert run.run.data.tags["mlflow.parentRunId"] != parent
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    p = client.get_run(parent)
+    assert p.info.run_name == "brisk-lime" and p.data.tags["cnnlab.role"] == "experiment"
+    assert p.data.params == {"lr": "0.01", "models.resnet.width": "16"}
+    assert p.data.metrics == {"objects/none/test_accuracy": 0.5}
+    children = client.search_runs([p.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert sorted(r.data.tags["dvc.stage"] for r in children) == ["crop", "train_classifier"]
+
+
+def test_lineage_is_dvc_lock_s_hash_of_each_input(store, tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/crops").mkdir(parents=True)
+    (tmp_path / "data/own").mkdir()
+    (tmp_path / "data/own/a.png").write_bytes(b"x")
+    lock = {"stages": {"crop": {"outs": [{"path": "data/crops", "md5": "0123456789abcdef0123456789abcdef.dir"}]}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    assert tracking.dvc_digest("data/crops") == ("0123456789abcdef0123456789abcdef.dir", "dvc.lock")
+    digest, how = tracking.dvc_digest("data/own")
+    assert len(digest) == 32 and how.startswith("md5 of its file listing")
+    inputs = {"crops": tmp_path / "data/crops", "own": tmp_path / "data/own"}
+    with tracking.stage_run("segment", {}, inputs=inputs) as run:
+        run_id = run.run_id
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    r = client.get_run(run_id)
+    assert r.data.tags["dvc.input.crops"] == "data/crops@0123456789abcdef0123456789abcdef.dir"
+    assert {d.dataset.name: d.dataset.digest for d in r.inputs.dataset_inputs} == {
+        "data/crops": "0123456789abcdef0123456789abcdef.dir", "data/own": digest}  # fmt: skip
 
 
 class _StoreDown:
@@ -145,7 +200,7 @@ def test_store_failing_mid_run_keeps_the_records_and_sync_writes_them(store, mon
     assert r.info.status == "FINISHED"
     history = client.get_metric_history(run_id, "masked.val_acc")
     assert [(m.step, m.value) for m in history] == [(e, e / 10) for e in range(1, 6)]
-    assert r.data.metrics["masked.val_accuracy"] == 0.5 and r.data.tags["cnnlab.weights"] == "random"
+    assert r.data.metrics["masked/val_accuracy"] == 0.5 and r.data.tags["cnnlab.weights"] == "random"
     assert sorted(a.path for a in client.list_artifacts(run_id)) == ["figures", "report.csv"]
     assert [a.path for a in client.list_artifacts(run_id, "figures")] == ["figures/curves.png"]
     assert tracking.pending_runs() == [] and not (store / tracking.PENDING_DIR / run_id).exists()

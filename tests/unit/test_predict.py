@@ -1,0 +1,153 @@
+"""`cnnlab predict`: a trained model (a checkpoint of the pipeline or a registered MLflow model)
+and images in, a CSV of predictions with every class's probability out; each bad input named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab.data.crops import crop_resize
+from cnnlab.errors import CnnlabError, DatasetError
+from cnnlab.models import ObjectsCNN
+from cnnlab.predict import image_files, load_predictor, predict_files, prepare, read_boxes
+from cnnlab.train.checkpoint import save_checkpoint
+from tests.conftest import REPO
+
+CPU = torch.device("cpu")
+CLASSES = ["00", "01", "02"]
+
+
+def _objects_model(tmp_path, strategy="none", **extra):
+    torch.manual_seed(0)
+    grabcut = {"iterations": 1, "max_side": 32, "margin": 0.25}
+    usage = {"kind": "objects", "classes": CLASSES, "input_size": 16, "strategy": strategy,
+             "segment": grabcut if strategy == "segment" else None}  # fmt: skip
+    path = tmp_path / f"{strategy}.pt"
+    save_checkpoint(path, ObjectsCNN(3, 8, 16), classes=CLASSES, usage=usage, **extra)
+    return path
+
+
+def _images(folder, n=3):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img = np.full((40, 50, 3), 30 * i, np.uint8)
+        img[10:30, 15:35] = (200, 60 + 40 * i, 20)  # the object, in its box
+        Image.fromarray(img).save(folder / f"img{i}.png")
+    pd.DataFrame({"split": "test", "path": [f"test/img{i}.png" for i in range(n)], "label": "",
+                  "x": 15, "y": 10, "w": 20, "h": 20}).to_csv(folder.parent / "boxes.csv", index=False)  # fmt: skip
+    return folder
+
+
+def test_objects_model_crops_by_box_and_gives_every_class_s_probability(tmp_path):
+    folder = _images(tmp_path / "test")
+    predictor = load_predictor(str(_objects_model(tmp_path)), CPU)
+    boxes = read_boxes(tmp_path / "boxes.csv")
+    files = image_files([str(folder)])
+    crops = prepare(files, predictor.usage, boxes)
+    expected = crop_resize(np.asarray(Image.open(files[1]).convert("RGB")), (15, 10, 20, 20), 16)
+    np.testing.assert_array_equal(crops[1], expected)  # the training's own crop
+    frame = predict_files(predictor, files, boxes, CPU)
+    assert list(frame.columns) == ["path", "label", "probability", "p_00", "p_01", "p_02"]
+    assert len(frame) == 3 and frame.label.isin(CLASSES).all()
+    np.testing.assert_allclose(frame[["p_00", "p_01", "p_02"]].sum(1), 1, rtol=1e-5)
+    assert (frame.probability == frame[["p_00", "p_01", "p_02"]].max(1)).all()
+
+
+def test_a_segment_model_masks_crops_by_grabcut_and_needs_boxes(tmp_path):
+    img = np.random.default_rng(0).integers(60, 120, (48, 48, 3), dtype=np.uint8)  # a textured background
+    img[16:32, 16:32] = (230, 40, 40)  # the object; its box has background around it
+    (tmp_path / "test").mkdir()
+    Image.fromarray(img).save(tmp_path / "test" / "a.png")
+    pd.DataFrame({"path": ["test/a.png"], "x": [10], "y": [10], "w": [28], "h": [28]}).to_csv(tmp_path / "b.csv")
+    predictor = load_predictor(str(_objects_model(tmp_path, "segment")), CPU)
+    with pytest.raises(CnnlabError, match="give --boxes"):
+        prepare([tmp_path / "test" / "a.png"], predictor.usage, None)
+    crop = prepare([tmp_path / "test" / "a.png"], predictor.usage, read_boxes(tmp_path / "b.csv"))[0]
+    black = crop.sum(0) == 0
+    assert 0.2 < black.mean() < 0.8 and not black[8, 8]  # GrabCut kept the object, blacked out around it
+
+
+def test_a_study_model_resizes_and_centre_crops(tmp_path):
+    from cnnlab.models.zoo import build_model
+    from tests.conftest import make_params
+
+    cfg = make_params().models["simple_cnn"]
+    model, _ = build_model("simple_cnn", cfg, 3, 24)
+    usage = {"kind": "study", "classes": ["a", "b", "c"], "input_size": 24, "model": "simple_cnn",
+             "family": "simple_cnn"}  # fmt: skip
+    save_checkpoint(tmp_path / "model.pt", model, classes=["a", "b", "c"], usage=usage)
+    folder = _images(tmp_path / "imgs", n=2)
+    predictor = load_predictor(str(tmp_path / "model.pt"), CPU)
+    assert prepare(image_files([str(folder)]), predictor.usage, None).shape == (2, 3, 24, 24)
+    frame = predict_files(predictor, image_files([str(folder / "img0.png"), str(folder / "img1.png")]), None, CPU)
+    assert frame.path.str.endswith(("img0.png", "img1.png")).all() and frame.label.isin(["a", "b", "c"]).all()
+
+
+def test_a_registered_mlflow_model_predicts_like_its_checkpoint(tmp_path, monkeypatch):
+    from cnnlab import tracking
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    path = _objects_model(tmp_path)
+    checkpoint = load_predictor(str(path), CPU)
+    example = np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32)
+    with tracking.stage_run("train_classifier", {}) as run:
+        run.log_model(checkpoint.model, "none-seed0", example, registered="cnnlab-objects-none",
+                      metadata=checkpoint.usage, tags={"seed": 0})  # fmt: skip
+    registered = load_predictor("models:/cnnlab-objects-none/1", CPU)
+    assert registered.usage == checkpoint.usage
+    folder = _images(tmp_path / "test")
+    files, boxes = image_files([str(folder)]), read_boxes(tmp_path / "boxes.csv")
+    a, b = predict_files(checkpoint, files, boxes, CPU), predict_files(registered, files, boxes, CPU)
+    np.testing.assert_allclose(a[["p_00", "p_01", "p_02"]], b[["p_00", "p_01", "p_02"]], rtol=1e-5, atol=1e-6)
+
+
+def test_bad_inputs_are_named(tmp_path):
+    folder = _images(tmp_path / "test")
+    with pytest.raises(CnnlabError, match="nothing.pt: no such model file"):
+        load_predictor(str(tmp_path / "nothing.pt"), CPU)
+    with pytest.raises(CnnlabError, match="oracle model masks test crops with ground-truth masks"):
+        load_predictor(str(_objects_model(tmp_path, "oracle")), CPU)
+    save_checkpoint(tmp_path / "old.pt", ObjectsCNN(3, 8, 16), classes=CLASSES)
+    with pytest.raises(CnnlabError, match="old.pt: this model does not say how to prepare images"):
+        load_predictor(str(tmp_path / "old.pt"), CPU)
+    with pytest.raises(DatasetError, match="nowhere: no such image file or folder"):
+        image_files([str(tmp_path / "nowhere")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="empty: no images"):
+        image_files([str(tmp_path / "empty")])
+    (folder / "broken.png").write_bytes(b"not a png")
+    usage = load_predictor(str(_objects_model(tmp_path)), CPU).usage
+    with pytest.raises(DatasetError, match="broken.png: unreadable or truncated image"):
+        prepare([folder / "broken.png"], usage, None)
+    pd.DataFrame({"path": ["test/img0.png"], "x": [40], "y": [0], "w": [20], "h": [20]}).to_csv(tmp_path / "b.csv")
+    with pytest.raises(DatasetError, match="img0.png: box 40,0,20,20 lies outside the 50x40 image"):
+        prepare([folder / "img0.png"], usage, read_boxes(tmp_path / "b.csv"))
+    with pytest.raises(DatasetError, match="img1.png: no row in the boxes CSV"):
+        prepare([folder / "img1.png"], usage, read_boxes(tmp_path / "b.csv"))
+    pd.DataFrame({"path": ["x"], "x": [1]}).to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(DatasetError, match="c.csv: missing column.*y, w, h"):
+        read_boxes(tmp_path / "c.csv")
+    pd.DataFrame({"path": ["x"], "x": ["a"], "y": [0], "w": [1], "h": [1]}).to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(DatasetError, match="d.csv line 2: x, y, w, h must be whole numbers"):
+        read_boxes(tmp_path / "d.csv")
+
+
+def test_the_command_writes_the_csv_and_fails_with_one_line(tmp_path):
+    folder = _images(tmp_path / "test")
+    model = _objects_model(tmp_path)
+    out = tmp_path / "predictions.csv"
+    cmd = [sys.executable, "-m", "cnnlab.cli", "predict", str(model), str(folder),
+           "--boxes", str(tmp_path / "boxes.csv"), "--out", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={"TQDM_DISABLE": "1", "PATH": ""})
+    assert done.returncode == 0, done.stderr
+    assert "3 predictions of" in done.stdout and len(pd.read_csv(out)) == 3
+    bad = subprocess.run(cmd[:4] + [str(tmp_path / "missing.pt"), str(folder)], cwd=REPO, capture_output=True,
+                         text=True)  # fmt: skip
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
