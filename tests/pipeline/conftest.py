@@ -71,6 +71,7 @@ def make_repo(path: Path, params: dict) -> Path:
         shutil.copytree(REPO / folder, path / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git init -q && dvc init -q", path)
+    shutil.copy(REPO / ".dvcignore", path / ".dvcignore")  # what DVC does not hash (Python caches)
     shutil.copytree(REPO / ".dvc" / "plots", path / ".dvc" / "plots")  # the plot templates of dvc.yaml
     sh("git add -A && git commit -qm init", path)
     return path
