@@ -429,8 +429,8 @@ def _experiment_run(mlflow, experiment_id: str, exp_name: str, commit: str) -> s
 
 
 def log_experiment_metrics(metrics: dict[str, Any]) -> str:
-    """Log headline metrics (nested dicts flattened with '/') to the DVC experiment's parent run;
-    returns its id. Fails with :class:`TrackingError` if the store cannot be reached."""
+    """Log headline metrics (nested dicts flattened with '/') to the DVC experiment's parent run and
+    set its end time to now; returns its id. Fails with :class:`TrackingError` if the store cannot be reached."""
     uri = check_store()
     mlflow = _mlflow()
     commit = git_commit()
@@ -439,8 +439,10 @@ def log_experiment_metrics(metrics: dict[str, Any]) -> str:
     from mlflow.entities import Metric
 
     values = [Metric(k, v, now, 0) for k, v in _numbers(metrics).items()]
+    client = mlflow.MlflowClient(uri)
     for start in range(0, len(values), 1000):
-        mlflow.MlflowClient(uri).log_batch(run_id, metrics=values[start : start + 1000])
+        client.log_batch(run_id, metrics=values[start : start + 1000])
+    client.set_terminated(run_id, "FINISHED")  # its end: the experiment's last stage (the UI's duration)
     return run_id
 
 
@@ -491,7 +493,9 @@ def stage_run(
     if system_metrics:
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         mlflow.set_system_metrics_samples_before_logging(1)
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, log_system_metrics=bool(system_metrics))
+    run = mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, tags=tags, log_system_metrics=bool(system_metrics)
+    )
     handle = StageRun(mlflow, run, uri, {"experiment": EXPERIMENT, "run_name": run_name, "tags": tags})
     status = "FAILED"
     try:

@@ -114,6 +114,7 @@ def test_stage_runs_of_one_dvc_experiment_share_one_parent_with_all_params(store
     assert p.data.metrics == {"objects/none/test_accuracy": 0.5}
     children = client.search_runs([p.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'")
     assert sorted(r.data.tags["dvc.stage"] for r in children) == ["crop", "train_classifier"]
+    assert p.info.end_time >= max(r.info.end_time for r in children)  # the UI's duration spans its stages
 
 
 def test_lineage_is_dvc_lock_s_hash_of_each_input(store, tmp_path, monkeypatch):
