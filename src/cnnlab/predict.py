@@ -85,13 +85,11 @@ def image_files(inputs: list[str]) -> list[Path]:
 
 def read_boxes(path: Path) -> dict[str, tuple[int, int, int, int]]:
     """path -> (x, y, w, h) from a CSV with columns path,x,y,w,h (others ignored)."""
-    try:
-        frame = pd.read_csv(path, dtype={"path": str}, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise DatasetError(f"{path}: cannot read the boxes CSV ({e})") from None
-    missing = [c for c in ("path", "x", "y", "w", "h") if c not in frame.columns]
-    if missing:
-        raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}; the boxes CSV needs path,x,y,w,h")
+    from cnnlab.data.objects import read_csv
+
+    if not Path(path).is_file():
+        raise DatasetError(f"{path}: no such boxes CSV (columns path,x,y,w,h)")
+    frame = read_csv(path, ["path", "x", "y", "w", "h"])
     boxes = {}
     for i, row in enumerate(frame.itertuples(index=False)):
         try:

@@ -151,3 +151,11 @@ def test_the_command_writes_the_csv_and_fails_with_one_line(tmp_path):
     bad = subprocess.run(cmd[:4] + [str(tmp_path / "missing.pt"), str(folder)], cwd=REPO, capture_output=True,
                          text=True)  # fmt: skip
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+
+
+def test_boxes_csv_is_read_like_the_objects_format_s(tmp_path):
+    # the objects reader's CSV rules: a spreadsheet's byte-order mark, spaces, Windows paths
+    (tmp_path / "b.csv").write_text("\ufeffpath, x, y, w, h\nsub\\a.png, 1, 2, 3, 4\n", encoding="utf-8")
+    assert read_boxes(tmp_path / "b.csv") == {"sub/a.png": (1, 2, 3, 4)}
+    with pytest.raises(CnnlabError, match="no such boxes CSV"):
+        read_boxes(tmp_path / "missing.csv")

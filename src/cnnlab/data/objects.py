@@ -64,7 +64,9 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    """The named columns of a CSV, as stripped strings (paths with /), or a DatasetError naming the
+    file and what is wrong (empty, malformed, a column missing). A byte-order mark is allowed."""
     try:
         # utf-8-sig: spreadsheets often write a byte-order mark before the header
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
@@ -107,7 +109,7 @@ def read_objects(root: str | Path) -> ObjectsDataset:
     boxes_path = root / "boxes.csv"
     if not boxes_path.is_file():
         raise DatasetError(f"{boxes_path} not found; every dataset folder needs a boxes.csv ({','.join(BOX_COLUMNS)})")
-    rows = _read_csv(boxes_path, BOX_COLUMNS)
+    rows = read_csv(boxes_path, BOX_COLUMNS)
     if rows.empty:
         raise DatasetError(f"{boxes_path}: no rows; add one row per image")
 
@@ -197,7 +199,7 @@ def read_objects(root: str | Path) -> ObjectsDataset:
 
     test_labels_path = root / "test_labels.csv"
     if test_labels_path.is_file():
-        labels = _read_csv(test_labels_path, ["path", "label"])
+        labels = read_csv(test_labels_path, ["path", "label"])
         test_paths = set(rows.path[rows.split == "test"])
         lookup = {}
         for i, r in enumerate(labels.itertuples(index=False)):
