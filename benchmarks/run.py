@@ -10,7 +10,9 @@ Cases (see README "Benchmarks"):
   gradcam    cnnlab's batched captum masks vs the pytorch-grad-cam package, same masks (IoU)
   flops      the 8-class CNN's training FLOP/s as a fraction of this machine's float32 matmul peak
   data       one epoch of crops from the DVC outputs vs decoded from PNG files
-  pipeline   `dvc repro` from a clean clone, stage by stage, then a no-op `dvc repro`
+  pipeline   `dvc repro` from a clean clone, stage by stage, then a no-op `dvc repro`; the study
+             cells' test accuracies of that run
+  tests      the README's `pytest` in a fresh clone
   gpu_epoch  (GPU only) a CIFAR-10-shaped simple_cnn epoch with the data on the GPU vs a DataLoader
 
 Inputs: the pipeline's crops and background classifier when `dvc repro` has made them (the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import platform
 import re
@@ -44,12 +47,14 @@ from cnnlab.tensors import TensorData, memory_format, to_float  # noqa: E402
 from cnnlab.train.loop import train_one_epoch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-GOALS = {  # issue 6
+GOALS = {  # issues 6 and 15
     "training": ("cnnlab / bare images/s", ">=", 0.95),
     "gradcam": ("cnnlab / pytorch-grad-cam images/s", ">=", 3.0),
     "flops": ("fraction of matmul peak", ">=", 0.35),
     "pipeline": ("clean dvc repro, s", "<=", 300.0),
     "pipeline_noop": ("no-op dvc repro, s", "<=", 2.0),
+    "tests": ("pytest, s", "<=", 720.0),
+    "study": ("lowest test accuracy of a from-scratch study cell", ">=", 0.80),
 }
 
 
@@ -303,7 +308,34 @@ def bench_pipeline() -> dict:
         ends = [t for _, t in marks[1:]] + [total]
         stages = {name: round(end - begin, 1) for (name, begin), end in zip(marks, ends)}
         noop = best_time(lambda: subprocess.run(["dvc", "repro"], cwd=clone, env=env, capture_output=True), 2)
-    return {"clean_s": total, "noop_s": noop, "stages_s": stages}
+        study = {}
+        for path in sorted((clone / "metrics" / "study").glob("*/metrics.json")):
+            cell = json.loads(path.read_text())
+            study[path.parent.name] = {"test_accuracy": cell.get("test", {}).get("accuracy"),
+                                       "weights": cell["weights"], "data_source": cell["data_source"]}  # fmt: skip
+        # the committed metrics are what this machine's clean run gives (the same machine: byte for byte)
+        def same(f: Path) -> bool:
+            ours = REPO / f.relative_to(clone)
+            return ours.is_file() and ours.read_bytes() == f.read_bytes()
+
+        files = [f for f in (clone / "metrics").rglob("*") if f.is_file() and f.name != "benchmarks.json"]
+        differ = sorted(str(f.relative_to(clone)) for f in files if not same(f))
+    return {"clean_s": total, "noop_s": noop, "stages_s": stages, "study": study, "metrics_differing": differ}
+
+
+def bench_tests() -> dict:
+    """The README's test command (`pytest`) in a fresh clone of HEAD, with this environment's
+    packages; the seconds and pytest's last line."""
+    with tempfile.TemporaryDirectory() as tmp:
+        clone = Path(tmp) / "cnnlab"
+        subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=clone, env=env,
+                              capture_output=True, text=True)  # fmt: skip
+        seconds = time.perf_counter() - start
+    last = (proc.stdout.strip().splitlines() or [""])[-1]
+    return {"seconds": seconds, "returncode": proc.returncode, "summary": last.strip("= ")}
 
 
 # --- 6. GPU: data resident on the GPU vs a DataLoader -------------------------------------------
@@ -356,7 +388,13 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
         "flops": results.get("flops", {}).get("fraction"),
         "pipeline": results.get("pipeline", {}).get("clean_s"),
         "pipeline_noop": results.get("pipeline", {}).get("noop_s"),
-    }
+        "tests": results.get("tests", {}).get("seconds"),
+        "study": min(
+            (c["test_accuracy"] for c in results.get("pipeline", {}).get("study", {}).values()
+             if c["weights"] == "random" and c["test_accuracy"] is not None),
+            default=None,
+        ),
+    }  # fmt: skip
     rows = []
     for case, (what, op, goal) in GOALS.items():
         value = measured[case]
@@ -382,13 +420,13 @@ def print_table(results: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cases = ["training", "gradcam", "flops", "data", "pipeline", "gpu_epoch"]
+    cases = ["training", "gradcam", "flops", "data", "pipeline", "tests", "gpu_epoch"]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip", nargs="*", default=[], choices=cases, help="cases to leave out")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the suite runs")
     parser.add_argument("--out", type=Path, default=REPO / "metrics/benchmarks.json")
     args = parser.parse_args(argv)
-    run = [c for c in cases if c not in args.skip and not (args.quick and c == "pipeline")]
+    run = [c for c in cases if c not in args.skip and not (args.quick and c in ("pipeline", "tests"))]
     repeats = 1 if args.quick else 3
     data, source = crops(args.quick)
     results: dict = {"machine": machine(), "inputs": source}
@@ -407,6 +445,9 @@ def main(argv: list[str] | None = None) -> dict:
     if "pipeline" in run:
         print("pipeline (dvc repro in a fresh clone) ...", file=sys.stderr)
         results["pipeline"] = bench_pipeline()
+    if "tests" in run:
+        print("tests (pytest in a fresh clone) ...", file=sys.stderr)
+        results["tests"] = bench_tests()
     if "gpu_epoch" in run:
         results["gpu_epoch"] = bench_gpu_epoch(args.quick)
     results["goals"] = [dict(zip(("case", "measured", "goal", "verdict"), row)) for row in summary_rows(results)]

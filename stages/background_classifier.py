@@ -2,6 +2,10 @@
 background (label 0) from the contrast class's background (label 1), on crop-sized patches,
 once per seed (objects.seeds): each seed has its own split and initial weights."""
 
+from cnnlab.warm import handoff
+
+handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+
 import pandas as pd
 import torch
 

@@ -2,6 +2,10 @@
 crop-sized patches of them: the background classifier trains on those of backgrounds.classes,
 mixed_rand pastes objects on all of them, evaluate checks leakage on them."""
 
+from cnnlab.warm import handoff
+
+handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+
 from cnnlab import figures
 from cnnlab.data.arrays import ImageSet, save_images
 from cnnlab.data.crops import background_patches

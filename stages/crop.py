@@ -1,6 +1,10 @@
 """Stage crop: check the dataset folder, cut every image (train, test, paired) to its box and
 resize to crop.size."""
 
+from cnnlab.warm import handoff
+
+handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+
 from cnnlab import figures
 from cnnlab.data.arrays import ImageSet, save_images
 from cnnlab.data.crops import crop_split

@@ -3,6 +3,10 @@ set and the paired test images; the comparison table over seeds (mean, sd, per s
 differences against the baseline, the test predictions, the figures of the test set, and one
 MLflow run per strategy beside the stage's own."""
 
+from cnnlab.warm import handoff
+
+handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+
 import json
 
 import numpy as np

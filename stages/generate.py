@@ -1,5 +1,9 @@
 """Stage generate: write the built-in synthetic objects dataset (objects format, with masks)."""
 
+from cnnlab.warm import handoff
+
+handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+
 from cnnlab.data.synthetic import generate_objects
 from cnnlab.stage import run_stage
 from cnnlab.tracking import stage_run

@@ -5,6 +5,10 @@ The threshold is chosen per seed on validation data only: with ground-truth mask
 with the best mask IoU on the shortcut class's crops of that seed's validation split (the split
 train_classifier holds out); without them, `gradcam.threshold`. Test crops are never read."""
 
+from cnnlab.warm import handoff
+
+handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+
 import numpy as np
 
 from cnnlab import figures

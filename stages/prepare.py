@@ -2,6 +2,10 @@
 CIFAR-10 or Imagenette, an ImageFolder tree of your own), decode it once into uint8 arrays,
 split into train/val/test."""
 
+from cnnlab.warm import handoff
+
+handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+
 from cnnlab.data.arrays import save_images
 from cnnlab.data.sources import load_dataset
 from cnnlab.errors import ParamsError

@@ -1,6 +1,10 @@
 """Stage segment: a GrabCut foreground mask, from its box alone, for every crop of every split
 (train, test, paired): what the `segment` and `mixed_rand` cures use, alike for every class."""
 
+from cnnlab.warm import handoff
+
+handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+
 from cnnlab import figures
 from cnnlab.data.arrays import load_images
 from cnnlab.data.objects import read_objects

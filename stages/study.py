@@ -3,6 +3,10 @@ prepared dataset and write its reports: metrics, per-class report, confusion dat
 predictions, figures; all logged to its MLflow run. Runs under torchrun too
 (`launcher` in params.yaml)."""
 
+from cnnlab.warm import handoff
+
+handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+
 import pandas as pd
 
 from cnnlab import figures

@@ -4,6 +4,10 @@ whose params are all of params.yaml, so the MLflow UI's table, parallel coordina
 plots compare experiments one row each; metrics/summary.json holds the same numbers for
 `dvc exp show`."""
 
+from cnnlab.warm import handoff
+
+handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+
 import json
 
 from cnnlab.io import write_json

@@ -6,6 +6,10 @@ The data are read once; each (strategy, seed) checkpoints every epoch and an int
 resumes where it stopped. Runs under torchrun too (docs/reproducibility.md, "Scale out"):
 `launcher` in params.yaml."""
 
+from cnnlab.warm import handoff
+
+handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+
 import numpy as np
 import pandas as pd
 import torch

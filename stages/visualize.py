@@ -3,6 +3,10 @@ filters with their feature maps, deconvnet, class images; the augmentations) and
 reports/index.html, one static page with every stage's metrics tables and figures. The other
 figures are drawn once, by the stages that own their data, under reports/<stage>/."""
 
+from cnnlab.warm import handoff
+
+handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+
 import json
 import sys
 

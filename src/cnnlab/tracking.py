@@ -63,6 +63,14 @@ def default_uri() -> str:
     return f"sqlite:///{repo_root() / STORE_FILE}"
 
 
+def warm_up() -> None:
+    """What MLflow otherwise builds in every process that logs a model: its map of the installed
+    packages (about 3 s). The warm server (cnnlab.warm) calls it once for all stage processes."""
+    from mlflow.utils.requirements_utils import _init_packages_to_modules_map
+
+    _init_packages_to_modules_map()
+
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
 
@@ -341,7 +349,11 @@ class StageRun:
         tags = {**{k: str(v) for k, v in tags.items()}, "dvc.experiment": self._meta["tags"]["dvc.experiment"]}
 
         def call():
-            info = mlflow.pytorch.log_model(model.eval(), name=name, registered_model_name=registered, **options)
+            # validate_serving_input: MLflow would load the saved model back to score the example
+            # (2 s a model); tests/unit/test_tracking.py scores registered models through pyfunc
+            info = mlflow.pytorch.log_model(
+                model.eval(), name=name, registered_model_name=registered, validate_serving_input=False, **options
+            )
             for key, value in tags.items():
                 self._client.set_model_version_tag(registered, info.registered_model_version, key, value)
 

@@ -16,7 +16,7 @@ LAYERS = [
     {"models"},
     {"attribution", "train"},
     {"figures", "tracking"},
-    {"stage", "predict"},  # what the stage scripts start from; classifying new images
+    {"stage", "predict", "warm"},  # what the stage scripts start from (warm: their start-up); classifying new images
     {"cli"},  # the command line
 ]
 LAYER = {package: i for i, layer in enumerate(LAYERS) for package in layer}
