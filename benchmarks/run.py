@@ -285,13 +285,21 @@ def bench_data(data: TensorData, quick: bool, batch_size: int = 32) -> dict:
 # --- 4. the pipeline -----------------------------------------------------------------------------
 
 
+def clean_env() -> dict:
+    """This environment without MLflow's and DVC's variables, with this interpreter's `dvc` and
+    `python` first on PATH (the stages run `python`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
 def bench_pipeline() -> dict:
     """`dvc repro` in a fresh clone of HEAD with an empty cache; per-stage times from the stage
     start lines; then a no-op `dvc repro`."""
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "cnnlab"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+        env = clean_env()
         env["TQDM_DISABLE"] = "1"
         start = time.perf_counter()
         proc = subprocess.Popen(
@@ -329,7 +337,7 @@ def bench_tests() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "cnnlab"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+        env = clean_env()
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=clone, env=env,
                               capture_output=True, text=True)  # fmt: skip

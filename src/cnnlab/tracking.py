@@ -114,6 +114,28 @@ def _mlflow():
     return mlflow
 
 
+@contextlib.contextmanager
+def _creation_lock(uri: str):
+    """One process at a time opens a SQLite store: the first to open a new one creates its tables,
+    and two doing it at once (queued experiments run two at a time) fail with "table ... already
+    exists". A lock file beside the database (mlflow.db.lock); no lock where fcntl is missing."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    try:
+        import fcntl
+
+        fd = os.open(uri.removeprefix("sqlite:///") + ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def check_store() -> str:
     """Make sure the tracking store answers; returns its URI.
 
@@ -124,8 +146,9 @@ def check_store() -> str:
     uri = tracking_uri()
     try:
         mlflow.set_tracking_uri(uri)
-        client = mlflow.MlflowClient(uri)
-        client.search_experiments(max_results=1)
+        with _creation_lock(uri):
+            client = mlflow.MlflowClient(uri)
+            client.search_experiments(max_results=1)
     except Exception as e:  # any failure to reach the store
         raise TrackingError(
             f"MLflow tracking store {uri} cannot be reached ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "

@@ -82,6 +82,30 @@ def tiny_repo(tmp_path) -> Path:
     return make_repo(tmp_path / "repo", TINY)
 
 
+def copy_repo(template: Path, dest: Path) -> Path:
+    """A copy of a repository made by make_repo (git history, DVC cache and outputs), with a
+    fresh MLflow store: the copy's runs are its own (the template's store names its folder)."""
+    skip = shutil.ignore_patterns("mlflow.db", "mlartifacts", "mlflow-pending", "tmp")
+    shutil.copytree(template, dest, symlinks=True, ignore=lambda d, names: skip(d, names) if d in (
+        str(template), str(template / ".dvc")) else set())  # fmt: skip
+    return dest
+
+
+@pytest.fixture(scope="session")
+def chain_template(tmp_path_factory) -> Path:
+    """The tiny repository after `dvc repro evaluate` (the objects chain), committed; made once
+    per session, tests take a copy (`chain_repo`)."""
+    repo = make_repo(tmp_path_factory.mktemp("chain") / "repo", TINY)
+    sh("dvc repro evaluate", repo)
+    sh("git add -A && git commit -qm 'the objects chain'", repo)
+    return repo
+
+
+@pytest.fixture
+def chain_repo(chain_template, tmp_path) -> Path:
+    return copy_repo(chain_template, tmp_path / "repo")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

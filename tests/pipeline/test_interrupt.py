@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from cnnlab.config import merge
-from tests.pipeline.conftest import TINY, clean_env, free_port, make_repo, mlflow_server, sh
+from tests.pipeline.conftest import TINY, clean_env, copy_repo, free_port, make_repo, mlflow_server, sh
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +29,14 @@ PARAMS = merge(TINY, {
     # two trainings, as the resume mechanism is the same for every (strategy, seed)
     "objects": {"seeds": 1, "strategies": ["none", "report"]},
 })  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """The repository with everything train_classifier reads (made once; each test takes a copy)."""
+    repo = make_repo(tmp_path_factory.mktemp("interrupt") / "repo", PARAMS)
+    sh("dvc repro gradcam_mask", repo)
+    return repo
 
 
 def _stage_process(root: psutil.Process, script: str, timeout: float = 120) -> psutil.Process:
@@ -60,12 +68,11 @@ def _epoch(checkpoint) -> int:
     [(signal.SIGTERM, "/bin/sh"), (signal.SIGKILL, "/bin/sh"), (signal.SIGTERM, "bash")],
     ids=["SIGTERM-sh", "SIGKILL-sh", "SIGTERM-bash"],
 )
-def test_a_killed_training_resumes_from_its_last_epoch_and_ends_the_same(tmp_path, sig, shell):
+def test_a_killed_training_resumes_from_its_last_epoch_and_ends_the_same(template, tmp_path, sig, shell):
     executable = shutil.which(shell)
     if executable is None:
         pytest.skip(f"{shell} is not installed")
-    repo = make_repo(tmp_path / "repo", PARAMS)
-    sh("dvc repro gradcam_mask", repo)  # everything train_classifier reads
+    repo = copy_repo(template, tmp_path / "repo")  # everything train_classifier reads has run
     env = clean_env() | {"SHELL": executable}  # the shell DVC runs stage commands with
     dvc = subprocess.Popen(
         ["dvc", "repro", "evaluate"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -102,9 +109,8 @@ def test_a_killed_training_resumes_from_its_last_epoch_and_ends_the_same(tmp_pat
     assert weights.keys() == again.keys() and all(torch.equal(weights[k], again[k]) for k in weights)
 
 
-def test_tracking_server_dying_mid_training_loses_nothing_and_sync_writes_it_later(tmp_path):
-    repo = make_repo(tmp_path / "repo", PARAMS)
-    sh("dvc repro gradcam_mask", repo)
+def test_tracking_server_dying_mid_training_loses_nothing_and_sync_writes_it_later(template, tmp_path):
+    repo = copy_repo(template, tmp_path / "repo")
     port = free_port()
     store = tmp_path / "mlflow"
     with mlflow_server(store, port) as uri:

@@ -222,3 +222,19 @@ def test_sync_against_a_store_that_is_still_down_keeps_the_records(store, monkey
     r = client.get_run(new_id)
     assert r.info.run_name.endswith("/evaluate") and r.data.metrics == {"accuracy": 0.7}
     assert r.info.status == "FINISHED"
+
+
+def test_processes_opening_a_new_sqlite_store_at_once_all_get_it(tmp_path):
+    """Queued experiments run two at a time: the first stages of both open a store that does not
+    exist yet, and each would create its tables (one failed with "table ... already exists")."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    code = "from cnnlab.tracking import check_store; check_store(); print('ok')"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]  # fmt: skip
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-500:] for _, err in results]
+    assert all(out.strip() == "ok" for out, _ in results)
