@@ -279,6 +279,8 @@ def serve(path: Path, idle: float) -> None:
         from cnnlab.tracking import warm_up
 
         warm_up()
+    for name in [m for m in sys.modules if m == "cnnlab" or m.startswith("cnnlab.")]:
+        del sys.modules[name]  # cnnlab's own code is imported anew by every stage: edits run
     stamps = _fingerprint(loaded)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = path.with_name(f"{path.name}.{os.getpid()}")

@@ -19,7 +19,8 @@ def square(x):
 if __name__ == "__main__":
     what = sys.argv[1]
     report = {"warm": os.environ.get("CNNLAB_WARM_CHILD") == "1", "pid": os.getpid(), "argv": sys.argv,
-              "cwd": os.getcwd(), "probe": os.environ.get("PROBE")}  # fmt: skip
+              "cwd": os.getcwd(), "probe": os.environ.get("PROBE"),
+              "cnnlab_modules": sorted(m for m in sys.modules if m.startswith("cnnlab."))}  # fmt: skip
     if what == "helper":
         sys.path.insert(0, os.getcwd())
         import helper

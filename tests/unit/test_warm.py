@@ -72,6 +72,8 @@ def test_a_spawned_multiprocessing_pool_finds_the_script(env, tmp_path):
 
 
 def test_edited_code_is_what_runs(env, tmp_path):
+    # the server imported cnnlab.tracking to warm MLflow up; a stage imports all of cnnlab anew
+    assert json.loads(_run(["exit", "0"], tmp_path, env).stdout)["cnnlab_modules"] == ["cnnlab.warm"]
     (tmp_path / "helper.py").write_text("VALUE = 1\n")
     assert json.loads(_run(["helper"], tmp_path, env).stdout)["helper"] == 1
     (tmp_path / "helper.py").write_text("VALUE = 2  # edited\n")
