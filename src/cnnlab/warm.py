@@ -315,7 +315,7 @@ def serve(path: Path, idle: float) -> None:
                 continue
             conn, _ = server.accept()
             last = time.monotonic()
-            pid = _accept(conn, server, stamps)
+            pid = _accept(conn, [server, *children.values()], stamps)
             if pid > 0:
                 children[pid] = conn
             elif pid == -2:  # the libraries changed on disk: stop, the next stage starts a new server
@@ -328,9 +328,11 @@ def serve(path: Path, idle: float) -> None:
                     os.unlink(path)
 
 
-def _accept(conn: socket.socket, server: socket.socket, stamps: dict) -> int:
-    """Read one request and fork its child. The child runs the script and exits the interpreter
-    from here; the server gets the child's pid (-1: bad request, -2: stale libraries)."""
+def _accept(conn: socket.socket, others: list[socket.socket], stamps: dict) -> int:
+    """Read one request and fork its child, which closes `others` (the server's socket, the
+    other stages' connections), runs the script and exits the interpreter from here; the server
+    gets the child's pid (-1: bad request, -2: stale libraries)."""
+    fds: list[int] = []
     try:
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         if struct.unpack("3i", creds)[1] != os.getuid():
@@ -346,6 +348,8 @@ def _accept(conn: socket.socket, server: socket.socket, stamps: dict) -> int:
             body += chunk
         request = json.loads(body)
     except (OSError, ValueError, struct.error):
+        for fd in fds:
+            os.close(fd)
         conn.close()
         return -1
     if not _current(stamps) or len(fds) != 3:
@@ -360,7 +364,8 @@ def _accept(conn: socket.socket, server: socket.socket, stamps: dict) -> int:
         with contextlib.suppress(OSError):
             conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
         return pid
-    server.close()
+    for sock in others:
+        sock.close()
     _run_child(conn, fds, request)  # never returns
 
 
