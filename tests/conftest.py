@@ -29,7 +29,8 @@ def make_params(overrides: dict | None = None) -> Params:
 def training(**settings) -> Training:
     """A training config for the loop's tests: plain SGD, lr 0.05, batch 8, 2 epochs, no early
     stopping, with `settings` changed."""
-    base = Training(optimizer="sgd", lr=0.05, momentum=0.0, weight_decay=0.0, batch_size=8, epochs=2, patience=0)
+    base = Training(optimizer="sgd", lr=0.05, momentum=0.0, weight_decay=0.0, batch_size=8, epochs=2, patience=0,
+                   schedule="constant", label_smoothing=0.0)
     return base.model_copy(update=settings)
 
 

@@ -92,6 +92,10 @@ class Training(Section):
     batch_size: Count
     epochs: Count
     patience: NonNegative  # early stopping on val loss, best weights restored; 0 = off
+    # constant: lr throughout; onecycle: per batch, lr warms up to `lr` over the first 30% of the
+    # steps, then anneals to ~0 (torch's OneCycleLR; momentum stays `momentum`)
+    schedule: Literal["constant", "onecycle"]
+    label_smoothing: Rate  # the training loss's cross-entropy targets: 1 - ls on the class, ls spread evenly
 
 
 class ObjectsNet(Training):

@@ -42,7 +42,8 @@ def main() -> None:
     seen = []
     model.register_forward_hook(lambda m, i, o: seen.append(len(i[0])) if m.training else None)
     epochs = int(sys.argv[sys.argv.index("--epochs") + 1]) if "--epochs" in sys.argv else 4
-    cfg = Training(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=0.0, batch_size=8, epochs=epochs, patience=0)
+    cfg = Training(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=0.0, batch_size=8, epochs=epochs, patience=0,
+                   schedule="constant", label_smoothing=0.0)
     result = fit(model, data(40, 1), data(12, 2), cfg, seed=0, device=device(), checkpoint=out / "checkpoint.pt",
                  fingerprint="x", shuffle="--shuffle" in sys.argv)  # fmt: skip
     weights = float(sum(p.detach().double().sum() for p in model.parameters()))

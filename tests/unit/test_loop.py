@@ -9,7 +9,7 @@ from cnnlab.models import ObjectsCNN
 from cnnlab.models.resnet import ResNet
 from cnnlab.tensors import TensorData, memory_format, predict
 from cnnlab.train.checkpoint import load_model, save_checkpoint
-from cnnlab.train.loop import fit
+from cnnlab.train.loop import fit, make_optimizer, make_scheduler
 from tests.conftest import training
 
 CPU = torch.device("cpu")
@@ -61,6 +61,42 @@ def test_early_stopping_restores_the_best_weights():
     assert best == min(r["val_loss"] for r in result.history)
     loss = torch.nn.functional.cross_entropy(predict(model, data.images, CPU), data.labels).item()
     assert loss == pytest.approx(best, rel=1e-4)
+
+
+def test_one_cycle_warms_up_to_lr_then_anneals_and_leaves_the_momentum_alone():
+    model = ObjectsCNN(2, 8, 12)
+    cfg = training(lr=0.2, momentum=0.9, epochs=3, schedule="onecycle")
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=10)
+    lrs, momenta = [], []
+    for _ in range(30):  # every step of the fit
+        lrs.append(optimizer.param_groups[0]["lr"])
+        momenta.append(optimizer.param_groups[0]["momentum"])
+        optimizer.step()
+        scheduler.step()
+    peak = lrs.index(max(lrs))
+    assert max(lrs) == pytest.approx(0.2) and 5 <= peak <= 12  # ~30% of 30 steps
+    assert lrs[0] < 0.2 / 10 and lrs[-1] < 0.2 / 1000
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1 : peak + 1]))
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :]))
+    assert set(momenta) == {0.9}
+    assert make_scheduler(optimizer, training(schedule="constant"), 10) is None
+
+
+def test_label_smoothing_is_in_the_training_loss_only():
+    """An easy task learnt perfectly: with smoothing 0.4 the training loss cannot fall below the
+    entropy of the smoothed targets (0.8 / 0.2: 0.50), the validation loss (plain cross-entropy)
+    can and does; without smoothing the training loss goes to about zero."""
+    last = {}
+    for smoothing in (0.4, 0.0):
+        data = _two_colours()
+        torch.manual_seed(0)
+        model = ObjectsCNN(2, 8, 12)
+        cfg = training(lr=0.05, epochs=12, label_smoothing=smoothing)
+        last[smoothing] = fit(model, data, data, cfg, seed=0, device=CPU).history[-1]
+    assert last[0.4]["val_acc"] == last[0.0]["val_acc"] == 1.0
+    assert last[0.4]["train_loss"] > 0.50 > 0.35 > last[0.4]["val_loss"]
+    assert last[0.0]["train_loss"] < 0.1
 
 
 def test_nan_loss_says_to_lower_the_learning_rate():

@@ -1,5 +1,6 @@
 """Every study model: forward and backward at its input size, flatten sizes computed, clear
-errors for sizes an architecture cannot take, and the transfer models' weight handling."""
+errors for sizes an architecture cannot take, the transfer models' weight handling, and the
+CPU dropout they use."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from cnnlab.config import StudyModel
 from cnnlab.errors import ParamsError, WeightsError
 from cnnlab.models import transfer, zoo
 from cnnlab.models.imagenet10_cnn import ImageNet10CNN
+from cnnlab.models.layers import Dropout
 from tests.conftest import make_params
 
 MODELS = make_params().models  # in params.yaml every family has a model of its own name
@@ -111,3 +113,19 @@ def test_rebuild_from_arch_gives_the_same_network():
     model.eval(), again.eval()
     x = torch.rand(2, 3, 32, 32)
     assert torch.equal(model(x), again(x))
+
+
+def test_dropout_on_the_cpu_drops_p_of_the_elements_scales_the_rest_and_is_seeded():
+    x = torch.ones(64, 16, 24, 24)
+    layer = Dropout(0.3).train()
+    torch.manual_seed(5)
+    y = layer(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.005
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    torch.manual_seed(5)
+    assert torch.equal(layer(x), y)  # torch's generator: seeded runs repeat
+    assert not torch.equal(layer(x), y)
+    assert torch.equal(layer.eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)
+    grad = torch.autograd.grad(Dropout(0.5).train()(x.requires_grad_()).sum(), x)[0]
+    assert set(grad.unique().tolist()) == {0.0, 2.0}  # the gradient goes through the kept elements only

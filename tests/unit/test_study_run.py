@@ -47,7 +47,8 @@ def tensors(data: ImageSet, split: str) -> TensorData:
 
 def test_single_batch_mode_drives_the_training_loss_to_about_zero():
     data = tiny_prepared(n_train=64)
-    cfg = model("simple_cnn", batch_size=8, epochs=60, dropout=0.0, lr=3e-3, single_batch=True)
+    cfg = model("simple_cnn", batch_size=8, epochs=60, dropout=0.0, lr=3e-3, single_batch=True, schedule="constant",
+                label_smoothing=0.0)  # smoothing would keep the loss above its targets' entropy
     result = run_study(data, "simple_cnn", cfg, P.augment, seed=0, device=CPU)
     history = result.fit.history
     assert result.metrics["sizes"]["train"] == 64 and result.metrics["single_batch"] is True
@@ -58,7 +59,7 @@ def test_single_batch_mode_drives_the_training_loss_to_about_zero():
 def test_resume_after_interruption_ends_like_an_uninterrupted_fit(tmp_path):
     data = tiny_prepared()
     train, val = tensors(data, "train"), tensors(data, "val")
-    cfg = model("simple_cnn", batch_size=8, epochs=4, dropout=0.3)
+    cfg = model("simple_cnn", batch_size=8, epochs=4, dropout=0.3, schedule="constant")
 
     def run(epochs, checkpoint=None):
         torch.manual_seed(0)
@@ -72,6 +73,36 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_fit(tmp_path):
     run(2, ckpt)  # "interrupted" after epoch 2: its checkpoint is what a killed run leaves behind
     torch.manual_seed(123)  # the restarted process's RNG state differs; resuming restores it
     resumed, resumed_result = run(4, ckpt)
+    assert resumed_result.history == whole_result.history
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_one_cycle_fit_resumed_after_a_crash_ends_like_an_uninterrupted_one(tmp_path):
+    """The schedule's position is part of the checkpoint: without it the resumed fit would
+    restart the warm-up and end with other weights."""
+    data = tiny_prepared()
+    train, val = tensors(data, "train"), tensors(data, "val")
+    cfg = model("resnet", batch_size=8, epochs=4, width=4, schedule="onecycle", lr=0.05)
+
+    def run(checkpoint=None, crash_at=None):
+        def on_epoch(row):
+            if row["epoch"] == crash_at:  # before that epoch's checkpoint is written
+                raise KeyboardInterrupt
+
+        torch.manual_seed(0)
+        net, _ = build_model("resnet", cfg, 4, 16)
+        result = fit(net, train, val, cfg, seed=0, device=CPU, checkpoint=checkpoint, fingerprint="same",
+                     on_epoch=on_epoch)  # fmt: skip
+        return net, result
+
+    whole, whole_result = run()
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(KeyboardInterrupt):
+        run(ckpt, crash_at=3)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    torch.manual_seed(123)
+    resumed, resumed_result = run(ckpt)
     assert resumed_result.history == whole_result.history
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.models.layers import Dropout
+
 
 def flat_size(features: nn.Module, in_size: int) -> int:
     """Number of features `features` makes of one (3, in_size, in_size) image."""
@@ -28,7 +30,7 @@ class SimpleCNN(nn.Module):
         cin = 3
         for cout in (16, 32, 64, 128):
             for _ in range(2):
-                layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.Dropout(dropout), nn.BatchNorm2d(cout)]
+                layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), Dropout(dropout), nn.BatchNorm2d(cout)]
                 cin = cout
             layers.append(nn.MaxPool2d(2, 2))  # (B, cout, S/2^k, S/2^k)
         self.features = nn.Sequential(*layers)
@@ -36,7 +38,7 @@ class SimpleCNN(nn.Module):
             nn.Flatten(),
             nn.Linear(flat_size(self.features, in_size), 128),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(128, num_classes),
         )
 
@@ -57,16 +59,16 @@ class MishCNN(nn.Module):
             return [nn.Conv2d(cin, cout, 3, padding=1), nn.Mish(), nn.BatchNorm2d(cout)]
 
         self.features = nn.Sequential(
-            *conv(3, 32), *conv(32, 32), nn.MaxPool2d(2), nn.Dropout(dropout),  # (B, 32, S/2, S/2)
-            *conv(32, 64), *conv(64, 64), nn.MaxPool2d(2), nn.Dropout(dropout + 0.1),  # (B, 64, S/4, S/4)
-            *conv(64, 128), nn.MaxPool2d(2), nn.Dropout(dropout + 0.2),  # (B, 128, S/8, S/8)
+            *conv(3, 32), *conv(32, 32), nn.MaxPool2d(2), Dropout(dropout),  # (B, 32, S/2, S/2)
+            *conv(32, 64), *conv(64, 64), nn.MaxPool2d(2), Dropout(dropout + 0.1),  # (B, 64, S/4, S/4)
+            *conv(64, 128), nn.MaxPool2d(2), Dropout(dropout + 0.2),  # (B, 128, S/8, S/8)
         )  # fmt: skip
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Linear(flat_size(self.features, in_size), 128),
             nn.Mish(),
             nn.BatchNorm1d(128),
-            nn.Dropout(min(dropout + 0.3, 0.9)),
+            Dropout(min(dropout + 0.3, 0.9)),
             nn.Linear(128, num_classes),
         )
         for m in self.modules():

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from cnnlab.models.cifar import flat_size
+from cnnlab.models.layers import Dropout
 
 
 class ImageNet10CNN(nn.Module):
@@ -28,7 +29,7 @@ class ImageNet10CNN(nn.Module):
         for cin, cout in zip(widths, widths[1:]):
             fc += [nn.Linear(cin, cout), nn.ReLU()]
             if dropout > 0:
-                fc.append(nn.Dropout(dropout))
+                fc.append(Dropout(dropout))
         fc.append(nn.Linear(90, num_classes))
         self.classifier = nn.Sequential(*fc)
         # He initialisation: with PyTorch's default the signal of these eight plain layers fades

@@ -12,6 +12,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from cnnlab.errors import WeightsError
+from cnnlab.models.layers import Dropout
 
 BACKBONES = {
     # family: (torchvision builder, its weights enum, name of the layer the new head replaces)
@@ -87,7 +88,7 @@ class TransferNet(nn.Module):
             net,
             head_name,
             nn.Sequential(
-                nn.Linear(features, head_hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(head_hidden, num_classes)
+                nn.Linear(features, head_hidden), nn.ReLU(), Dropout(dropout), nn.Linear(head_hidden, num_classes)
             ),
         )
         self.head_name = head_name

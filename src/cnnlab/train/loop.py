@@ -55,6 +55,19 @@ def make_optimizer(model: nn.Module, cfg: Training) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Training, steps_per_epoch: int):
+    """The per-batch learning-rate schedule `cfg.schedule` names, or None for a constant lr.
+
+    onecycle: torch's OneCycleLR over all `epochs` x `steps_per_epoch` steps, peaking at `cfg.lr`
+    (cosine warm-up over the first 30%, then cosine annealing); the momentum is left at
+    `cfg.momentum` (cycle_momentum off), so the params mean what they say."""
+    if cfg.schedule == "constant":
+        return None
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, cycle_momentum=False
+    )
+
+
 def train_one_epoch(
     model: nn.Module,
     criterion: nn.Module,
@@ -67,12 +80,14 @@ def train_one_epoch(
     augment: AugmentFn | None = None,
     shuffle: bool = True,
     order: torch.Tensor | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> tuple[float, float]:
     """One pass over the data (in a seeded random order when `shuffle`); returns (mean loss, accuracy).
 
     `augment` maps a uint8 batch and its labels to float images and targets (soft targets from
     CutMix/MixUp count as their largest class for the accuracy). `order`: the indices to train on,
     in order (this process's share under torchrun); loss and accuracy are then over all processes.
+    `scheduler` steps after every batch.
     """
     model.train()
     fmt = memory_format(model, device)
@@ -95,6 +110,8 @@ def train_one_epoch(
             loss = criterion(logits, y)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         total_loss += loss.item() * len(idx)
         hard = y if y.ndim == 1 else y.argmax(1)
         correct += (logits.argmax(1) == hard).sum().item()
@@ -177,7 +194,7 @@ def _resume_state(checkpoint: Path | None, fingerprint: str | None) -> dict | No
     return state if state.get("fingerprint") == fingerprint else None
 
 
-def _resume(checkpoint, fingerprint, model, optimizer, generator, stopper: EarlyStopping) -> list[dict]:
+def _resume(checkpoint, fingerprint, model, optimizer, scheduler, generator, stopper: EarlyStopping) -> list[dict]:
     """Load an interrupted fit's state into the objects given; returns its history ([] if none).
     Under torchrun rank 0 holds the checkpoints and every rank resumes from its state."""
     saved = distributed.from_main(lambda: _resume_state(checkpoint, fingerprint))
@@ -185,6 +202,8 @@ def _resume(checkpoint, fingerprint, model, optimizer, generator, stopper: Early
         return []
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(saved["scheduler"])
     generator.set_state(saved["generator"])
     torch.set_rng_state(saved["torch_rng"])
     stopper.load(saved)
@@ -211,7 +230,8 @@ def fit(
     Args:
         cfg: optimizer, lr, momentum, weight_decay, batch_size, epochs, patience (0 = no early
             stopping; otherwise stop after `patience` epochs without a lower val loss and restore
-            the best weights).
+            the best weights), schedule (constant | onecycle, see :func:`make_scheduler`) and
+            label_smoothing of the training loss (the validation loss is plain cross-entropy).
         seed: seeds the batch order, so two fits with the same seed see the same batches.
         checkpoint: if given, the whole training state is written there after every epoch.
         fingerprint: what the checkpoint must have been written for (params, data, seed): a
@@ -233,11 +253,13 @@ def fit(
     if device.type == "cuda":  # page-locked host memory: asynchronous copies to the GPU
         train = TensorData(train.images.pin_memory(), train.labels.pin_memory())
     batch_size = _per_process_batch(cfg.batch_size, name)
-    criterion = nn.CrossEntropyLoss()
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     optimizer = make_optimizer(model, cfg)
+    per_process = math.ceil(len(train) / distributed.world_size())  # a DistributedSampler pads to this
+    scheduler = make_scheduler(optimizer, cfg, math.ceil(per_process / batch_size))
     generator = torch.Generator().manual_seed(seed)
     stopper = EarlyStopping(cfg.patience if val is not None else 0)
-    result = FitResult(history=_resume(checkpoint, fingerprint, model, optimizer, generator, stopper))
+    result = FitResult(history=_resume(checkpoint, fingerprint, model, optimizer, scheduler, generator, stopper))
     start = len(result.history) + 1
     if result.history:
         tqdm.write(f"{name}: resuming from {checkpoint} after epoch {start - 1}")
@@ -251,6 +273,7 @@ def fit(
         train_loss, train_acc = train_one_epoch(
             net, criterion, optimizer, train, batch_size, device, generator, desc=f"{name} epoch {epoch}",
             augment=augment, shuffle=shuffle, order=_epoch_order(len(train), epoch, seed, shuffle),
+            scheduler=scheduler,
         )  # fmt: skip
         distributed.sync_buffers(model)
         if not math.isfinite(train_loss):
@@ -266,9 +289,10 @@ def fit(
             on_epoch(row)
         stop = val is not None and stopper.step(epoch, row["val_loss"], model)
         if checkpoint is not None and distributed.is_main():
+            schedule = {"scheduler": scheduler.state_dict()} if scheduler else {}
             save_checkpoint(checkpoint, model, optimizer=optimizer, epoch=epoch, history=result.history,
                             fingerprint=fingerprint, generator=generator.get_state(), torch_rng=torch.get_rng_state(),
-                            **stopper.state())  # fmt: skip
+                            **schedule, **stopper.state())  # fmt: skip
         if stop:
             result.stopped_early = True
             break
