@@ -213,7 +213,7 @@ def class_image_figure(model, classes: list[str], size: int, c: ClassImages, see
 
     made = class_images(model, len(classes), size, steps=c.steps, lr=c.lr, seed=seed, scale=c.scale,
                         degrees=c.degrees, decay=c.decay)  # fmt: skip
-    title = f"{cell}: images that maximise each class logit"
+    title = f"{cell}: images that maximise each class's log-softmax"
     figure = class_image_grid(made.images, classes, made.confidence, title=title)
     table = pd.DataFrame({"class": classes, "confidence": made.confidence, "logit": made.logit})
     metrics = {

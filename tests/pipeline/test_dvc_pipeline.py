@@ -123,7 +123,9 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     study_runs = _runs(repo, "study")
     assert sorted(r.data.tags["dvc.stage"] for r in study_runs) == sorted(STUDY)
     run = next(r for r in study_runs if r.data.tags["dvc.stage"] == "study@cifar10-simple_cnn")
-    assert run.data.tags["cnnlab.weights"] == "random" and run.data.params["model.lr"] == "0.001"
+    assert run.data.tags["cnnlab.weights"] == "random"
+    assert run.data.params["model.lr"] == str(TINY["models"]["simple_cnn"]["lr"])
+    assert run.data.params["model.schedule"] == "onecycle"
     assert "fit/val_acc" in run.data.metrics and "val/macro_f1" in run.data.metrics  # MLflow's / grouping
     assert "system/cpu_utilization_percentage" in run.data.metrics  # the training runs' system metrics
     assert not list((repo / "data/checkpoints/study").glob("*.pt"))  # finished runs leave no checkpoint

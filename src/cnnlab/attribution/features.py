@@ -162,8 +162,11 @@ def class_images(
     decay: float,
     jitter: int | None = None,
 ) -> ClassImages:
-    """One image per class that maximises the class logit (not the softmax, which can rise by
-    pushing other classes down).
+    """One image per class that maximises the class's log-softmax: its logit against the others.
+    The logit alone lets an image raise every class at once with the stand-ins' background
+    texture (on the default run's cifar10 simple_cnn, 4 of 10 class images ended at p <= 0.03);
+    the log-softmax can also rise by pushing other classes down, which the confidence in each
+    title shows.
 
     The image is parameterised in Fourier space, each frequency scaled by 1/frequency^`decay`, so
     that the optimiser favours smooth, large structures over pixel noise; a sigmoid maps it to
@@ -191,7 +194,7 @@ def class_images(
         for _ in tqdm(range(steps), desc="class images", unit="step", leave=False):
             optimizer.zero_grad(set_to_none=True)
             logits = model(_transform(render(), g, jitter, scale, degrees))
-            loss = -logits.gather(1, targets[:, None]).mean()
+            loss = -torch.log_softmax(logits, 1).gather(1, targets[:, None]).mean()
             loss.backward()
             optimizer.step()
         with torch.no_grad():
