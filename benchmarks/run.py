@@ -38,6 +38,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: no progre
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 from torch import nn  # noqa: E402
 
 from cnnlab.data.arrays import load_images  # noqa: E402
@@ -316,10 +317,11 @@ def bench_pipeline() -> dict:
         ends = [t for _, t in marks[1:]] + [total]
         stages = {name: round(end - begin, 1) for (name, begin), end in zip(marks, ends)}
         noop = best_time(lambda: subprocess.run(["dvc", "repro"], cwd=clone, env=env, capture_output=True), 2)
-        study = {}
+        study, transfer = {}, set(yaml.safe_load((clone / "params.yaml").read_text())["transfer"]["models"])
         for path in sorted((clone / "metrics" / "study").glob("*/metrics.json")):
             cell = json.loads(path.read_text())
             study[path.parent.name] = {"test_accuracy": cell.get("test", {}).get("accuracy"),
+                                       "matrix": "transfer" if cell["model"] in transfer else "study",
                                        "weights": cell["weights"], "data_source": cell["data_source"]}  # fmt: skip
         # the committed metrics are what this machine's clean run gives (the same machine: byte for byte)
         def same(f: Path) -> bool:
@@ -399,7 +401,7 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
         "tests": results.get("tests", {}).get("seconds"),
         "study": min(
             (c["test_accuracy"] for c in results.get("pipeline", {}).get("study", {}).values()
-             if c["weights"] == "random" and c["test_accuracy"] is not None),
+             if c.get("matrix", "study") == "study" and c["weights"] == "random" and c["test_accuracy"] is not None),
             default=None,
         ),
     }  # fmt: skip

@@ -1,7 +1,8 @@
-"""Stage study (one cell of the dataset x model matrix): train one model of `models` on one
-prepared dataset and write its reports: metrics, per-class report, confusion data, curves, test
-predictions, figures; all logged to its MLflow run. Runs under torchrun too
-(`launcher` in params.yaml)."""
+"""Stages study and transfer (one cell of the dataset x model matrix): train one model of `models`
+on one prepared dataset and write its reports: metrics, per-class report, confusion data, curves,
+test predictions, figures; all logged to its MLflow run. A transfer cell trains on the first
+transfer.train_per_class images per class and may load the backbone of the pretrain stage
+(--pretrained). Runs under torchrun too (`launcher` in params.yaml)."""
 
 from cnnlab.warm import handoff
 
@@ -41,13 +42,19 @@ def main(p, args):
     cell = f"{data.name}-{args.model}"
     params = {"seed": p.seed, "dataset": data.name, "model": args.model, **p.datasets[data.name].flat("dataset."),
               **cfg.flat("model."), **p.augment.flat("augment.")}  # fmt: skip
+    stage = f"study@{cell}"
+    if args.model in p.transfer.models:  # a cell of the transfer matrix: its few training images
+        data.splits["train"] = data.splits["train"].first_per_class(p.transfer.train_per_class)
+        params.update(p.transfer.flat("transfer."))
+        stage = f"transfer@{cell}"
     tags = {"cnnlab.dataset": data.name, "cnnlab.model": args.model, "cnnlab.family": cfg.family}
     checkpoint = args.checkpoints / f"{cell}.pt"
-    with stage_run(f"study@{cell}", params, data_source=data.source, tags=tags, inputs={"prepared": args.prepared},
+    with stage_run(stage, params, data_source=data.source, tags=tags, inputs={"prepared": args.prepared},
                    system_metrics=p.tracking.system_metrics) as run:  # fmt: skip
         result = run_study(
             data, args.model, cfg, p.augment, seed=p.seed, device=device(), checkpoint=checkpoint,
             on_epoch=lambda phase, row: run.log_epoch(row, row["epoch"], prefix=f"{phase}/"),
+            pretrained=args.pretrained and args.pretrained / "model.pt",
         )  # fmt: skip
         if not distributed.is_main():  # under torchrun, rank 0 writes
             return
@@ -75,4 +82,5 @@ def main(p, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "prepared", "out", "checkpoints", "metrics", "figures", names=("dataset", "model"), doc=__doc__)
+    run_stage(main, "prepared", "out", "checkpoints", "metrics", "figures", names=("dataset", "model"),
+              options=("pretrained",), doc=__doc__)  # fmt: skip

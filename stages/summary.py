@@ -32,7 +32,7 @@ def headline(evaluation: dict, study: dict[str, dict]) -> dict:
 
 def main(p, args):
     evaluation = json.loads(args.evaluation.read_text())
-    study = {cell: json.loads((args.study / cell / "metrics.json").read_text()) for cell in p.study.cells()}
+    study = {cell: json.loads((args.study / cell / "metrics.json").read_text()) for cell in p.cells()}
     summary = headline(evaluation, study)
     run_id = log_experiment_metrics(summary)
     print(f"headline metrics on MLflow run {run_id} (the DVC experiment's parent)")

@@ -47,7 +47,7 @@ def draw(p, args) -> tuple[dict, dict, dict, pd.DataFrame, dict]:
 
 
 def main(p, args):
-    params = {"cells": ",".join(p.study.cells()), **p.visualize.flat("visualize.")}
+    params = {"cells": ",".join(p.cells()), **p.visualize.flat("visualize.")}
     source = json.loads(args.evaluation.read_text())["data_source"]
     inputs = {"study": args.study, "prepared": args.prepared}
     with stage_run("visualize", params, data_source=source, inputs=inputs) as run:

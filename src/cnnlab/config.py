@@ -183,8 +183,10 @@ class TransferParams(StudyModel):
     family: Literal["mobilenet_v3", "inception_v3"]
     dropout: Rate
     input_size: NonNegative
-    weights: Literal["imagenet", "none"]
-    allow_random_init: bool
+    # imagenet: torchvision's ImageNet weights; pretrained: the backbone the `pretrain` stage trained
+    # (transfer.pretrain on transfer.source); none: random
+    weights: Literal["imagenet", "pretrained", "none"]
+    fallback: Literal["pretrained", "random", "error"]  # weights: imagenet where they cannot be had
     freeze_backbone: bool
     head_hidden: Count
 
@@ -199,8 +201,14 @@ class Study(Section):
     datasets: Annotated[tuple[str, ...], Field(min_length=1)]
     models: Annotated[tuple[str, ...], Field(min_length=1)]
 
-    def cells(self) -> list[str]:
-        return [f"{d}-{m}" for d in self.datasets for m in self.models]
+
+class Transfer(Section):
+    """The transfer matrix (study.datasets x transfer.models) and the backbone pretrained for it."""
+
+    source: Name  # a key of datasets, not in study.datasets: what the pretrain stage trains `pretrain` on
+    pretrain: Name  # a key of models: a transfer family with weights none
+    models: Annotated[tuple[str, ...], Field(min_length=1)]
+    train_per_class: NonNegative  # the transfer cells train on the first N images per class (0: all)
 
 
 class Rotate90(Section):
@@ -286,17 +294,23 @@ class Params(Section):
     gradcam: Gradcam
     classifier: ObjectsNet
     study: Study
+    transfer: Transfer
     datasets: dict[Name, Dataset]
     models: dict[Name, Model]
     augment: Augment
     visualize: Visualize
     tracking: Tracking
 
+    def cells(self) -> list[str]:
+        """Every cell (<dataset>-<model>): the study matrix's, then the transfer matrix's."""
+        return [f"{d}-{m}" for models in (self.study.models, self.transfer.models) for d in self.study.datasets
+                for m in models]  # fmt: skip
+
     def cell(self, key: str) -> tuple[str, str]:
         """The study cell a `visualize.<key>` figure uses, and a note when it is not the one set:
-        null, or a cell that is not in the matrix (study.datasets x study.models), gives the first
-        cell of the matrix."""
-        cells, wanted = self.study.cells(), getattr(self.visualize, key)
+        null, or a cell that is not in the matrices (study.*, transfer.*), gives the first
+        cell of the study matrix."""
+        cells, wanted = self.cells(), getattr(self.visualize, key)
         if wanted in cells:
             return wanted, ""
         why = "not set" if wanted is None else f"{wanted!r} is not in the study matrix"
@@ -461,6 +475,7 @@ def _check(p: Params) -> None:
         for i, name in enumerate(names):
             _one_of(f"{key}[{i}]", name, list(declared))
         _unique(key, names)
+    _check_transfer(p)
     for key in ("features_cell", "deconv_cell", "class_images_cell"):
         cell = getattr(p.visualize, key)
         if cell is not None:  # a typo fails here; a declared cell outside the matrix falls back (Params.cell)
@@ -476,6 +491,45 @@ def _check(p: Params) -> None:
         low, high = getattr(p.augment, name).scale
         if not 0 < low <= high:
             raise ParamsError(f"params key 'augment.{name}.scale' must be 0 < min <= max <= 1, got {[low, high]}")
+
+
+def needs_pretrained(m: Model) -> bool:
+    """Whether model params `m` may load the pretrain stage's backbone."""
+    return isinstance(m, TransferParams) and (
+        m.weights == "pretrained" or (m.weights == "imagenet" and m.fallback == "pretrained")
+    )
+
+
+def _check_transfer(p: Params) -> None:
+    t = p.transfer
+    _one_of("transfer.source", t.source, list(p.datasets))
+    _one_of("transfer.pretrain", t.pretrain, list(p.models))
+    pre = p.models[t.pretrain]
+    if not isinstance(pre, TransferParams) or pre.weights != "none" or pre.freeze_backbone:
+        raise ParamsError(f"params key 'transfer.pretrain': models.{t.pretrain} must be a transfer family "
+                          "(mobilenet_v3, inception_v3) with weights: none and freeze_backbone: false "
+                          "(the pretrain stage trains it from scratch)")  # fmt: skip
+    if t.source in p.study.datasets:
+        raise ParamsError(f"params key 'transfer.source': {t.source!r} is in study.datasets; the transfer cells "
+                          "run on every dataset there, and a backbone pretrained on the same images shows no "
+                          "transfer: pretrain on another dataset")  # fmt: skip
+    for i, name in enumerate(t.models):
+        _one_of(f"transfer.models[{i}]", name, list(p.models))
+        if name in p.study.models:
+            raise ParamsError(f"params key 'transfer.models[{i}]': {name!r} is in study.models too (one cell "
+                              "name, two stages); list it in one of them")  # fmt: skip
+    _unique("transfer.models", t.models)
+    for i, name in enumerate(p.study.models):
+        if needs_pretrained(p.models[name]):
+            raise ParamsError(f"params key 'study.models[{i}]': models.{name} may load the pretrain stage's "
+                              f"backbone (weights: pretrained, or imagenet with fallback: pretrained), which "
+                              f"only the transfer stage depends on: list it in transfer.models, or set its "
+                              f"fallback to random or error")  # fmt: skip
+    for name in t.models:
+        m = p.models[name]
+        if needs_pretrained(m) and m.family != pre.family:
+            raise ParamsError(f"params key 'models.{name}.family': {m.family} cannot load the pretrained "
+                              f"backbone, a {pre.family} (transfer.pretrain: {t.pretrain})")  # fmt: skip
 
 
 def parse_params(data: Any) -> Params:

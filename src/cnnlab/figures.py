@@ -290,6 +290,7 @@ def study_table(metrics_dir: Path, cells: list[str]) -> pd.DataFrame:
             "cell": cell,
             "source": m["data_source"],
             "weights": m["weights"],
+            "train images": m["sizes"]["train"],
             "epochs": m["epochs_run"],
             "train acc": m["train"]["accuracy"],
             "val acc": m["val"]["accuracy"],
@@ -305,7 +306,7 @@ def page(p: Params, reports: Path, objects: tuple[str, pd.DataFrame], study_metr
     stage's figures), the study table and each cell's figures, what the networks learned (`used`:
     the cells of visualize.*, with their notes), augmentation."""
     source, table = objects
-    cells = p.study.cells()
+    cells = p.cells()
     chain = [figure for stage in CHAIN for figure in listed(reports, stage)]
     learned = "; ".join(f"{key.removesuffix('_cell')}: {cell}" + (f" ({note})" if note else "")
                         for key, (cell, note) in used.items() if key.endswith("_cell"))  # fmt: skip
@@ -316,7 +317,10 @@ def page(p: Params, reports: Path, objects: tuple[str, pd.DataFrame], study_metr
                 "background blacked out (GrabCut), train and test; mixed_rand = objects on random backgrounds; "
                 "oracle = ground-truth masks (an upper bound).",
                 tables=[("evaluate: cure strategies over seeds", objects_table(table))], figures=chain),
-        Section("Study: CIFAR-10 / ImageNet10", "study", "one row per dataset x model cell",
+        Section("Study: CIFAR-10 / ImageNet10", "study", "one row per dataset x model cell. The transfer cells ("
+                f"{', '.join(p.transfer.models)}) train on the first {p.transfer.train_per_class or 'all'} training "
+                f"images per class; a 'pretrained' backbone is {p.transfer.pretrain} trained from scratch on "
+                f"{p.transfer.source} by the pretrain stage.",
                 tables=[("study metrics", study_table(study_metrics, cells))]),
         *[Section(cell, f"study-{cell}", figures=listed(reports, f"study/{cell}")) for cell in cells],
         Section("What the networks learned", "features", learned,

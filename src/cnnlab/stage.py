@@ -71,10 +71,14 @@ def _terminated(signum, frame):
 
 
 def run_stage(
-    main: Callable[[Params, argparse.Namespace], None], *paths: str, doc: str = "", names: tuple[str, ...] = ()
+    main: Callable[[Params, argparse.Namespace], None],
+    *paths: str,
+    doc: str = "",
+    names: tuple[str, ...] = (),
+    options: tuple[str, ...] = (),
 ) -> None:
-    """Parse the stage's name arguments (strings) and path arguments, load and check
-    params.yaml, seed, and run `main`.
+    """Parse the stage's name arguments (strings), path arguments and optional paths
+    (`--<option>`), load and check params.yaml, seed, and run `main`.
 
     A known error (bad params, bad dataset, unreachable tracking store, ...) ends the process
     with exit code 1 and a one-line message instead of a traceback.
@@ -84,6 +88,8 @@ def run_stage(
         parser.add_argument(n)
     for p in paths:
         parser.add_argument(p, type=Path)
+    for o in options:
+        parser.add_argument(f"--{o}", type=Path, default=None)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     args = parser.parse_args()
     # SIGTERM (a `kill`, a scheduler) unwinds like an error: the MLflow run is marked FAILED and

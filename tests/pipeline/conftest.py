@@ -28,13 +28,17 @@ SHRINK = {
     "gradcam": {"batch_size": 16},
     "classifier": {"epochs": 1, "batch_size": 8, "hidden": 16},
     "study": {"models": ["simple_cnn", "resnet"]},
+    "transfer": {"models": ["mobilenet_v3"], "train_per_class": 2},
     "datasets": {
         "cifar10": {"train_per_class": 3, "test_per_class": 1, "val_fraction": 0.34},
         "imagenet10": {"train_per_class": 3, "test_per_class": 1, "val_fraction": 0.34, "image_size": 24},
+        "shapes": {"train_per_class": 3, "test_per_class": 1, "val_fraction": 0.34},
     },
     "models": {
         "simple_cnn": {"epochs": 2, "batch_size": 8},
         "resnet": {"epochs": 1, "batch_size": 8, "width": 4},
+        "mobilenet_v3": {"epochs": 1, "batch_size": 8},
+        "mobilenet_v3_pretrain": {"epochs": 1, "batch_size": 8},
     },
     "augment": {"rotate_shift": {"p": 0.0}, "cutmix": {"p": 0.5}},
     # visualize.features_cell (imagenet10-imagenet10_cnn) is not in this matrix: it falls back

@@ -22,6 +22,8 @@ STRATEGIES = ["none", "report", "segment", "mixed_rand", "oracle"]
 # the evaluate stage logs one MLflow run per strategy beside its own
 RUN_STAGES = sorted(STAGES + [f"evaluate/{s}" for s in STRATEGIES])
 STUDY = [f"study@{d}-{m}" for d in ("cifar10", "imagenet10") for m in ("simple_cnn", "resnet")]
+TRANSFER = [f"transfer@{d}-mobilenet_v3" for d in ("cifar10", "imagenet10")]
+CELLS = STUDY + TRANSFER
 # every figure, drawn once by the stage that owns its data, in reports/<stage>/
 REPORT_FIGURES = [
     "crop/crops.png",
@@ -50,15 +52,16 @@ def _leaves(data: dict, prefix: str = "") -> set[str]:
 
 
 def _runs(repo, kind: str = "chain", client=None):
-    """The runs of MLflow experiment cnnlab: the objects chain's stage runs ("chain"), the study's,
-    visualize's, or the DVC experiments' parents ("parent")."""
+    """The runs of MLflow experiment cnnlab: the objects chain's stage runs ("chain"), the study's
+    (its cells, the transfer cells and pretrain), visualize's, or the DVC experiments' parents ("parent")."""
     client = client or mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("cnnlab").experiment_id], max_results=1000)
     if kind == "parent":
         return [r for r in runs if r.data.tags.get("cnnlab.role") == "experiment"]
     stage = {r.info.run_id: r.data.tags.get("dvc.stage", "") for r in runs}
-    kinds = {"study": lambda s: s.startswith("study@"), "visualize": lambda s: s == "visualize",
-             "chain": lambda s: s and not s.startswith("study@") and s != "visualize"}  # fmt: skip
+    study = ("study@", "transfer@", "pretrain")
+    kinds = {"study": lambda s: s.startswith(study), "visualize": lambda s: s == "visualize",
+             "chain": lambda s: s and not s.startswith(study) and s != "visualize"}  # fmt: skip
     return [r for r in runs if r.data.tags.get("cnnlab.role") != "experiment" and kinds[kind](stage[r.info.run_id])]
 
 
@@ -106,12 +109,21 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     assert not (repo / "mlruns").exists()
 
     # the study matrix: every dataset x model, its reports, its MLflow runs
-    for stage in ["prepare@cifar10", "prepare@imagenet10", *STUDY]:
+    for stage in ["prepare@cifar10", "prepare@imagenet10", "pretrain", *CELLS]:
         assert f"Running stage '{stage}'" in out.stdout
-    for cell in (s.split("@")[1] for s in STUDY):
+    pretrain = json.loads((repo / "metrics/pretrain/metrics.json").read_text())
+    assert pretrain["dataset"] == "shapes" and pretrain["model"] == "mobilenet_v3_pretrain"
+    assert pretrain["weights"] == "random" and pretrain["sizes"] == {"train": 19, "val": 11, "test": 10}
+    for stage in CELLS:
+        cell = stage.split("@")[1]
         m = json.loads((repo / f"metrics/study/{cell}/metrics.json").read_text())
-        assert m["data_source"].startswith("synthetic (cnnlab shapes stand-in") and m["weights"] == "random"
-        assert m["sizes"] == {"train": 19, "val": 11, "test": 10}
+        assert m["data_source"].startswith("synthetic (cnnlab shapes stand-in")
+        if stage in STUDY:
+            assert m["weights"] == "random" and m["sizes"] == {"train": 19, "val": 11, "test": 10}
+        else:  # no ImageNet weights offline: the pretrain stage's backbone; 2 training images per class
+            assert m["weights"] == ("pretrained on shapes (synthetic (cnnlab shapes stand-in for shapes, seed 0, "
+                                    "3+1 per class, 32 px)) (ImageNet weights unavailable; fallback: pretrained)")
+            assert m["sizes"]["train"] <= 20 and m["sizes"]["val"] == 11
         assert 0 <= m["val"]["accuracy"] <= 1 and 0 <= m["test"]["macro_f1"] <= 1
         preds = (repo / f"data/study/{cell}/test_predictions.csv").read_text().splitlines()
         assert preds[0] == "id,label" and len(preds) == 11
@@ -121,7 +133,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
         assert report[0] == "class,precision,recall,f1,support" and len(report) == 12
         assert (repo / f"data/study/{cell}/model.pt").stat().st_size > 1000
     study_runs = _runs(repo, "study")
-    assert sorted(r.data.tags["dvc.stage"] for r in study_runs) == sorted(STUDY)
+    assert sorted(r.data.tags["dvc.stage"] for r in study_runs) == sorted(CELLS + ["pretrain"])
     run = next(r for r in study_runs if r.data.tags["dvc.stage"] == "study@cifar10-simple_cnn")
     assert run.data.tags["cnnlab.weights"] == "random"
     assert run.data.params["model.lr"] == str(TINY["models"]["simple_cnn"]["lr"])
@@ -138,9 +150,9 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     assert "Running stage 'visualize'" in out.stdout
     reports = repo / "reports"
     pngs = sorted(str(f.relative_to(reports)) for f in reports.rglob("*.png"))
-    for name in REPORT_FIGURES + [f"study/{s.split('@')[1]}/{f}" for s in STUDY for f in CELL_FIGURES]:
+    for name in REPORT_FIGURES + [f"study/{s.split('@')[1]}/{f}" for s in CELLS for f in CELL_FIGURES]:
         assert name in pngs and (reports / name).stat().st_size > 2000, name
-    assert len(pngs) == len(REPORT_FIGURES) + len(STUDY) * len(CELL_FIGURES)  # nothing drawn twice
+    assert len(pngs) == len(REPORT_FIGURES) + len(CELLS) * len(CELL_FIGURES)  # nothing drawn twice
     vis = json.loads((repo / "metrics/visualize.json").read_text())
     assert vis["figures"] == len(pngs) and vis["class_images"]["cell"] == "cifar10-simple_cnn"
     # imagenet10-imagenet10_cnn (params.yaml) is not in the tiny matrix: the first cell is used
@@ -152,7 +164,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
         seen = inspect_page(reports / "index.html", "pipeline_report.png")
         assert seen["errors"] == [] and len(seen["images"]) == len(pngs)
         assert all(loaded for _, loaded in seen["images"]), [src for src, ok in seen["images"] if not ok]
-        assert seen["tables"] == {"objects-table-0": 5, "study-table-0": len(STUDY), "features-table-0": 10}
+        assert seen["tables"] == {"objects-table-0": 5, "study-table-0": len(CELLS), "features-table-0": 10}
     (vis_run,) = _runs(repo, "visualize")
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     assert "index.html" in {a.path for a in client.list_artifacts(vis_run.info.run_id)}
@@ -171,11 +183,12 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     # version per seed, tagged with the DVC experiment
     models = client.search_logged_models([study_runs[0].info.experiment_id])
     assert sorted(m.name for m in models if m.source_run_id in {r.info.run_id for r in study_runs}) == sorted(
-        s.split("@")[1].replace("_", "-") for s in STUDY)  # fmt: skip
+        [s.split("@")[1].replace("_", "-") for s in CELLS] + ["pretrain-shapes-mobilenet-v3-pretrain"])  # fmt: skip
     registered = {m.name: len(client.search_model_versions(f"name='{m.name}'"))
                   for m in client.search_registered_models()}  # fmt: skip
     assert registered == {**{f"cnnlab-objects-{m}": 2 for m in STRATEGIES}, "cnnlab-objects-background": 2,
-                          **{f"cnnlab-{s.split('@')[1]}": 1 for s in STUDY}}  # fmt: skip
+                          **{f"cnnlab-{s.split('@')[1]}": 1 for s in CELLS},
+                          "cnnlab-pretrain-mobilenet_v3_pretrain": 1}  # fmt: skip
     version = client.get_model_version("cnnlab-objects-segment", "2")
     assert version.tags["seed"] == "1" and version.tags["dvc.experiment"].startswith("repro-")
     # one parent run for this DVC experiment: every params.yaml key, the headline metrics, the
@@ -185,7 +198,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     assert parent.data.params["lr"] == "0.01" and parent.data.tags["dvc.experiment"].startswith("repro-")
     summary = json.loads((repo / "metrics/summary.json").read_text())
     assert parent.data.metrics["objects/segment/test_accuracy"] == summary["objects"]["segment"]["test_accuracy"]
-    assert all(f"study/{s.split('@')[1]}/test_accuracy" in parent.data.metrics for s in STUDY)
+    assert all(f"study/{s.split('@')[1]}/test_accuracy" in parent.data.metrics for s in CELLS)
     children = runs + study_runs + [vis_run]
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
     # lineage: each run names its inputs with DVC's hash of them (dvc.lock) and logs them as datasets
@@ -198,8 +211,9 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     # dvc exp show and dvc params diff show it)
     tracked = set().union(*(_leaves(stage.get("params", {}).get("params.yaml", {}))
                             for name, stage in lock.items() if name != "summary"))  # summary tracks everything
-    unused = [f"datasets.{d}." for d in TINY["datasets"] if d not in TINY["study"]["datasets"]]
-    unused += [f"models.{m}." for m in TINY["models"] if m not in TINY["study"]["models"]]
+    used = {"datasets": [*TINY["study"]["datasets"], TINY["transfer"]["source"]],
+            "models": [*TINY["study"]["models"], *TINY["transfer"]["models"], TINY["transfer"]["pretrain"]]}
+    unused = [f"{key}.{name}." for key, names in used.items() for name in TINY[key] if name not in names]
     in_use = {k for k in _leaves(TINY) if not k.startswith(tuple(unused))}
     assert in_use - tracked == set() and len(in_use) > 90
 
@@ -215,7 +229,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     lock = (repo / "dvc.lock").read_text()
     metrics = {f: f.read_bytes() for f in sorted((repo / "metrics").rglob("*")) if f.is_file()}
     forced = sh("dvc repro -f", repo)
-    assert all(f"Running stage '{s}'" in forced.stdout for s in STAGES + STUDY + ["visualize"])
+    assert all(f"Running stage '{s}'" in forced.stdout for s in STAGES + CELLS + ["pretrain", "visualize"])
     assert {f: f.read_bytes() for f in sorted((repo / "metrics").rglob("*")) if f.is_file()} == metrics
     assert (repo / "dvc.lock").read_text() == lock
 

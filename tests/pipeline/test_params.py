@@ -41,13 +41,14 @@ def test_a_folder_dataset_named_by_the_user_runs_through_the_study(tmp_path):
     (repo / "data/raw/flowers/test").mkdir()
     for i in range(3):
         Image.new("RGB", (30, 20), (40 * i, 90, 160)).save(repo / f"data/raw/flowers/test/img{i}.png")
-    out = sh("dvc repro study", repo)
-    assert "Running stage 'prepare@my_flowers'" in out.stdout
-    for model in ("simple_cnn", "resnet"):
+    out = sh("dvc repro study transfer", repo)
+    assert "Running stage 'prepare@my_flowers'" in out.stdout and "Running stage 'pretrain'" in out.stdout
+    for model in ("simple_cnn", "resnet", "mobilenet_v3"):  # the transfer cell: 2 images per class
         cell = f"my_flowers-{model}"
         m = json.loads((repo / f"metrics/study/{cell}/metrics.json").read_text())
         assert m["dataset"] == "my_flowers" and m["data_source"].startswith("folder data/raw/flowers")
-        assert m["sizes"] == {"train": 9, "val": 3, "test": 3} and "test" not in m  # an unlabelled test set
+        train = 6 if model == "mobilenet_v3" else 9
+        assert m["sizes"] == {"train": train, "val": 3, "test": 3} and "test" not in m  # an unlabelled test set
         preds = (repo / f"data/study/{cell}/test_predictions.csv").read_text().splitlines()
         assert preds[0] == "id,label" and preds[1].split(",")[0] == "test/img0.png"
         assert preds[1].split(",")[1] in ("daisy", "rose", "tulip")

@@ -156,7 +156,7 @@ def test_load_params_names_the_file_and_every_problem(tmp_path):
                      "(see the comments there, or git diff params.yaml)",
                      f"{path}: unknown params key 'batchsize' in the top level; valid keys: seed, lr, deterministic, "
                      "launcher, objects, generate, crop, segment, backgrounds, background_classifier, gradcam, "
-                     "classifier, study, datasets, models, augment, visualize, tracking"]  # fmt: skip
+                     "classifier, study, transfer, datasets, models, augment, visualize, tracking"]  # fmt: skip
 
 
 def test_load_params_applies_overrides():
@@ -176,8 +176,9 @@ def test_real_data_delta_is_small_and_valid():
     delta = yaml.safe_load((REPO / "configs/real.yaml").read_text())
     p = make_params(delta)
     assert [p.datasets[d].source for d in p.study.datasets] == ["cifar10", "imagenette"]
-    assert len(p.study.models) == 6 and p.models["mish_cnn"].epochs == 100
-    assert p.models["mobilenet_v3"].input_size == 224 and not p.models["mobilenet_v3"].allow_random_init
+    assert len(p.study.models) == 5 and p.models["mish_cnn"].epochs == 100
+    assert p.transfer.models == ("mobilenet_v3",) and p.transfer.train_per_class == 0
+    assert p.models["mobilenet_v3"].input_size == 224 and p.models["mobilenet_v3"].fallback == "error"
     assert len(_leaves(delta)) < len(_leaves(REPO_PARAMS)) / 3  # a delta, not a copy
 
 
@@ -203,6 +204,31 @@ def test_unknown_names_are_rejected_with_the_valid_ones(data, message):
         make_params(data)
 
 
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"transfer": {"source": "cifar10"}}, "'transfer.source': 'cifar10' is in study.datasets"),
+        ({"transfer": {"pretrain": "mobilenet_v3"}}, "'transfer.pretrain': models.mobilenet_v3 must be a transfer "
+                                                     "family .* with weights: none and freeze_backbone: false"),
+        ({"transfer": {"pretrain": "resnet"}}, "'transfer.pretrain': models.resnet must be a transfer family"),
+        ({"transfer": {"models": ["resnet"]}}, "'transfer.models[0]': 'resnet' is in study.models too"),
+        ({"study": {"models": ["mobilenet_v3"]}}, "'transfer.models[0]': 'mobilenet_v3' is in study.models too"),
+        ({"study": {"models": ["mobilenet_v3"]}, "transfer": {"models": ["mobilenet_v3_scratch"]}},
+         "'study.models[0]': models.mobilenet_v3 may load the pretrain stage's backbone .* list it in transfer.models"),
+        ({"models": {"mobilenet_v3": {"family": "inception_v3"}}},
+         "'models.mobilenet_v3.family': inception_v3 cannot load the pretrained backbone, a mobilenet_v3"),
+        ({"transfer": {"models": ["mobilenet_v3", "mobilenet_v3"]}}, "'transfer.models' lists a name twice"),
+    ],
+)
+def test_the_transfer_matrix_and_its_pretrained_backbone_must_fit_together(data, message):
+    with pytest.raises(ParamsError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        make_params(data)
+    # a model that falls back to random weights, not to the pretrained backbone, may be in the study
+    p = make_params({"study": {"models": ["mobilenet_v3"]}, "transfer": {"models": ["mobilenet_v3_scratch"]},
+                     "models": {"mobilenet_v3": {"fallback": "random"}}})  # fmt: skip
+    assert p.cells()[-1] == "imagenet10-mobilenet_v3_scratch"
+
+
 def test_changing_the_study_matrix_alone_never_fails_and_figures_fall_back_to_cells_in_it():
     p = make_params({"study": {"datasets": ["imagenet10"], "models": ["simple_cnn"]}})
     assert p.cell("deconv_cell") == (
@@ -223,7 +249,8 @@ def test_a_user_named_folder_dataset_and_a_second_resnet_are_just_params():
         "models": {"wide_resnet": {**REPO_PARAMS["models"]["resnet"], "width": 32}},
         "study": {"datasets": ["my_flowers"], "models": ["wide_resnet", "resnet"]},
     })  # fmt: skip
-    assert p.study.cells() == ["my_flowers-wide_resnet", "my_flowers-resnet"]
+    assert p.cells() == ["my_flowers-wide_resnet", "my_flowers-resnet",
+                         *[f"my_flowers-{m}" for m in p.transfer.models]]  # fmt: skip
     assert p.models["wide_resnet"].family == "resnet" and p.models["wide_resnet"].width == 32
 
 

@@ -13,6 +13,7 @@ from cnnlab.errors import ParamsError, WeightsError
 from cnnlab.models import transfer, zoo
 from cnnlab.models.imagenet10_cnn import ImageNet10CNN
 from cnnlab.models.layers import Dropout
+from cnnlab.train.checkpoint import load_backbone, save_checkpoint
 from tests.conftest import make_params
 
 MODELS = make_params().models  # in params.yaml every family has a model of its own name
@@ -72,13 +73,59 @@ def test_unavailable_imagenet_weights_fail_with_how_to_get_them(monkeypatch, tmp
         raise OSError("Name or service not known")
 
     monkeypatch.setattr(torchvision.models._api.WeightsEnum, "get_state_dict", offline)
-    with pytest.raises(WeightsError, match=r"allow_random_init.*") as err:
-        zoo.build_model("mobilenet_v3", small("mobilenet_v3", weights="imagenet", allow_random_init=False), 10, 32)
+    with pytest.raises(WeightsError, match=r"models.mobilenet_v3: .*fallback: pretrained") as err:
+        zoo.build_model("mobilenet_v3", small("mobilenet_v3", weights="imagenet", fallback="error"), 10, 32)
     assert "mobilenet_v3_large-" in str(err.value) and str(tmp_path) in str(err.value)
-    model, init = zoo.build_model(
-        "mobilenet_v3", small("mobilenet_v3", weights="imagenet", allow_random_init=True), 10, 32
-    )
-    assert init.startswith("random (ImageNet weights unavailable")
+    model, init = zoo.build_model("mobilenet_v3", small("mobilenet_v3", weights="imagenet", fallback="random"), 10, 32)
+    assert init == "random (ImageNet weights unavailable; fallback: random)"
+
+
+def _pretrained_checkpoint(path):
+    """A pretrain stage's checkpoint: a from-scratch mobilenet_v3 (7 classes) saved as the stage does."""
+    torch.manual_seed(1)
+    model, _ = zoo.build_model("mobilenet_v3_scratch", small("mobilenet_v3", freeze_backbone=False), 7, 32)
+    usage = {"kind": "study", "role": "pretrain", "dataset": "shapes", "source": "synthetic shapes (stream 30)"}
+    save_checkpoint(path, model, classes=list("abcdefg"), weights="random", usage=usage)
+    return model
+
+
+def test_the_pretrain_stages_backbone_is_loaded_where_imagenet_weights_are_missing(monkeypatch, tmp_path):
+    def offline(family):
+        raise WeightsError("no ImageNet weights")
+
+    monkeypatch.setattr(zoo, "imagenet_state_dict", offline)
+    source = _pretrained_checkpoint(tmp_path / "model.pt")
+    backbone = load_backbone(tmp_path / "model.pt", "mobilenet_v3")
+    fallback = small("mobilenet_v3", weights="imagenet", fallback="pretrained")
+    for cfg in (fallback, small("mobilenet_v3", weights="pretrained")):
+        torch.manual_seed(2)
+        model, init = zoo.build_model("mobilenet_v3", cfg, 10, 32, pretrained=backbone)
+        assert init.startswith("pretrained on shapes (synthetic shapes (stream 30))")
+        assert (init.endswith("(ImageNet weights unavailable; fallback: pretrained)")) == (cfg.weights == "imagenet")
+        mine, theirs = model.net.state_dict(), source.net.state_dict()
+        backbone_keys = [k for k in mine if not k.startswith("classifier.")]
+        assert backbone_keys and all(torch.equal(mine[k], theirs[k]) for k in backbone_keys)  # BatchNorm's too
+        assert model.net.classifier[-1].out_features == 10  # a new head for the target's classes
+    with pytest.raises(ParamsError, match=r"models.mobilenet_v3 loads the pretrain stage's backbone"):
+        zoo.build_model("mobilenet_v3", small("mobilenet_v3", weights="pretrained"), 10, 32)
+    with pytest.raises(WeightsError, match=r"holds a mobilenet_v3 backbone, not a inception_v3"):
+        load_backbone(tmp_path / "model.pt", "inception_v3")
+
+
+def test_trained_batchnorm_statistics_follow_the_batches_within_a_few_steps():
+    """torchvision's MobileNetV3 BatchNorm momentum (0.01) leaves the running statistics near their
+    start after a short fit (evaluation at chance); cnnlab's transfer nets use torch's 0.1."""
+    model, _ = zoo.build_model("mobilenet_v3_scratch", small("mobilenet_v3", freeze_backbone=False), 10, 32)
+    bn = next(m for m in model.net.features.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    x = torch.rand(8, 3, 32, 32) * 4 + 2
+    features = {}
+    bn.register_forward_hook(lambda m, i, o: features.update(mean=i[0].mean((0, 2, 3))) or None)
+    model.train()
+    with torch.no_grad():
+        for _ in range(30):
+            model(x)
+    # 1 - 0.9**30 = 96% of the way to the batch mean (with 0.01: 26%)
+    assert torch.allclose(bn.running_mean, 0.96 * features["mean"], rtol=0.02, atol=1e-4)
 
 
 @pytest.mark.parametrize("family", ["mobilenet_v3", "inception_v3"])

@@ -27,6 +27,11 @@ BACKBONES = {
 MIN_SIZE = {"mobilenet_v3": 32, "inception_v3": 75}
 
 
+def backbone_state_dict(model: "TransferNet") -> dict:
+    """The backbone's weights (the head left out), as :class:`TransferNet` loads them."""
+    return {k: v for k, v in model.net.state_dict().items() if not k.startswith(f"{model.head_name}.")}
+
+
 def imagenet_state_dict(family: str, timeout: float = 30.0) -> dict:
     """torchvision's ImageNet weights of `family`, from the torch hub cache or downloaded into it.
 
@@ -44,8 +49,8 @@ def imagenet_state_dict(family: str, timeout: float = 30.0) -> dict:
             f"ImageNet weights for {family} are not in the torch cache ({target}) and could not be downloaded "
             f"({type(e).__name__}: {str(e)[:120]}). On a machine with internet run "
             f"`python -c \"import torchvision; torchvision.models.{builder}(weights='DEFAULT')\"` "
-            f"and copy {target.name} to {target.parent}, or set models.{family}.allow_random_init: true "
-            f"(or models.{family}.weights: none) to train from random weights."
+            f"and copy {target.name} to {target.parent}, or set the model's fallback: pretrained (the "
+            f"pretrain stage's backbone) or random (or its weights: none)."
         ) from None
     finally:
         socket.setdefaulttimeout(old)
@@ -79,9 +84,18 @@ class TransferNet(nn.Module):
             net = builder(weights=None, aux_logits=False, transform_input=True, init_weights=state_dict is None)
         else:
             net = builder(weights=None)
-        if state_dict is not None:
+        if state_dict is not None:  # ImageNet's (with its 1000-class head) or a pretrained backbone (without)
             state_dict = {k: v for k, v in state_dict.items() if not k.startswith("AuxLogits.")}
-            net.load_state_dict(state_dict)
+            missing, unexpected = net.load_state_dict(state_dict, strict=False)
+            wrong = [k for k in missing if not k.startswith(f"{head_name}.")] + list(unexpected)
+            if wrong:
+                raise WeightsError(f"the weights do not fit {family}'s backbone: {', '.join(wrong[:4])} ...")
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                # torchvision's MobileNetV3 keeps 1% of each batch's statistics (momentum 0.01): over the
+                # few hundred steps of a fine-tuning or a from-scratch run here the running statistics stay
+                # far from the batch ones and evaluation sits at chance. 0.1 is torch's default.
+                m.momentum = 0.1
         old_head = getattr(net, head_name)
         features = (old_head[0] if isinstance(old_head, nn.Sequential) else old_head).in_features
         setattr(

@@ -52,12 +52,21 @@ def _build(arch: dict, state_dict: dict | None = None) -> nn.Module:
     return Resized(model, size) if size != arch["image_size"] else model
 
 
-def build_model(name: str, cfg: StudyModel, num_classes: int, image_size: int) -> tuple[nn.Module, str]:
+def _pretrained(name: str, backbone: tuple[dict, str] | None) -> tuple[dict, str]:
+    if backbone is None:
+        raise ParamsError(f"models.{name} loads the pretrain stage's backbone: list it in transfer.models")
+    return backbone
+
+
+def build_model(
+    name: str, cfg: StudyModel, num_classes: int, image_size: int, pretrained: tuple[dict, str] | None = None
+) -> tuple[nn.Module, str]:
     """A fresh model for (image_size x image_size) inputs; returns (model, how its weights were initialised).
 
-    Transfer models with `weights: imagenet` load torchvision's ImageNet weights; when these are
-    unavailable they fail with :class:`WeightsError`, unless `allow_random_init` is set, in which
-    case the returned description says so.
+    Transfer models load their backbone by `weights`: imagenet (torchvision's ImageNet weights; where
+    these cannot be had, by `fallback`: the pretrained backbone, random weights, or a
+    :class:`WeightsError`), pretrained (`pretrained`: the pretrain stage's backbone weights and
+    how to describe them, from :func:`cnnlab.train.checkpoint.load_backbone`) or none.
     """
     # the family's own settings (not its training): what rebuilds the model from a checkpoint
     own = cfg.model_dump(exclude=set(StudyModel.model_fields))
@@ -67,10 +76,14 @@ def build_model(name: str, cfg: StudyModel, num_classes: int, image_size: int) -
     if family in BACKBONES and cfg.weights == "imagenet":
         try:
             state, init = imagenet_state_dict(family), "imagenet"
-        except WeightsError:
-            if not cfg.allow_random_init:
-                raise
-            init = "random (ImageNet weights unavailable; allow_random_init is set)"
+        except WeightsError as e:
+            if cfg.fallback == "error":
+                raise WeightsError(f"models.{name}: {e}") from None
+            if cfg.fallback == "pretrained":
+                state, init = _pretrained(name, pretrained)
+            init = f"{init} (ImageNet weights unavailable; fallback: {cfg.fallback})"
+    elif family in BACKBONES and cfg.weights == "pretrained":
+        state, init = _pretrained(name, pretrained)
     try:
         model = _build(arch, state)
     except ValueError as e:  # an input size the architecture cannot take

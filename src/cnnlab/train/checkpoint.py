@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cnnlab.errors import WeightsError
 from cnnlab.io import atomic_file
 from cnnlab.models import ObjectsCNN
 
@@ -37,3 +38,16 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
         model = ObjectsCNN(**arch)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), state
+
+
+def load_backbone(path: str | Path, family: str) -> tuple[dict, str]:
+    """The backbone weights of the pretrain stage's checkpoint (the head left out) for a transfer
+    model of `family`, and how to describe them ("pretrained on <dataset> (<source>)")."""
+    from cnnlab.models.transfer import backbone_state_dict
+
+    model, state = load_model(path)
+    if model.arch["family"] != family:
+        raise WeightsError(f"{path} holds a {model.arch['family']} backbone, not a {family} "
+                           "(transfer.pretrain must be of the family that loads it)")  # fmt: skip
+    usage = state["usage"]
+    return backbone_state_dict(model), f"pretrained on {usage['dataset']} ({usage['source']})"

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.config import Augment, StudyModel
+from cnnlab.config import Augment, StudyModel, needs_pretrained
 from cnnlab.data.arrays import ImageSet
 from cnnlab.metrics import classification_metrics
 from cnnlab.models.zoo import build_model
 from cnnlab.tensors import TensorData, evaluate, predict, seed_everything
+from cnnlab.train.checkpoint import load_backbone
 from cnnlab.train.loop import FitResult, fingerprint, fit
 
 
@@ -52,6 +53,7 @@ def run_study(
     device: torch.device,
     checkpoint: Path | None = None,
     on_epoch: Callable[[str, dict], None] | None = None,
+    pretrained: Path | None = None,
 ) -> StudyResult:
     """Train model `name` (params `cfg`) on `data`; see docs/manual.md, "The study".
 
@@ -59,6 +61,7 @@ def run_study(
       the training loss should fall to about zero while the validation loss rises.
     - retrain_epochs > 0: after validation, train a fresh model (same seed) on train+val for that
       many epochs; its predictions are the test predictions.
+    - pretrained: the pretrain stage's checkpoint, for transfer models that load its backbone.
     """
     from cnnlab.data.augment import build_augment  # torchvision: only where a study trains
 
@@ -70,8 +73,9 @@ def run_study(
     if cfg.single_batch:
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[: cfg.batch_size]
         train, augment, labels["train"] = train.subset(pick), None, labels["train"][pick.numpy()]
+    backbone = load_backbone(pretrained, cfg.family) if pretrained and needs_pretrained(cfg) else None
     seed_everything(seed)
-    model, init = build_model(name, cfg, classes, data.image_size)
+    model, init = build_model(name, cfg, classes, data.image_size, backbone)
     report_epoch = (lambda phase: lambda row: on_epoch(phase, row)) if on_epoch else (lambda phase: None)
     settings = {"model": name, "params": cfg.model_dump(), "augment": augment_cfg.model_dump(), "seed": seed,
                 "source": data.source}  # fmt: skip
@@ -88,7 +92,7 @@ def run_study(
     final = model
     if cfg.retrain_epochs:
         seed_everything(seed)
-        final, _ = build_model(name, cfg, classes, data.image_size)
+        final, _ = build_model(name, cfg, classes, data.image_size, backbone)
         both = TensorData(torch.cat([train.images, val.images]), torch.cat([train.labels, val.labels]))
         retrained = fit(
             final, both, None, cfg.model_copy(update={"epochs": cfg.retrain_epochs}), seed=seed, device=device,
