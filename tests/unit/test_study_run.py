@@ -134,6 +134,29 @@ def test_study_reports_and_retraining_on_train_and_val():
     assert np.isclose(result.report[-1]["f1"], m["val"]["macro_f1"])
 
 
+def test_a_transfer_cell_resumes_only_from_a_checkpoint_of_the_same_pretrained_backbone(tmp_path, monkeypatch):
+    from cnnlab.errors import WeightsError
+    from cnnlab.models import zoo
+    from cnnlab.train import study
+    from cnnlab.train.checkpoint import save_checkpoint
+
+    def offline(family):
+        raise WeightsError("no ImageNet weights")
+
+    monkeypatch.setattr(zoo, "imagenet_state_dict", offline)
+    fingerprints = []
+    monkeypatch.setattr(study, "fit", lambda *a, **k: fingerprints.append(k["fingerprint"]) or study.FitResult([], 1))
+    cfg = model("mobilenet_v3", epochs=1)
+    for seed in (0, 0, 1):  # the same backbone twice, then another
+        torch.manual_seed(seed)
+        scratch, _ = build_model("mobilenet_v3_pretrain", P.models["mobilenet_v3_pretrain"], 4, 32)
+        save_checkpoint(tmp_path / "model.pt", scratch, usage={"dataset": "shapes", "source": "test"})
+        result = run_study(tiny_prepared(size=32), "mobilenet_v3", cfg, NO_AUG, seed=0, device=CPU,
+                           checkpoint=tmp_path / "cell.pt", pretrained=tmp_path / "model.pt")  # fmt: skip
+        assert result.init == "pretrained on shapes (test) (ImageNet weights unavailable; fallback: pretrained)"
+    assert fingerprints[0] == fingerprints[1] != fingerprints[2]
+
+
 def test_unlabelled_test_set_gets_predictions_but_no_test_metrics():
     data = tiny_prepared()
     data.splits["test"].index["label"] = ""

@@ -4,6 +4,7 @@ files, draws the figures and logs to MLflow."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,8 @@ def run_study(
     report_epoch = (lambda phase: lambda row: on_epoch(phase, row)) if on_epoch else (lambda phase: None)
     settings = {"model": name, "params": cfg.model_dump(), "augment": augment_cfg.model_dump(), "seed": seed,
                 "source": data.source}  # fmt: skip
+    if init.startswith("pretrained"):  # a checkpoint trained from another pretrained backbone is not resumed
+        settings["backbone"] = hashlib.sha256(Path(pretrained).read_bytes()).hexdigest()
     result = fit(
         model, train, val, cfg, seed=seed, device=device, checkpoint=checkpoint,
         fingerprint=fingerprint(settings, train, val) if checkpoint else None,
