@@ -157,6 +157,16 @@ def test_a_transfer_cell_resumes_only_from_a_checkpoint_of_the_same_pretrained_b
     assert fingerprints[0] == fingerprints[1] != fingerprints[2]
 
 
+def test_a_last_batch_that_batchnorm_cannot_train_on_names_the_key_to_change():
+    from cnnlab.errors import ParamsError
+
+    cfg = model("mobilenet_v3_scratch", batch_size=8, epochs=1)  # 32 px: MobileNetV3's last layers are 1 x 1
+    with pytest.raises(ParamsError, match=r"models.mobilenet_v3_scratch: the last training batch holds 1 image "
+                                          r"\(9 images, batch_size 8\).*set models.mobilenet_v3_scratch.batch_size"):
+        run_study(tiny_prepared(n_train=9, size=32), "mobilenet_v3_scratch", cfg, NO_AUG, seed=0, device=CPU)
+    run_study(tiny_prepared(n_train=10, size=32), "mobilenet_v3_scratch", cfg, NO_AUG, seed=0, device=CPU)
+
+
 def test_unlabelled_test_set_gets_predictions_but_no_test_metrics():
     data = tiny_prepared()
     data.splits["test"].index["label"] = ""

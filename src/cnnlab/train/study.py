@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -16,6 +17,7 @@ from torch import nn
 
 from cnnlab.config import Augment, StudyModel, needs_pretrained
 from cnnlab.data.arrays import ImageSet
+from cnnlab.errors import ParamsError
 from cnnlab.metrics import classification_metrics
 from cnnlab.models.zoo import build_model
 from cnnlab.tensors import TensorData, evaluate, predict, seed_everything
@@ -35,6 +37,22 @@ class StudyResult:
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # split -> predicted class indices
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (N, classes) softmax
     seconds: float = 0.0
+
+
+@contextmanager
+def _one_image_batches(name: str, batch_size: int, images: int):
+    """torch's BatchNorm refuses to train on one value per channel: a last batch of one image where
+    a layer's output is 1 x 1 (MobileNetV3 at 32 px). Say which key to change instead."""
+    try:
+        yield
+    except ValueError as e:
+        if "Expected more than 1 value per channel when training" not in str(e):
+            raise
+        raise ParamsError(
+            f"models.{name}: the last training batch holds 1 image ({images} images, batch_size {batch_size}) and "
+            f"BatchNorm cannot train on it at this input size; set models.{name}.batch_size so that the last "
+            f"batch holds 2 or more, or a larger models.{name}.input_size"
+        ) from None
 
 
 def _scores(model: nn.Module, images: torch.Tensor, classes: int, device) -> np.ndarray:
@@ -82,11 +100,12 @@ def run_study(
                 "source": data.source}  # fmt: skip
     if init.startswith("pretrained"):  # a checkpoint trained from another pretrained backbone is not resumed
         settings["backbone"] = hashlib.sha256(Path(pretrained).read_bytes()).hexdigest()
-    result = fit(
-        model, train, val, cfg, seed=seed, device=device, checkpoint=checkpoint,
-        fingerprint=fingerprint(settings, train, val) if checkpoint else None,
-        on_epoch=report_epoch("fit"), augment=augment, name=f"{data.name}-{name}",
-    )  # fmt: skip
+    with _one_image_batches(name, cfg.batch_size, len(train)):
+        result = fit(
+            model, train, val, cfg, seed=seed, device=device, checkpoint=checkpoint,
+            fingerprint=fingerprint(settings, train, val) if checkpoint else None,
+            on_epoch=report_epoch("fit"), augment=augment, name=f"{data.name}-{name}",
+        )  # fmt: skip
     retrained = None
     train_loss, train_acc = evaluate(model, train, device)
     val_loss, _ = evaluate(model, val, device)
@@ -97,10 +116,11 @@ def run_study(
         seed_everything(seed)
         final, _ = build_model(name, cfg, classes, data.image_size, backbone)
         both = TensorData(torch.cat([train.images, val.images]), torch.cat([train.labels, val.labels]))
-        retrained = fit(
-            final, both, None, cfg.model_copy(update={"epochs": cfg.retrain_epochs}), seed=seed, device=device,
-            on_epoch=report_epoch("retrain"), augment=augment, name=f"{data.name}-{name} retrain",
-        )  # fmt: skip
+        with _one_image_batches(name, cfg.batch_size, len(both)):
+            retrained = fit(
+                final, both, None, cfg.model_copy(update={"epochs": cfg.retrain_epochs}), seed=seed, device=device,
+                on_epoch=report_epoch("retrain"), augment=augment, name=f"{data.name}-{name} retrain",
+            )  # fmt: skip
     test = data.splits["test"]
     probs["test"] = _scores(final, torch.from_numpy(np.ascontiguousarray(test.images)), classes, device)
     preds = {split: p.argmax(1) for split, p in probs.items()}
