@@ -12,6 +12,7 @@ import pandas as pd
 
 from cnnlab import figures
 from cnnlab.data.arrays import load_images
+from cnnlab.data.split import first_per_class
 from cnnlab.errors import ParamsError
 from cnnlab.io import atomic_dir, write_csv, write_json
 from cnnlab.stage import device, log_model, run_stage, write_figures
@@ -44,7 +45,8 @@ def main(p, args):
               **cfg.flat("model."), **p.augment.flat("augment.")}  # fmt: skip
     stage = f"study@{cell}"
     if args.model in p.transfer.models:  # a cell of the transfer matrix: its few training images
-        data.splits["train"] = data.splits["train"].first_per_class(p.transfer.train_per_class)
+        train = data.splits["train"]
+        data.splits["train"] = train.subset(first_per_class(train.index.label.to_numpy(), p.transfer.train_per_class))
         params.update(p.transfer.flat("transfer."))
         stage = f"transfer@{cell}"
     tags = {"cnnlab.dataset": data.name, "cnnlab.model": args.model, "cnnlab.family": cfg.family}

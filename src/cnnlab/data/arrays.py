@@ -39,14 +39,6 @@ class Split:
         lookup = {c: i for i, c in enumerate(classes)}
         return np.array([lookup.get(label, -1) for label in self.index.label], np.int64)
 
-    def first_per_class(self, n: int) -> "Split":
-        """The first `n` images of each label (in the split's order); n = 0: all of them."""
-        if not n:
-            return self
-        rows = np.flatnonzero(self.index.groupby("label").cumcount().to_numpy() < n)
-        masks = None if self.masks is None else self.masks[rows]
-        return Split(self.images[rows], self.index.iloc[rows].reset_index(drop=True), masks)
-
     def truth(self, rows=slice(None)) -> np.ndarray | None:
         """The object masks of `rows`, or None unless every one of them has a mask."""
         if self.masks is None or not self.index.has_mask.to_numpy()[rows].all():

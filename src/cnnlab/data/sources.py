@@ -28,7 +28,7 @@ from tqdm import tqdm
 from cnnlab.config import Cifar10Dataset, Dataset, FolderDataset, ImagenetteDataset, SyntheticDataset
 from cnnlab.data.arrays import ImageSet, Split
 from cnnlab.data.objects import IMAGE_SUFFIXES, load_rgb
-from cnnlab.data.split import stratified_split
+from cnnlab.data.split import first_per_class, stratified_split
 from cnnlab.data.synthetic_classes import CLASS_SHAPES, generate_class_images
 from cnnlab.errors import DatasetError
 
@@ -58,13 +58,6 @@ def decode_square(paths: list[Path], size: int, desc: str) -> np.ndarray:
         image = torch.from_numpy(load_rgb(path).copy()).permute(2, 0, 1)  # DatasetError names an unreadable file
         out[i] = _square(image, size).numpy()
     return out
-
-
-def _limit(labels: np.ndarray, per_class: int) -> np.ndarray:
-    """Indices of the first `per_class` images of every class (all when 0)."""
-    if not per_class:
-        return np.arange(len(labels))
-    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)]))
 
 
 def _hold_out(train: Split, classes: list[str], val_fraction: float, seed: int) -> tuple[Split, Split]:
@@ -101,7 +94,7 @@ def _cifar10(name: str, cfg: Cifar10Dataset, seed: int) -> ImageSet:
                 f"and extract it into {root}; or run a synthetic dataset offline (study.datasets)."
             ) from None
         labels = np.asarray(ds.targets, np.int64)
-        keep = _limit(labels, cfg.limit_per_class)
+        keep = first_per_class(labels, cfg.limit_per_class)
         images = torch.from_numpy(np.ascontiguousarray(ds.data[keep].transpose(0, 3, 1, 2)))
         if cfg.image_size != 32:
             from torchvision.transforms.v2 import functional as TF
@@ -146,7 +139,7 @@ def _folder(name: str, cfg: FolderDataset, seed: int) -> ImageSet:
             f"datasets.{name}.root to it."
         )
     paths, labels, classes = _class_tree(root / "train", None)
-    keep = _limit(labels, cfg.limit_per_class)
+    keep = first_per_class(labels, cfg.limit_per_class)
     paths, labels = [paths[i] for i in keep], labels[keep]
 
     def decoded(ps: list[Path], ls: np.ndarray, split: str) -> Split:
@@ -191,7 +184,7 @@ def _imagenette(name: str, cfg: ImagenetteDataset, seed: int) -> ImageSet:
             ) from None
         items = [ds[i] for i in range(len(ds))]  # (path, label); the loader returns the path
         labels = np.asarray([label for _, label in items], np.int64)
-        keep = _limit(labels, cfg.limit_per_class)
+        keep = first_per_class(labels, cfg.limit_per_class)
         paths = [Path(items[i][0]) for i in keep]
         ids = [os.path.relpath(p, root) for p in paths]
         classes = [names[0] for names in ds.classes]

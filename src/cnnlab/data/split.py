@@ -23,3 +23,10 @@ def stratified_split(labels, val_fraction: float, seed: int) -> tuple[np.ndarray
     idx = np.arange(len(labels))
     train_idx, val_idx = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=labels)
     return np.sort(train_idx), np.sort(val_idx)
+
+
+def first_per_class(labels: np.ndarray, per_class: int) -> np.ndarray:
+    """Indices (in order) of the first `per_class` images of every class (all when 0)."""
+    if not per_class:
+        return np.arange(len(labels))
+    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)]))
