@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import yaml
@@ -95,14 +97,33 @@ def copy_repo(template: Path, dest: Path) -> Path:
     return dest
 
 
+def shared_repo(tmp_path_factory, name: str, params: dict, build: Callable[[Path], None]) -> Path:
+    """A repository made by make_repo, then `build(repo)`, once per test run: under pytest-xdist
+    the first worker to ask makes it while the others wait on a lock file, and all use it. Tests
+    take a copy (copy_repo) and never change it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # this run's folder, above each worker's own
+    folder, made = root / f"shared-{name}", root / f"shared-{name}.made"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not made.exists():  # (a worker whose build failed left no mark: the next one starts over)
+            shutil.rmtree(folder, ignore_errors=True)
+            build(make_repo(folder / "repo", params))
+            made.touch()
+    return folder / "repo"
+
+
 @pytest.fixture(scope="session")
 def chain_template(tmp_path_factory) -> Path:
     """The tiny repository after `dvc repro evaluate` (the objects chain), committed; made once
-    per session, tests take a copy (`chain_repo`)."""
-    repo = make_repo(tmp_path_factory.mktemp("chain") / "repo", TINY)
-    sh("dvc repro evaluate", repo)
-    sh("git add -A && git commit -qm 'the objects chain'", repo)
-    return repo
+    per test run, tests take a copy (`chain_repo`)."""
+
+    def build(repo: Path) -> None:
+        sh("dvc repro evaluate", repo)
+        sh("git add -A && git commit -qm 'the objects chain'", repo)
+
+    return shared_repo(tmp_path_factory, "chain", TINY, build)
 
 
 @pytest.fixture

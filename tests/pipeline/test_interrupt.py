@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from cnnlab.config import merge
-from tests.pipeline.conftest import TINY, clean_env, copy_repo, free_port, make_repo, mlflow_server, sh
+from tests.pipeline.conftest import TINY, clean_env, copy_repo, free_port, mlflow_server, sh, shared_repo
 
 pytestmark = pytest.mark.slow
 
@@ -34,9 +34,7 @@ PARAMS = merge(TINY, {
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     """The repository with everything train_classifier reads (made once; each test takes a copy)."""
-    repo = make_repo(tmp_path_factory.mktemp("interrupt") / "repo", PARAMS)
-    sh("dvc repro gradcam_mask", repo)
-    return repo
+    return shared_repo(tmp_path_factory, "interrupt", PARAMS, lambda repo: sh("dvc repro gradcam_mask", repo))
 
 
 def _stage_process(root: psutil.Process, script: str, timeout: float = 120) -> psutil.Process:
