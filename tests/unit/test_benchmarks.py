@@ -32,9 +32,9 @@ def test_every_case_measures_both_sides(results):
     assert 0 < results["flops"]["fraction"] < 1.5
     assert results["machine"]["cores"] >= 1 and "stand-in" in results["inputs"]
     assert {g["case"] for g in results["goals"]} == {
-        "training", "gradcam", "flops", "pipeline", "pipeline_noop", "tests", "study"
+        "training", "gradcam", "flops", "pipeline", "pipeline_noop", "tests", "study", "transfer"
     }  # fmt: skip
-    for case in ("pipeline", "tests", "study"):  # --quick leaves out the clean repro and the suite
+    for case in ("pipeline", "tests", "study", "transfer"):  # --quick leaves out the clean repro and the suite
         assert next(g for g in results["goals"] if g["case"] == case)["verdict"] == "not run"
 
 
@@ -43,3 +43,30 @@ def test_gradcam_is_compared_at_equal_masks(results):
         assert "pip install" in results["gradcam"]["skipped"]
         pytest.skip("pytorch-grad-cam is a benchmark-only dependency (.[bench]), not installed here")
     assert results["gradcam"]["mask_iou"] >= 0.99
+
+
+def test_the_transfer_goal_pairs_each_pretrained_cell_with_its_random_twin():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import run as bench
+    finally:
+        sys.path.pop(0)
+
+    def cell(dataset, weights, frozen, acc, family="mobilenet_v3"):
+        return {"matrix": "transfer", "dataset": dataset, "family": family, "frozen": frozen,
+                "weights": weights, "test_accuracy": acc}  # fmt: skip
+
+    cells = {
+        "a-frozen": cell("a", "pretrained on shapes", True, 0.65), "a-frozen-random": cell("a", "random", True, 0.10),
+        "a-tuned": cell("a", "imagenet", False, 0.56), "a-tuned-random": cell("a", "random", False, 0.50),
+        "b-frozen": cell("b", "pretrained on shapes", True, 0.72), "b-frozen-random": cell("b", "random", True, 0.12),
+        "b-simple": {"matrix": "study", "weights": "random", "test_accuracy": 0.01},  # not a transfer cell
+    }
+    gains = bench.transfer_gains(cells)
+    assert gains == pytest.approx({"a-frozen - a-frozen-random": 0.55, "a-tuned - a-tuned-random": 0.06,
+                                   "b-frozen - b-frozen-random": 0.60})  # fmt: skip
+    row = next(r for r in bench.summary_rows({"pipeline": {"study": cells}}) if r[0] == "transfer")
+    assert row[1] == "0.06" and row[3] == "NOT met"
+    cells["a-tuned"]["test_accuracy"] = 0.70
+    row = next(r for r in bench.summary_rows({"pipeline": {"study": cells}}) if r[0] == "transfer")
+    assert row[1] == "0.2" and row[3] == "met"
