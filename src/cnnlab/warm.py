@@ -202,9 +202,12 @@ def _delegate(conn: socket.socket) -> int | None:
     """Send the request, forward signals to the child until it ends; its wait status (None:
     refused before a child started)."""
     request = json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": _umask()}).encode()
-    socket.send_fds(conn, [struct.pack("!I", len(request)) + request], [0, 1, 2])
     reader = conn.makefile("rb")
-    first = reader.readline()
+    try:
+        socket.send_fds(conn, [struct.pack("!I", len(request)) + request], [0, 1, 2])
+        first = reader.readline()
+    except OSError:  # the server closed the connection unread (it was stopping): no child started
+        return None
     if not first:
         return None
     message = json.loads(first)
@@ -213,7 +216,10 @@ def _delegate(conn: socket.socket) -> int | None:
     pid = message["pid"]
     for sig in FORWARDED:
         signal.signal(sig, lambda signum, frame: _forward(pid, signum))
-    line = reader.readline()
+    try:
+        line = reader.readline()
+    except OSError:
+        line = b""
     if not line:  # the server died: the child's status is lost
         print(f"error: the warm stage server ended before stage process {pid}; run the stage again "
               "(CNNLAB_WARM=0 runs it without the server)", file=sys.stderr)  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -118,6 +119,15 @@ def test_killing_the_caller_outright_kills_the_stage(env, tmp_path):
     caller.kill()
     caller.wait(30)
     assert _gone(child)
+
+
+def test_a_server_that_closes_the_connection_unread_lets_the_stage_run_itself():
+    # a server that stops (idle, or its libraries changed) drops the connections still in its
+    # backlog: the stage's request meets a broken pipe, no child was started, the stage runs here
+    stage, server = socket.socketpair()
+    server.close()
+    with stage:
+        assert warm._delegate(stage) is None
 
 
 def test_without_the_server_the_script_runs_itself(env, tmp_path):
