@@ -70,3 +70,17 @@ def test_the_transfer_goal_pairs_each_pretrained_cell_with_its_random_twin():
     cells["a-tuned"]["test_accuracy"] = 0.70
     row = next(r for r in bench.summary_rows({"pipeline": {"study": cells}}) if r[0] == "transfer")
     assert row[1] == "0.2" and row[3] == "met"
+
+
+def test_a_suite_that_failed_meets_no_time_goal():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import run as bench
+    finally:
+        sys.path.pop(0)
+    passed = {"seconds": 600.0, "returncode": 0, "summary": "551 passed in 600s", "failed": []}
+    failed = {"seconds": 600.0, "returncode": 1, "summary": "1 failed, 550 passed in 600s",
+              "failed": ["FAILED tests/unit/test_x.py::test_y - AssertionError"]}  # fmt: skip
+    for tests, verdict in ((passed, "met"), (failed, "NOT met: the suite failed (1 failed, 550 passed in 600s)")):
+        (row,) = [r for r in bench.summary_rows({"tests": tests}) if r[0] == "tests"]
+        assert row == ("tests", "600", "pytest, s <= 720", verdict)
