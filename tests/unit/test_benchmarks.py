@@ -10,13 +10,19 @@ import pytest
 from tests.conftest import REPO
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def benchmarks():
+    """benchmarks/run.py as a module."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         import run as bench
     finally:
         sys.path.pop(0)
+    return bench
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    bench = benchmarks()
     out = tmp_path_factory.mktemp("bench") / "benchmarks.json"
     bench.main(["--quick", "--out", str(out)])
     return json.loads(out.read_text())
@@ -46,11 +52,7 @@ def test_gradcam_is_compared_at_equal_masks(results):
 
 
 def test_the_transfer_goal_pairs_each_pretrained_cell_with_its_random_twin():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import run as bench
-    finally:
-        sys.path.pop(0)
+    bench = benchmarks()
 
     def cell(dataset, weights, frozen, acc, family="mobilenet_v3"):
         return {"matrix": "transfer", "dataset": dataset, "family": family, "frozen": frozen,
@@ -73,11 +75,7 @@ def test_the_transfer_goal_pairs_each_pretrained_cell_with_its_random_twin():
 
 
 def test_a_suite_that_failed_meets_no_time_goal():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import run as bench
-    finally:
-        sys.path.pop(0)
+    bench = benchmarks()
     passed = {"seconds": 600.0, "returncode": 0, "summary": "551 passed in 600s", "failed": []}
     failed = {"seconds": 600.0, "returncode": 1, "summary": "1 failed, 550 passed in 600s",
               "failed": ["FAILED tests/unit/test_x.py::test_y - AssertionError"]}  # fmt: skip
