@@ -402,7 +402,8 @@ def transfer_gains(cells: dict) -> dict[str, float]:
     """Test accuracy of each transfer cell with a pretrained backbone minus that of the cell with
     the same family, dataset and freezing from random weights: {"<pretrained> - <random>": gain}."""
     transfer = {n: c for n, c in cells.items() if c.get("matrix") == "transfer" and c["test_accuracy"] is not None}
-    random = {n: c for n, c in transfer.items() if c["weights"] == "random"}
+    # "random", or "random (ImageNet weights unavailable; ...)" where a model's fallback was random
+    random = {n: c for n, c in transfer.items() if c["weights"].startswith("random")}
 
     def twin(c: dict) -> tuple:
         return c["dataset"], c["family"], c["frozen"]

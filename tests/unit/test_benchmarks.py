@@ -63,10 +63,12 @@ def test_the_transfer_goal_pairs_each_pretrained_cell_with_its_random_twin():
         "a-tuned": cell("a", "imagenet", False, 0.56), "a-tuned-random": cell("a", "random", False, 0.50),
         "b-frozen": cell("b", "pretrained on shapes", True, 0.72), "b-frozen-random": cell("b", "random", True, 0.12),
         "b-simple": {"matrix": "study", "weights": "random", "test_accuracy": 0.01},  # not a transfer cell
+        # weights: imagenet that fell back to random is a random backbone, not a pretrained one
+        "b-fallback": cell("b", "random (ImageNet weights unavailable; fallback: random)", True, 0.11),
     }
     gains = bench.transfer_gains(cells)
     assert gains == pytest.approx({"a-frozen - a-frozen-random": 0.55, "a-tuned - a-tuned-random": 0.06,
-                                   "b-frozen - b-frozen-random": 0.60})  # fmt: skip
+                                   "b-frozen - b-frozen-random": 0.60, "b-frozen - b-fallback": 0.61})  # fmt: skip
     row = next(r for r in bench.summary_rows({"pipeline": {"study": cells}}) if r[0] == "transfer")
     assert row[1] == "0.06" and row[3] == "NOT met"
     cells["a-tuned"]["test_accuracy"] = 0.70
