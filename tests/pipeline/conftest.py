@@ -29,7 +29,8 @@ SHRINK = {
     "background_classifier": {"epochs": 1, "batch_size": 4, "hidden": 16},
     "gradcam": {"batch_size": 16},
     "classifier": {"epochs": 1, "batch_size": 8, "hidden": 16},
-    "study": {"models": ["simple_cnn", "resnet"]},
+    # both stand-ins (configs/full.yaml), so that the matrices have two datasets
+    "study": {"datasets": ["cifar10", "imagenet10"], "models": ["simple_cnn", "resnet"]},
     "transfer": {"models": ["mobilenet_v3"], "train_per_class": 2},
     "datasets": {
         "cifar10": {"train_per_class": 3, "test_per_class": 1, "val_fraction": 0.34},
@@ -43,7 +44,7 @@ SHRINK = {
         "mobilenet_v3_pretrain": {"epochs": 1, "batch_size": 8},
     },
     "augment": {"rotate_shift": {"p": 0.0}, "cutmix": {"p": 0.5}},
-    # visualize.features_cell (imagenet10-imagenet10_cnn) is not in this matrix: it falls back
+    # visualize.features_cell (cifar10-imagenet10_cnn) is not in this matrix: it falls back
     "visualize": {"class_images": {"steps": 4}},
 }
 TINY = params_data(SHRINK)

@@ -155,7 +155,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     assert len(pngs) == len(REPORT_FIGURES) + len(CELLS) * len(CELL_FIGURES)  # nothing drawn twice
     vis = json.loads((repo / "metrics/visualize.json").read_text())
     assert vis["figures"] == len(pngs) and vis["class_images"]["cell"] == "cifar10-simple_cnn"
-    # imagenet10-imagenet10_cnn (params.yaml) is not in the tiny matrix: the first cell is used
+    # cifar10-imagenet10_cnn (params.yaml) is not in the tiny matrix: the first cell is used
     assert vis["used"] == {"features_cell": "cifar10-simple_cnn", "deconv_cell": "cifar10-resnet",
                            "class_images_cell": "cifar10-simple_cnn", "augment_dataset": "cifar10"}  # fmt: skip
     assert len(vis["class_images"]["confidence"]) == 10

@@ -27,6 +27,12 @@ def test_the_real_data_delta_applied_by_dvc_gives_the_merged_params(tmp_path):
     assert _applied_by_dvc(tmp_path, delta) == merge(REPO_PARAMS, delta)
 
 
+def test_the_full_stand_in_delta_applied_by_dvc_gives_the_merged_params(tmp_path):
+    delta = yaml.safe_load((REPO / "configs/full.yaml").read_text())
+    applied = _applied_by_dvc(tmp_path, delta)
+    assert applied == merge(REPO_PARAMS, delta) and applied["study"]["datasets"] == ["cifar10", "imagenet10"]
+
+
 def test_a_new_dataset_is_added_whole_and_strings_keep_their_spaces(tmp_path):
     delta = {"datasets": {"my_flowers": FLOWERS}, "study": {"datasets": ["my_flowers"]}}
     assert overrides(delta, REPO_PARAMS)[0].startswith("+datasets.my_flowers={source:")

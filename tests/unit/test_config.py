@@ -172,6 +172,14 @@ def test_flat_for_logging():
     assert flat["models.resnet.width"] == REPO_PARAMS["models"]["resnet"]["width"]
 
 
+def test_the_full_stand_in_delta_adds_the_imagenet10_stand_in_to_both_matrices():
+    p = make_params(yaml.safe_load((REPO / "configs/full.yaml").read_text()))
+    assert make_params().study.datasets == ("cifar10",)
+    assert p.study.datasets == ("cifar10", "imagenet10") and p.datasets["imagenet10"].source == "synthetic"
+    assert len(p.cells()) == 2 * (len(p.study.models) + len(p.transfer.models)) == 16
+    assert p.cell("features_cell") == ("imagenet10-imagenet10_cnn", "")
+
+
 def test_real_data_delta_is_small_and_valid():
     delta = yaml.safe_load((REPO / "configs/real.yaml").read_text())
     p = make_params(delta)
@@ -226,7 +234,7 @@ def test_the_transfer_matrix_and_its_pretrained_backbone_must_fit_together(data,
     # a model that falls back to random weights, not to the pretrained backbone, may be in the study
     p = make_params({"study": {"models": ["mobilenet_v3"]}, "transfer": {"models": ["mobilenet_v3_scratch"]},
                      "models": {"mobilenet_v3": {"fallback": "random"}}})  # fmt: skip
-    assert p.cells()[-1] == "imagenet10-mobilenet_v3_scratch"
+    assert p.cells()[-1] == "cifar10-mobilenet_v3_scratch"
 
 
 def test_changing_the_study_matrix_alone_never_fails_and_figures_fall_back_to_cells_in_it():
