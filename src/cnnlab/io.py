@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Iterator
 
@@ -72,6 +73,19 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
         if isinstance(e, OSError) and not isinstance(e, OutputError):
             raise _explain(e, path) from e
         raise
+
+
+def pack_folder(folder: str | Path, path: str | Path) -> Path:
+    """Write the files under `folder` into the zip file `path` (atomically), uncompressed, in
+    sorted order with fixed timestamps: the same files give the same bytes."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    with atomic_file(path, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+        for p in files:
+            info = zipfile.ZipInfo(p.relative_to(folder).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, p.read_bytes())
+    return Path(path)
 
 
 def write_json(path: str | Path, data: dict) -> None:

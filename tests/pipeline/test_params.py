@@ -27,7 +27,7 @@ def test_deleting_a_key_stops_dvc_repro_naming_it_before_any_stage_works(tmp_pat
     repo = make_repo(tmp_path / "repo", params)
     out = sh("dvc repro", repo, check=False)
     assert out.returncode != 0 and ".".join(path) in out.stdout + out.stderr, out.stdout + out.stderr
-    assert not (repo / "data/raw/objects").exists() and not (repo / "dvc.lock").exists()  # nothing was made
+    assert not (repo / "data/raw/objects.zip").exists() and not (repo / "dvc.lock").exists()  # nothing was made
 
 
 def test_a_folder_dataset_named_by_the_user_runs_through_the_study(tmp_path):

@@ -203,3 +203,42 @@ def test_paired_image_without_its_test_image_is_an_error(tiny_objects):
     shutil.copy(tiny_objects / "paired/img_0000.jpg", tiny_objects / "paired/img_9999.jpg")
     with pytest.raises(DatasetError, match=r"img_9999.jpg: paired image without a test image .*test/img_9999.jpg"):
         read_objects(tiny_objects)
+
+
+def _zip_of(folder, path, top=""):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:  # as a user's zip tool would: with folder entries
+        for p in sorted(folder.rglob("*")):
+            zf.write(p, f"{top}{p.relative_to(folder).as_posix()}")
+    return path
+
+
+@pytest.mark.parametrize("top", ["", "objects/"], ids=["files at the top", "one top folder"])
+def test_a_zip_of_the_folder_reads_as_the_folder_with_the_same_pixels(tiny_objects, tmp_path, top):
+    folder = read_objects(tiny_objects)
+    packed = read_objects(_zip_of(tiny_objects, tmp_path / "objects.zip", top))
+    pd.testing.assert_frame_equal(packed.rows, folder.rows)
+    assert packed.classes == folder.classes
+    assert packed.source == f"synthetic (cnnlab generator, seed 1) at {tmp_path / 'objects.zip'}"
+    for split in ("train", "test", "paired"):
+        a, b = crop_split(folder, split, 16), crop_split(packed, split, 16)
+        assert np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks)
+
+
+def test_the_generate_stages_pack_is_byte_stable_and_reads_back(tiny_objects, tmp_path):
+    from cnnlab.io import pack_folder
+
+    first = pack_folder(tiny_objects, tmp_path / "a.zip").read_bytes()
+    (tiny_objects / "boxes.csv").touch()  # a newer modification time changes nothing
+    assert pack_folder(tiny_objects, tmp_path / "b.zip").read_bytes() == first
+    assert len(read_objects(tmp_path / "b.zip").rows) == len(read_objects(tiny_objects).rows)
+
+
+def test_bad_zips_are_named(tiny_objects, tmp_path):
+    (tmp_path / "not.zip").write_bytes(b"plain text")
+    with pytest.raises(DatasetError, match=r"not.zip does not exist \(and is not a .zip file\).*objects.root"):
+        read_objects(tmp_path / "not.zip")
+    (tiny_objects / "boxes.csv").unlink()
+    with pytest.raises(DatasetError, match=r"objects.zip/boxes.csv not found"):
+        read_objects(_zip_of(tiny_objects, tmp_path / "objects.zip"))

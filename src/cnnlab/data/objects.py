@@ -1,6 +1,7 @@
 """Reader for the objects dataset format ("bring your own data").
 
-A dataset folder holds::
+A dataset folder (or a .zip file of one: the `generate` stage packs the built-in dataset so, as
+one file for DVC to hash instead of thousands) holds::
 
     train/<class>/<name>.png|jpg   RGB images, one folder per class
     test/<name>.png|jpg            unlabelled test images
@@ -16,7 +17,9 @@ A dataset folder holds::
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +39,8 @@ class ObjectsDataset:
     """A validated objects dataset.
 
     Attributes:
-        root: the dataset folder.
+        root: the dataset folder, or the top of a packed one (a zipfile.Path); `root / path`
+            is an image either way (:func:`load_rgb` reads both).
         classes: class names (the folders of train/, sorted).
         rows: one row per image: split, path, label ('' for unlabelled test rows), x, y, w, h,
             width, height (image size), mask (relative mask path or ''). Images of paired/ are
@@ -44,7 +48,7 @@ class ObjectsDataset:
         source: a short description of where the data came from (recorded with every metric).
     """
 
-    root: Path
+    root: Path | zipfile.Path
     classes: tuple[str, ...]
     rows: pd.DataFrame
     source: str
@@ -58,10 +62,39 @@ def _line(i: int) -> str:
     return f"line {i + 2}"
 
 
-def _image_files(folder: Path) -> list[Path]:
+def dataset_root(root: str | Path) -> Path | zipfile.Path | None:
+    """The dataset at `root`: a folder as it is; a .zip file as a zipfile.Path of its top (or of
+    its one top folder, for a zip made of the folder itself); None when it is neither."""
+    root = Path(root)
+    if root.is_dir():
+        return root
+    if not (root.is_file() and zipfile.is_zipfile(root)):
+        return None
+    top = zipfile.Path(zipfile.ZipFile(root))
+    if not (top / "boxes.csv").is_file():
+        inner = list(top.iterdir())
+        if len(inner) == 1 and inner[0].is_dir():
+            return inner[0]
+    return top
+
+
+def _readable(path):
+    """What PIL and pandas open: a file path as it is, a member of a packed dataset as bytes."""
+    return io.BytesIO(path.read_bytes()) if isinstance(path, zipfile.Path) else path
+
+
+def _rel(path, root) -> str:
+    """`path` relative to the dataset root, with /."""
+    if isinstance(path, zipfile.Path):
+        return path.at[len(root.at) :].rstrip("/")
+    return path.relative_to(root).as_posix()
+
+
+def _image_files(folder) -> list:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    images = (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(images, key=lambda p: p.name)
 
 
 def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -69,7 +102,7 @@ def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     file and what is wrong (empty, malformed, a column missing). A byte-order mark is allowed."""
     try:
         # utf-8-sig: spreadsheets often write a byte-order mark before the header
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        frame = pd.read_csv(_readable(path), dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise DatasetError(f"{path}: file is empty; expected the header {','.join(columns)}") from None
     except pd.errors.ParserError as e:
@@ -84,27 +117,29 @@ def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     return frame
 
 
-def _describe_source(root: Path) -> str:
+def _describe_source(root, given: Path) -> str:
     marker = root / GENERATOR_MARKER
     if marker.is_file():
         info = json.loads(marker.read_text())
-        return f"synthetic (cnnlab generator, seed {info.get('seed')}) at {root}"
-    return f"folder {root}"
+        return f"synthetic (cnnlab generator, seed {info.get('seed')}) at {given}"
+    return f"{'folder' if given.is_dir() else 'zip file'} {given}"
 
 
 def read_objects(root: str | Path) -> ObjectsDataset:
-    """Read and validate an objects dataset folder (without decoding the images).
+    """Read and validate an objects dataset folder, or a .zip of one (without decoding the images).
 
     Image headers are opened to learn each image's size, so boxes are checked against it.
 
     Raises:
         DatasetError: naming the file, the boxes.csv line or the class, and what to do.
     """
-    root = Path(root)
-    if not root.is_dir():
+    given = Path(root)
+    root = dataset_root(given)
+    if root is None:
         raise DatasetError(
-            f"dataset folder {root} does not exist; set params key 'objects.root' to a folder in the "
-            "objects format (see README, 'Bring your own data')"
+            f"dataset folder {given} does not exist{' (and is not a .zip file)' if given.exists() else ''}; set "
+            "params key 'objects.root' to a folder in the objects format, or a .zip of one (see README, 'Bring your "
+            "own data')"
         )
     boxes_path = root / "boxes.csv"
     if not boxes_path.is_file():
@@ -113,7 +148,8 @@ def read_objects(root: str | Path) -> ObjectsDataset:
     if rows.empty:
         raise DatasetError(f"{boxes_path}: no rows; add one row per image")
 
-    class_dirs = sorted(p for p in (root / "train").iterdir() if p.is_dir()) if (root / "train").is_dir() else []
+    train = root / "train"
+    class_dirs = sorted((p for p in train.iterdir() if p.is_dir()), key=lambda p: p.name) if train.is_dir() else []
     if not class_dirs:
         raise DatasetError(f"{root / 'train'}: no class folders; expected train/<class>/<image>")
     classes = tuple(p.name for p in class_dirs)
@@ -169,7 +205,7 @@ def read_objects(root: str | Path) -> ObjectsDataset:
         if not image_path.is_file():
             raise DatasetError(f"{where}: image {image_path} does not exist; add it or delete the row")
         try:
-            with Image.open(image_path) as im:
+            with Image.open(_readable(image_path)) as im:
                 width, height = im.size
         except (UnidentifiedImageError, OSError) as e:
             raise DatasetError(
@@ -190,7 +226,7 @@ def read_objects(root: str | Path) -> ObjectsDataset:
     listed = set(rows.path)
     on_disk = [p for d in class_dirs for p in _image_files(d)] + _image_files(root / "test")
     for p in on_disk:
-        rel = p.relative_to(root).as_posix()
+        rel = _rel(p, root)
         if rel not in listed:
             raise DatasetError(f"{p}: image without a row in {boxes_path}; add its box or remove the image")
     for c in classes:
@@ -216,10 +252,11 @@ def read_objects(root: str | Path) -> ObjectsDataset:
         rows.loc[is_test, "label"] = rows.path[is_test].map(lookup)
     rows = pd.concat([rows, _paired_rows(root, rows)], ignore_index=True)
 
-    return ObjectsDataset(root=root, classes=classes, rows=rows.reset_index(drop=True), source=_describe_source(root))
+    source = _describe_source(root, given)
+    return ObjectsDataset(root=root, classes=classes, rows=rows.reset_index(drop=True), source=source)
 
 
-def _paired_rows(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
+def _paired_rows(root, rows: pd.DataFrame) -> pd.DataFrame:
     """Rows of paired/<name>: the test row of test/<name> with the paired image's path and mask."""
     files = _image_files(root / "paired")
     if not files:
@@ -227,7 +264,7 @@ def _paired_rows(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
     test = rows[rows.split == "test"].set_index("path")
     out = []
     for f in files:
-        rel, test_rel = f.relative_to(root).as_posix(), f"test/{f.name}"
+        rel, test_rel = _rel(f, root), f"test/{f.name}"
         if test_rel not in test.index:
             raise DatasetError(
                 f"{f}: paired image without a test image {root / test_rel}; remove it or add the test image"
@@ -235,7 +272,7 @@ def _paired_rows(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
         r = test.loc[test_rel]
         if r.label == "":
             raise DatasetError(f"{f}: paired images need test labels; add {root / 'test_labels.csv'}")
-        with Image.open(f) as im:
+        with Image.open(_readable(f)) as im:
             if im.size != (r.width, r.height):
                 raise DatasetError(
                     f"{f}: {im.size[0]}x{im.size[1]}, its test image {r.width}x{r.height}; pairs share the box"
@@ -244,36 +281,37 @@ def _paired_rows(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=rows.columns)
 
 
-def _mask_path(root: Path, rel: str) -> str:
+def _mask_path(root, rel: str) -> str:
     for candidate in (Path("masks") / Path(rel).with_suffix(".png"), Path("masks") / (rel + ".png")):
-        if (root / candidate).is_file():
+        if (root / candidate.as_posix()).is_file():
             return candidate.as_posix()
     return ""
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Decode an image file to an (H, W, 3) uint8 array; greyscale and RGBA are converted to RGB.
+def load_rgb(path: str | Path | zipfile.Path) -> np.ndarray:
+    """Decode an image file (or a member of a packed dataset) to an (H, W, 3) uint8 array;
+    greyscale and RGBA are converted to RGB.
 
     Raises:
         DatasetError: the file is unreadable or truncated.
     """
     try:
-        with Image.open(path) as im:
+        with Image.open(_readable(path)) as im:
             im.load()
             return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise DatasetError(
             f"{path}: unreadable or truncated image ({e}); replace the file or delete it and its row"
         ) from None
 
 
-def load_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+def load_mask(path: str | Path | zipfile.Path, shape: tuple[int, int]) -> np.ndarray:
     """Decode a ground-truth mask to an (H, W) bool array (non-zero = object)."""
     try:
-        with Image.open(path) as im:
+        with Image.open(_readable(path)) as im:
             im.load()
             mask = np.asarray(im.convert("L")) > 0
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise DatasetError(f"{path}: unreadable mask ({e}); replace or delete it") from None
     if mask.shape != shape:
         raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, its image {shape[1]}x{shape[0]}")
