@@ -1,5 +1,6 @@
 """The objects-format reader, and every bad input it must name."""
 
+import re
 import shutil
 
 import numpy as np
@@ -237,8 +238,12 @@ def test_the_generate_stages_pack_is_byte_stable_and_reads_back(tiny_objects, tm
 
 def test_bad_zips_are_named(tiny_objects, tmp_path):
     (tmp_path / "not.zip").write_bytes(b"plain text")
-    with pytest.raises(DatasetError, match=r"not.zip does not exist \(and is not a .zip file\).*objects.root"):
+    fix = "; set params key 'objects.root' to a folder in the objects format, or a .zip of one"
+    not_zip = f"{tmp_path / 'not.zip'} is neither a folder nor a .zip file{fix}"
+    with pytest.raises(DatasetError, match=re.escape(not_zip)):
         read_objects(tmp_path / "not.zip")
+    with pytest.raises(DatasetError, match=re.escape(f"{tmp_path / 'gone'} does not exist{fix}")):
+        read_objects(tmp_path / "gone")
     (tiny_objects / "boxes.csv").unlink()
     with pytest.raises(DatasetError, match=r"objects.zip/boxes.csv not found"):
         read_objects(_zip_of(tiny_objects, tmp_path / "objects.zip"))

@@ -136,10 +136,10 @@ def read_objects(root: str | Path) -> ObjectsDataset:
     given = Path(root)
     root = dataset_root(given)
     if root is None:
+        what = f"{given} is neither a folder nor a .zip file" if given.exists() else f"{given} does not exist"
         raise DatasetError(
-            f"dataset folder {given} does not exist{' (and is not a .zip file)' if given.exists() else ''}; set "
-            "params key 'objects.root' to a folder in the objects format, or a .zip of one (see README, 'Bring your "
-            "own data')"
+            f"{what}; set params key 'objects.root' to a folder in the objects format, or a .zip of one (see README, "
+            "'Bring your own data')"
         )
     boxes_path = root / "boxes.csv"
     if not boxes_path.is_file():
