@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -54,6 +55,7 @@ def _overrides(args) -> None:
         raise CnnlabError(f"{args.delta}: {e}") from None
     for arg in overrides(delta, base):
         print(f"-S {_quote(arg)}")
+    sys.stdout.flush()  # a reader that stopped early (`| head`) shows here, in main's handler
 
 
 def _predict(args) -> None:
@@ -92,6 +94,9 @@ def main(argv: list[str] | None = None) -> None:
         args.run(args)
     except (CnnlabError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except BrokenPipeError:  # the reader closed the pipe: what is left to print goes nowhere, no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
 
 

@@ -1,6 +1,7 @@
 """`cnnlab overrides`: a params delta as `dvc exp run -S` arguments that DVC itself applies."""
 
 import copy
+import os
 import shutil
 import subprocess
 import sys
@@ -58,3 +59,14 @@ def test_a_bad_delta_fails_before_any_experiment_naming_the_key(tmp_path):
     out = subprocess.run([sys.executable, "-m", "cnnlab.cli", "overrides", str(tmp_path / "delta.yaml")], cwd=REPO,
                          capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 1 and "'models.resnet.widht'" in out.stderr and out.stdout == ""
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    read, write = os.pipe()
+    os.close(read)  # like `| head` that has already exited: every write fails with EPIPE
+    try:
+        out = subprocess.run([sys.executable, "-m", "cnnlab.cli", "overrides", "configs/real.yaml"], cwd=REPO,
+                             stdout=write, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    finally:
+        os.close(write)
+    assert out.returncode == 1 and out.stderr == ""
