@@ -84,3 +84,31 @@ def test_a_suite_that_failed_meets_no_time_goal():
     for tests, verdict in ((passed, "met"), (failed, "NOT met: the suite failed (1 failed, 550 passed in 600s)")):
         (row,) = [r for r in bench.summary_rows({"tests": tests}) if r[0] == "tests"]
         assert row == ("tests", "600", "pytest, s <= 720", verdict)
+
+
+def test_the_batched_ensemble_trains_exactly_the_separate_models():
+    """benchmarks/ensemble.py compares sequential training with a grouped ensemble: the two must be
+    the same computation, or the timing compares different work."""
+    import torch
+    from torch import nn
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import ensemble
+    finally:
+        sys.path.pop(0)
+    models = ensemble.make_models(3, classes=4, hidden=8, size=16)
+    grouped = ensemble.GroupedEnsemble(models)
+    x, y = torch.rand(5, 9, 16, 16), torch.randint(0, 4, (3, 5))
+    loss_fn = nn.CrossEntropyLoss()
+    for step in range(2):  # a step, then the outputs after it
+        out = grouped(x)
+        separate = torch.stack([m(x[:, 3 * i : 3 * i + 3]) for i, m in enumerate(models)])
+        assert torch.allclose(out, separate, atol=1e-5), f"step {step}"
+        for m, xi, yi in zip(models, x.split(3, dim=1), y):
+            m.zero_grad()
+            loss_fn(m(xi), yi).backward()
+            torch.optim.SGD(m.parameters(), lr=0.5).step()
+        grouped.zero_grad()
+        loss_fn(grouped(x).reshape(-1, 4), y.reshape(-1)).mul(3).backward()
+        torch.optim.SGD(grouped.parameters(), lr=0.5).step()
