@@ -40,6 +40,7 @@ from cnnlab.errors import TrackingError
 EXPERIMENT = "cnnlab"  # every run: a parent per DVC experiment, a child per stage execution
 EXPERIMENT_ROLE = "experiment"  # tag cnnlab.role of a DVC experiment's parent run
 SYSTEM_METRICS_INTERVAL_S = 2  # seconds between samples of CPU, memory (and GPU) on training runs
+SAMPLING_INTERVAL_VARIABLE = "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"  # set: its value instead
 STORE_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 PENDING_DIR = "mlflow-pending"  # records a run could not write to its store, until `cnnlab-sync`
@@ -526,7 +527,10 @@ def stage_run(
     tags["mlflow.parentRunId"] = _experiment_run(mlflow, experiment_id, exp_name, commit)
     run_name = f"{exp_name}/{stage}"
     if system_metrics:
-        mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+        # MLflow publishes a sample only after a whole interval: a run shorter than it gets none.
+        # MLflow's own variable, where it is set, wins (the tests' runs take about 2 s).
+        if SAMPLING_INTERVAL_VARIABLE not in os.environ:
+            mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         mlflow.set_system_metrics_samples_before_logging(1)
     run = mlflow.start_run(
         experiment_id=experiment_id, run_name=run_name, tags=tags, log_system_metrics=bool(system_metrics)

@@ -1,3 +1,6 @@
+import os
+import time
+
 import matplotlib.pyplot as plt
 import mlflow
 import pytest
@@ -40,6 +43,22 @@ def test_stage_run_logs_everything_into_the_repository_store(store):
     # artifacts live beside the store, not in the working directory
     assert r.info.artifact_uri.startswith((store / "mlartifacts").as_uri())
     assert list((store / "mlartifacts").rglob("curves.png"))
+
+
+def test_system_metrics_sample_every_2_s_unless_mlflow_s_variable_says_otherwise(store, monkeypatch):
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+
+    def sampled(seconds: float) -> tuple[str, bool]:
+        with tracking.stage_run("study@a-b", {}, system_metrics=True) as run:
+            time.sleep(seconds)
+        interval = os.environ[tracking.SAMPLING_INTERVAL_VARIABLE]
+        return interval, "system/cpu_utilization_percentage" in client.get_run(run.run_id).data.metrics
+
+    monkeypatch.setenv(tracking.SAMPLING_INTERVAL_VARIABLE, "")  # records what to restore: MLflow sets it
+    monkeypatch.delenv(tracking.SAMPLING_INTERVAL_VARIABLE)
+    assert sampled(0.5) == ("2", False)  # shorter than one interval: MLflow publishes no sample
+    monkeypatch.setenv(tracking.SAMPLING_INTERVAL_VARIABLE, "0.1")
+    assert sampled(0.5) == ("0.1", True)
 
 
 def test_plain_repro_gets_a_name_from_the_commit(monkeypatch):
