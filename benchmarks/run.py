@@ -1,7 +1,7 @@
 """cnnlab's benchmark suite: each hot path against what a user would otherwise run, side by side,
 in one run on one machine. Prints a table and writes metrics/benchmarks.json.
 
-    python benchmarks/run.py                   # everything (26-37 min on 2 cores: pipeline 15-22, tests 9-14)
+    python benchmarks/run.py                   # everything (14 min on a 2-core AMD EPYC VM, 26-37 on a Xeon VM)
     python benchmarks/run.py --skip pipeline tests   # the in-process cases only (~2 min)
     python benchmarks/run.py --quick           # tiny sizes: checks that the suite runs
 
