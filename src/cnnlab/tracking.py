@@ -222,17 +222,35 @@ def pending_runs(root: Path | None = None) -> list[Path]:
     return sorted(p.parent for p in folder.glob("*/meta.json"))
 
 
+_LOCKS: dict[Path, tuple[tuple[int, int], dict[str, str]]] = {}
+
+
+def _locked_outputs(lock: Path) -> dict[str, str]:
+    """{path: md5} of every output in dvc.lock; parsed once per version of the file (it is large:
+    0.4 s a parse in pure Python, and a stage asks once per input)."""
+    import yaml
+
+    try:
+        st = lock.stat()
+    except OSError:
+        return {}
+    stamp = (st.st_mtime_ns, st.st_size)
+    if lock in _LOCKS and _LOCKS[lock][0] == stamp:
+        return _LOCKS[lock][1]
+    loader = yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader  # libyaml: 10x faster
+    stages = (yaml.load(lock.read_text(), Loader=loader) or {}).get("stages", {})
+    outs = {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", []) if "md5" in out}
+    _LOCKS[lock] = (stamp, outs)
+    return outs
+
+
 def dvc_digest(path: str | Path) -> tuple[str, str]:
     """(digest, how it was made) of a stage's input, for its lineage: DVC's own md5 from dvc.lock
     when a stage outputs it (written as soon as that stage finished, or restored it); for a folder
     that holds several outputs, an md5 of theirs; for anything else (a dataset folder of your
     own), an md5 of its listing (paths, sizes, modification times), said as such."""
-    import yaml
-
     rel = Path(os.path.relpath(Path(path).resolve(), Path.cwd())).as_posix()
-    lock = Path("dvc.lock")
-    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.is_file() else {}
-    outs = {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", []) if "md5" in out}
+    outs = _locked_outputs(Path("dvc.lock").resolve())
     if rel in outs:
         return outs[rel], "dvc.lock"
     inner = sorted((p, h) for p, h in outs.items() if p.startswith(rel + "/"))

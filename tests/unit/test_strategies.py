@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from cnnlab.attribution.masking import choose_threshold
-from cnnlab.data.segment import grabcut_mask
+from cnnlab.data.objects import read_objects
+from cnnlab.data.segment import grabcut_mask, segment_split
 from cnnlab.data.strategies import STRATEGIES, ChainData, eval_images, train_images, unavailable
 from cnnlab.metrics import mean_curves, over_seeds, paired_difference
 from cnnlab.train.evaluate import score_classifier
@@ -87,6 +88,14 @@ def test_grabcut_finds_a_square_on_a_textured_background():
     truth[30:50, 30:50] = True
     assert (mask & truth).sum() / (mask | truth).sum() > 0.9
     assert not mask[:24].any() and not mask[:, 56:].any()  # nothing outside the box
+
+
+def test_segment_split_gives_the_same_masks_with_any_number_of_workers(tiny_objects):
+    ds = read_objects(tiny_objects)
+    settings = dict(iterations=2, max_side=48, margin=0.25)
+    one = segment_split(ds, "train", 16, workers=1, **settings)
+    assert one.shape == (len(ds.split("train")), 16, 16) and one.any()
+    np.testing.assert_array_equal(segment_split(ds, "train", 16, workers=3, **settings), one)
 
 
 class BrightnessNet(torch.nn.Module):

@@ -7,6 +7,9 @@ same way, which is what the `segment` and `mixed_rand` cures need (see cnnlab.da
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from tqdm import tqdm
 
@@ -57,13 +60,31 @@ def grabcut_mask(
 
 
 def segment_split(
-    ds: ObjectsDataset, split: str, size: int, *, iterations: int, max_side: int, margin: float
+    ds: ObjectsDataset,
+    split: str,
+    size: int,
+    *,
+    iterations: int,
+    max_side: int,
+    margin: float,
+    workers: int | None = None,
 ) -> np.ndarray:
-    """(N, size, size) bool GrabCut masks of a split's crops, in the order of ds.split(split)."""
+    """(N, size, size) bool GrabCut masks of a split's crops, in the order of ds.split(split).
+
+    `workers` threads (default: one per CPU core, at most 8) segment crops side by side: OpenCV
+    and PIL release the GIL, and OpenCV's RNG is per thread, so the masks are the same for any
+    number of workers."""
     rows = ds.split(split)
-    masks = np.zeros((len(rows), size, size), bool)
-    for i, r in enumerate(tqdm(rows.itertuples(index=False), total=len(rows), desc=f"segment {split}", unit="img")):
+
+    def one(r) -> np.ndarray:
         box = (r.x, r.y, r.w, r.h)
         full = grabcut_mask(load_rgb(ds.root / r.path), box, iterations=iterations, max_side=max_side, margin=margin)
-        masks[i] = crop_mask(full, box, size)
+        return crop_mask(full, box, size)
+
+    masks = np.zeros((len(rows), size, size), bool)
+    bar = tqdm(total=len(rows), desc=f"segment {split}", unit="img")
+    with bar, ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        for i, mask in enumerate(pool.map(one, rows.itertuples(index=False))):
+            masks[i] = mask
+            bar.update()
     return masks
