@@ -59,9 +59,12 @@ def test_the_transfer_goal_pairs_each_pretrained_cell_with_its_random_twin():
                 "weights": weights, "test_accuracy": acc}  # fmt: skip
 
     cells = {
-        "a-frozen": cell("a", "pretrained on shapes", True, 0.65), "a-frozen-random": cell("a", "random", True, 0.10),
-        "a-tuned": cell("a", "imagenet", False, 0.56), "a-tuned-random": cell("a", "random", False, 0.50),
-        "b-frozen": cell("b", "pretrained on shapes", True, 0.72), "b-frozen-random": cell("b", "random", True, 0.12),
+        "a-frozen": cell("a", "pretrained on shapes", True, 0.65),
+        "a-frozen-random": cell("a", "random", True, 0.10),
+        "a-tuned": cell("a", "imagenet", False, 0.56),
+        "a-tuned-random": cell("a", "random", False, 0.50),
+        "b-frozen": cell("b", "pretrained on shapes", True, 0.72),
+        "b-frozen-random": cell("b", "random", True, 0.12),
         "b-simple": {"matrix": "study", "weights": "random", "test_accuracy": 0.01},  # not a transfer cell
         # weights: imagenet that fell back to random is a random backbone, not a pretrained one
         "b-fallback": cell("b", "random (ImageNet weights unavailable; fallback: random)", True, 0.11),
@@ -84,6 +87,18 @@ def test_a_suite_that_failed_meets_no_time_goal():
     for tests, verdict in ((passed, "met"), (failed, "NOT met: the suite failed (1 failed, 550 passed in 600s)")):
         (row,) = [r for r in bench.summary_rows({"tests": tests}) if r[0] == "tests"]
         assert row == ("tests", "600", "pytest, s <= 720", verdict)
+
+
+def test_cpu_steal_is_the_stolen_share_of_the_time_and_stands_beside_the_pipeline_time():
+    bench = benchmarks()
+    before = [100, 0, 50, 800, 0, 0, 0, 50, 0, 0]
+    after = [250, 0, 100, 850, 0, 0, 0, 250, 0, 0]  # 450 ticks spent, 200 of them stolen
+    assert bench.steal_fraction(before, after) == pytest.approx(200 / 450)
+    assert bench.steal_fraction(None, after) is None and bench.steal_fraction(before, before) is None
+    (row,) = [r for r in bench.summary_rows({"pipeline": {"clean_s": 400.0, "cpu_steal": 0.25}}) if r[0] == "pipeline"]
+    assert row[1] == "400 (25% of the CPU time stolen by the hypervisor)" and row[3] == "NOT met"
+    times = bench.cpu_times()
+    assert times is None or (len(times) >= 8 and all(t >= 0 for t in times))
 
 
 def test_the_batched_ensemble_trains_exactly_the_separate_models():
