@@ -8,6 +8,7 @@ from cnnlab.attribution.masking import choose_threshold
 from cnnlab.data.objects import read_objects
 from cnnlab.data.segment import grabcut_mask, segment_split
 from cnnlab.data.strategies import STRATEGIES, ChainData, eval_images, train_images, unavailable
+from cnnlab.io import pack_folder
 from cnnlab.metrics import mean_curves, over_seeds, paired_difference
 from cnnlab.train.evaluate import score_classifier
 from cnnlab.train.loop import TensorData
@@ -96,6 +97,8 @@ def test_segment_split_gives_the_same_masks_with_any_number_of_workers(tiny_obje
     one = segment_split(ds, "train", 16, workers=1, **settings)
     assert one.shape == (len(ds.split("train")), 16, 16) and one.any()
     np.testing.assert_array_equal(segment_split(ds, "train", 16, workers=3, **settings), one)
+    packed = read_objects(pack_folder(tiny_objects, tiny_objects.with_suffix(".zip")))  # members of one ZipFile
+    np.testing.assert_array_equal(segment_split(packed, "train", 16, workers=3, **settings), one)
 
 
 class BrightnessNet(torch.nn.Module):

@@ -8,6 +8,7 @@ same way, which is what the `segment` and `mixed_rand` cures need (see cnnlab.da
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -72,14 +73,17 @@ def segment_split(
     """(N, size, size) bool GrabCut masks of a split's crops, in the order of ds.split(split).
 
     `workers` threads (default: one per CPU core, at most 8) segment crops side by side: OpenCV
-    and PIL release the GIL, and OpenCV's RNG is per thread, so the masks are the same for any
-    number of workers."""
+    releases the GIL, and its RNG is per thread, so the masks are the same for any number of
+    workers. Images are read one at a time (a packed dataset's ZipFile counts its open members
+    without a lock)."""
     rows = ds.split(split)
+    reading = threading.Lock()
 
     def one(r) -> np.ndarray:
         box = (r.x, r.y, r.w, r.h)
-        full = grabcut_mask(load_rgb(ds.root / r.path), box, iterations=iterations, max_side=max_side, margin=margin)
-        return crop_mask(full, box, size)
+        with reading:
+            image = load_rgb(ds.root / r.path)
+        return crop_mask(grabcut_mask(image, box, iterations=iterations, max_side=max_side, margin=margin), box, size)
 
     masks = np.zeros((len(rows), size, size), bool)
     bar = tqdm(total=len(rows), desc=f"segment {split}", unit="img")
