@@ -479,7 +479,7 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
             verdict = f"NOT met: the suite failed ({results['tests']['summary']})"
         shown = f"{value:.3g}"
         steal = results.get("tests" if case == "tests" else "pipeline", {}).get("cpu_steal")
-        if case in ("pipeline", "tests") and steal:  # a shared VM's slow spell, said beside the time
+        if case in ("pipeline", "tests") and steal and steal >= 0.01:  # a shared VM's slow spell, said beside the time
             shown += f" ({steal:.0%} of the CPU time stolen by the hypervisor)"
         rows.append((case, shown, f"{what} {op} {goal:g}", verdict))
     return rows

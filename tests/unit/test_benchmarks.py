@@ -97,6 +97,8 @@ def test_cpu_steal_is_the_stolen_share_of_the_time_and_stands_beside_the_pipelin
     assert bench.steal_fraction(None, after) is None and bench.steal_fraction(before, before) is None
     (row,) = [r for r in bench.summary_rows({"pipeline": {"clean_s": 400.0, "cpu_steal": 0.25}}) if r[0] == "pipeline"]
     assert row[1] == "400 (25% of the CPU time stolen by the hypervisor)" and row[3] == "NOT met"
+    (row,) = [r for r in bench.summary_rows({"tests": {"seconds": 300.0, "cpu_steal": 0.002}}) if r[0] == "tests"]
+    assert row[1] == "300"  # under 1%: not worth a word
     times = bench.cpu_times()
     assert times is None or (len(times) >= 8 and all(t >= 0 for t in times))
 

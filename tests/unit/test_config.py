@@ -30,7 +30,7 @@ def test_repository_params_yaml_is_valid():
     p = load_params(REPO / "params.yaml")
     assert p.classifier.lr == p.lr  # the 8-class classifier's lr is the top-level one
     assert p.backgrounds.classes == ("00", "04")
-    assert p.crop.size == 48 and p.objects.seeds >= 3 and p.objects.strategies[0] == "none"
+    assert p.crop.size == 32 and p.objects.seeds >= 3 and p.objects.strategies[0] == "none"
     assert p.models["resnet"].family == "resnet" and p.datasets["cifar10"].source == "synthetic"
 
 
