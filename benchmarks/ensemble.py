@@ -8,7 +8,8 @@ models as one batched ensemble, two ways:
   vmap      torch.func.stack_module_state + functional_call under vmap (BatchNorm's running
             statistics cannot be updated in place under vmap, so here they are not tracked)
 
-Each step: forward, cross-entropy, backward, SGD update, batch 32 of 64 px crops (the defaults).
+Each step: forward, cross-entropy, backward, SGD update, batch 32 of 64 px crops (the chain's
+default until issue 15's session 8, when these results were measured; `--size 32` for today's).
 The three variants alternate for `--rounds` rounds in one process, so they see the same machine.
 
     python benchmarks/ensemble.py                  # M = 3 and 15, ~2 min on 2 cores
