@@ -1,8 +1,13 @@
-"""Stage summary: the experiment's row in MLflow. The headline metrics (each cure's test accuracy
-and shortcut-class recall, each study cell's test accuracy) go on the DVC experiment's parent run,
-whose params are all of params.yaml, so the MLflow UI's table, parallel coordinates and scatter
-plots compare experiments one row each; metrics/summary.json holds the same numbers for
-`dvc exp show`."""
+"""Stage summary: the experiment's row. The headline metrics (each cure's test accuracy over seeds,
+its sd and its shortcut-class recall; each study cell's accuracy) go on the DVC experiment's
+parent run in MLflow, whose params are all of params.yaml, so the MLflow UI's table, parallel
+coordinates and scatter plots compare experiments one row each; metrics/summary.json holds the
+same numbers and is the one file DVC shows as metrics (`dvc exp show`, `dvc metrics show`).
+
+The last output lists the metric names that went to MLflow (the same for every run of the same
+params, so dvc.lock does not change with the run's id). It is a DVC output never taken from the
+run cache (dvc.yaml), so this stage runs wherever it is missing (a fresh clone that did not `dvc
+pull`) and whenever params.yaml changed, even when every other stage was skipped or restored."""
 
 from cnnlab.warm import handoff
 
@@ -10,18 +15,23 @@ handoff()  # run in a fork of a process with torch & co already imported (src/cn
 
 import json
 
-from cnnlab.io import write_json
+from cnnlab.io import write_json, write_text
 from cnnlab.stage import run_stage
-from cnnlab.tracking import log_experiment_metrics
+from cnnlab.tracking import EXPERIMENT, flat_metrics, log_experiment_metrics
 
 
 def headline(evaluation: dict, study: dict[str, dict]) -> dict:
-    """{objects: {strategy: {test_accuracy, shortcut_class_test_recall}}, study: {cell: {test_accuracy,
-    val_accuracy}}}: means over seeds for the objects chain; skipped strategies and unscored test
-    sets left out."""
-    keys = ("test_accuracy", "shortcut_class_test_recall")
-    objects = {name: {k: m[k]["mean"] for k in keys if k in m} for name, m in evaluation["strategies"].items()
-               if "skipped" not in m}  # fmt: skip
+    """{objects: {strategy: {val_accuracy, test_accuracy, test_accuracy_sd, shortcut_class_test_recall}},
+    study: {cell: {val_accuracy, test_accuracy}}}: means (and the sd) over seeds for the objects
+    chain; skipped strategies left out, test numbers only where the test set is labelled."""
+    objects = {}
+    for name, m in evaluation["strategies"].items():
+        if "skipped" in m:
+            continue
+        objects[name] = {"val_accuracy": m["val_accuracy"]["mean"]}
+        if "test_accuracy" in m:  # an unlabelled test set has predictions only
+            objects[name] |= {"test_accuracy": m["test_accuracy"]["mean"], "test_accuracy_sd": m["test_accuracy"]["sd"],
+                              "shortcut_class_test_recall": m["shortcut_class_test_recall"]["mean"]}  # fmt: skip
     cells = {}
     for cell, m in study.items():
         cells[cell] = {"val_accuracy": m["val"]["accuracy"]}
@@ -34,10 +44,13 @@ def main(p, args):
     evaluation = json.loads(args.evaluation.read_text())
     study = {cell: json.loads((args.study / cell / "metrics.json").read_text()) for cell in p.cells()}
     summary = headline(evaluation, study)
-    run_id = log_experiment_metrics(summary)
-    print(f"headline metrics on MLflow run {run_id} (the DVC experiment's parent)")
+    sources = {"objects": evaluation["data_source"], **{cell: m["data_source"] for cell, m in study.items()}}
+    row = log_experiment_metrics(summary, {f"cnnlab.data_source.{k}": v for k, v in sources.items()})
+    print(f"headline metrics on MLflow run {row['run_id']} ({row['experiment']}, the DVC experiment's parent)")
     write_json(args.out, summary)
+    names = "".join(f"{name}\n" for name in flat_metrics(summary))
+    write_text(args.logged, f"# logged to the DVC experiment's parent run (MLflow experiment {EXPERIMENT})\n{names}")
 
 
 if __name__ == "__main__":
-    run_stage(main, "evaluation", "study", "out", doc=__doc__)
+    run_stage(main, "evaluation", "study", "out", "logged", doc=__doc__)

@@ -64,6 +64,8 @@ def _predict(args) -> None:
     from cnnlab.io import write_csv
     from cnnlab.predict import image_files, load_predictor, predict_files, read_boxes
 
+    if not args.out.parent.is_dir():  # a typo in the folder: say so, rather than make it
+        raise CnnlabError(f"--out {args.out}: no such folder {args.out.parent}; create it or write elsewhere")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     predictor = load_predictor(args.model, device)
     files = image_files(args.images)

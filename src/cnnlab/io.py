@@ -29,6 +29,23 @@ def _explain(e: OSError, path: Path) -> OSError:
                                 f"Free space or fix the permissions, then run `dvc repro` again")  # fmt: skip
 
 
+def _umask() -> int:
+    """The process's umask (read without changing it where Linux tells it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _usual_mode(path: Path, folder: bool) -> None:
+    """mkstemp and mkdtemp create private files (0600) and folders (0700); an output gets the
+    mode any new file or folder would (0644 and 0755 under the usual umask 022)."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success it replaces `path` in one rename.
@@ -38,6 +55,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    _usual_mode(tmp, folder=True)
     try:
         yield tmp
     except OSError as e:
@@ -62,6 +80,7 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
     try:
+        _usual_mode(Path(tmp), folder=False)
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -92,6 +111,11 @@ def write_json(path: str | Path, data: dict) -> None:
     with atomic_file(path) as f:
         json.dump(data, f, indent=2, sort_keys=False)
         f.write("\n")
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_file(path) as f:
+        f.write(text)
 
 
 def write_csv(path: str | Path, frame: pd.DataFrame) -> None:

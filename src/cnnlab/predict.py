@@ -83,76 +83,139 @@ def image_files(inputs: list[str]) -> list[Path]:
     return files
 
 
-def read_boxes(path: Path) -> dict[str, tuple[int, int, int, int]]:
-    """path -> (x, y, w, h) from a CSV with columns path,x,y,w,h (others ignored)."""
+Box = tuple[int, int, int, int]
+
+
+class Boxes(dict):
+    """path -> (x, y, w, h), read from a boxes CSV, remembering each row's line for errors."""
+
+    def __init__(self, source: Path):
+        super().__init__()
+        self.source = source
+        self.lines: dict[str, int] = {}
+
+    def where(self, key: str) -> str:
+        return f"{self.source} line {self.lines[key]}"
+
+
+def read_boxes(path: Path) -> Boxes:
+    """path -> (x, y, w, h) from a CSV with columns path,x,y,w,h (others ignored); a box must have
+    w, h > 0 and x, y >= 0 (whether it fits its image is checked when the image is read)."""
     from cnnlab.data.objects import read_csv
 
     if not Path(path).is_file():
         raise DatasetError(f"{path}: no such boxes CSV (columns path,x,y,w,h)")
     frame = read_csv(path, ["path", "x", "y", "w", "h"])
-    boxes = {}
+    boxes = Boxes(Path(path))
     for i, row in enumerate(frame.itertuples(index=False)):
         try:
-            box = tuple(int(v) for v in (row.x, row.y, row.w, row.h))
+            x, y, w, h = (int(v) for v in (row.x, row.y, row.w, row.h))
         except ValueError:
             raise DatasetError(f"{path} line {i + 2}: x, y, w, h must be whole numbers") from None
-        boxes[row.path] = box
+        if w <= 0 or h <= 0 or x < 0 or y < 0:
+            raise DatasetError(f"{path} line {i + 2} ({row.path}): box {x},{y},{w},{h} must have w, h > 0 and "
+                               "x, y >= 0 (x,y is the top-left pixel)")  # fmt: skip
+        boxes[row.path] = (x, y, w, h)
+        boxes.lines[row.path] = i + 2
     return boxes
 
 
-def _box_of(path: Path, boxes: dict, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+def _box_of(path: Path, boxes: dict, shape: tuple[int, int]) -> Box:
     """The image's box: the row whose path is the image's path as given, ends it, or has its file
     name (when only one row does)."""
-    height, width = shape
-    found = [box for key, box in boxes.items() if path.as_posix() == key or path.as_posix().endswith("/" + key)]
+    found = [key for key in boxes if path.as_posix() == key or path.as_posix().endswith("/" + key)]
     if not found:
-        found = [box for key, box in boxes.items() if Path(key).name == path.name]
+        found = [key for key in boxes if Path(key).name == path.name]
         if len(found) > 1:
             raise DatasetError(f"{path}: {len(found)} rows of the boxes CSV have its file name; give its path there")
     if not found:
         raise DatasetError(f"{path}: no row in the boxes CSV (matched by path or file name)")
-    x, y, w, h = found[0]
+    where = f"{path} ({boxes.where(found[0])})" if isinstance(boxes, Boxes) else str(path)
+    return check_box(boxes[found[0]], shape, where)
+
+
+def check_box(box: Box, shape: tuple[int, int], where: str) -> Box:
+    """The box (x, y, w, h) if it lies inside an image of `shape` (H, W), else DatasetError naming `where`."""
+    height, width = shape
+    x, y, w, h = box
     if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > width or y + h > height:
-        raise DatasetError(f"{path}: box {x},{y},{w},{h} lies outside the {width}x{height} image")
-    return x, y, w, h
+        raise DatasetError(f"{where}: box {x},{y},{w},{h} lies outside the {width}x{height} image")
+    return box
+
+
+SEGMENT_NEEDS_BOXES = ("a segment model masks each crop by GrabCut from the object's box: give every image's box "
+                       "(`cnnlab predict --boxes`, a CSV of path,x,y,w,h; the served model: columns x, y, w, h)")
+
+
+def prepare_image(image: np.ndarray, usage: dict, box: Box | None) -> np.ndarray:
+    """(3, S, S) uint8: a decoded (H, W, 3) uint8 image as the model's training prepared it.
+    Objects models: cut to `box` (None: the whole image), resized to the crop size, and for a
+    segment model masked by GrabCut from the box; study models: shorter side resized,
+    centre-cropped. `cnnlab predict` and the MLflow model (cnnlab.serving) both come here."""
+    size = usage["input_size"]
+    if usage["kind"] == "study":
+        from cnnlab.data.sources import square
+
+        return square(torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1), size).numpy()
+    from cnnlab.data.crops import crop_mask, crop_resize
+
+    if usage.get("strategy") == "segment":
+        if box is None:
+            raise CnnlabError(SEGMENT_NEEDS_BOXES)
+        from cnnlab.data.segment import grabcut_mask
+
+        mask = crop_mask(grabcut_mask(image, box, **usage["segment"]), box, size)
+        return crop_resize(image, box, size) * mask[None].astype(np.uint8)
+    return crop_resize(image, box or (0, 0, image.shape[1], image.shape[0]), size)
+
+
+def prepare_images(images: list[np.ndarray], usage: dict, boxes: list[Box | None] | None) -> np.ndarray:
+    """(N, 3, S, S) uint8: decoded images prepared one by one (:func:`prepare_image`)."""
+    if usage.get("strategy") == "segment" and (boxes is None or None in boxes):
+        raise CnnlabError(SEGMENT_NEEDS_BOXES)
+    size = usage["input_size"]
+    out = np.empty((len(images), 3, size, size), np.uint8)
+    for i, image in enumerate(images):
+        out[i] = prepare_image(image, usage, boxes[i] if boxes is not None else None)
+    return out
 
 
 def prepare(files: list[Path], usage: dict, boxes: dict | None) -> np.ndarray:
-    """(N, 3, S, S) uint8: the images as the model's training prepared them."""
-    size = usage["input_size"]
-    if usage["kind"] == "study":
-        from cnnlab.data.sources import decode_square
-
-        return decode_square(files, size, "decode")
-    from cnnlab.data.crops import crop_mask, crop_resize
-
-    segment = usage.get("strategy") == "segment"
-    if segment and boxes is None:
+    """(N, 3, S, S) uint8: the image files as the model's training prepared them (see
+    :func:`prepare_image`), each objects image cut to its row of `boxes` (path -> box); decoded
+    one at a time, so a folder of large photographs never sits in memory at once."""
+    if usage.get("strategy") == "segment" and boxes is None:
         raise CnnlabError("a segment model masks each crop by GrabCut from the object's box: give --boxes (a CSV of "
                           "path,x,y,w,h)")  # fmt: skip
+    size = usage["input_size"]
     out = np.empty((len(files), 3, size, size), np.uint8)
-    for i, path in enumerate(tqdm(files, desc="crop", unit="img", leave=False)):
-        image = load_rgb(path)
-        box = _box_of(path, boxes, image.shape[:2]) if boxes is not None else (0, 0, image.shape[1], image.shape[0])
-        out[i] = crop_resize(image, box, size)
-        if segment:
-            from cnnlab.data.segment import grabcut_mask
-
-            mask = crop_mask(grabcut_mask(image, box, **usage["segment"]), box, size)
-            out[i] *= mask[None].astype(np.uint8)
+    for i, path in enumerate(tqdm(files, desc="prepare", unit="img", leave=False)):
+        image = load_rgb(path)  # DatasetError names an unreadable file
+        box = _box_of(path, boxes, image.shape[:2]) if boxes is not None and usage["kind"] == "objects" else None
+        out[i] = prepare_image(image, usage, box)
     return out
+
+
+def probabilities(model: torch.nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:
+    """(N, classes) softmax probabilities of prepared uint8 images (N, 3, S, S)."""
+    images = torch.from_numpy(images)
+    chunks = range(0, max(len(images), 1), 64)
+    logits = torch.cat([predict(model, images[i : i + 64], device)
+                        for i in tqdm(chunks, desc="predict", unit="batch", leave=False)])  # fmt: skip
+    return torch.softmax(logits, 1).numpy()
+
+
+def prediction_frame(probs: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """One row per image: predicted label, its probability, and every class's probability (p_<class>)."""
+    frame = pd.DataFrame({"label": [classes[k] for k in probs.argmax(1)], "probability": probs.max(1)})
+    for k, name in enumerate(classes):
+        frame[f"p_{name}"] = probs[:, k]
+    return frame
 
 
 def predict_files(predictor: Predictor, files: list[Path], boxes: dict | None, device: torch.device) -> pd.DataFrame:
     """One row per image: path, predicted label, its probability, and every class's probability."""
-    images = torch.from_numpy(prepare(files, predictor.usage, boxes))
-    classes = predictor.usage["classes"]
-    chunks = range(0, max(len(images), 1), 64)
-    logits = torch.cat([predict(predictor.model, images[i : i + 64], device)
-                        for i in tqdm(chunks, desc="predict", unit="batch", leave=False)])  # fmt: skip
-    probs = torch.softmax(logits, 1).numpy()
-    frame = pd.DataFrame({"path": [p.as_posix() for p in files], "label": [classes[k] for k in probs.argmax(1)],
-                          "probability": probs.max(1)})  # fmt: skip
-    for k, name in enumerate(classes):
-        frame[f"p_{name}"] = probs[:, k]
+    probs = probabilities(predictor.model, prepare(files, predictor.usage, boxes), device)
+    frame = prediction_frame(probs, predictor.usage["classes"])
+    frame.insert(0, "path", [p.as_posix() for p in files])
     return frame

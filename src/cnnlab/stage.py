@@ -17,7 +17,7 @@ from cnnlab import tracking
 from cnnlab.config import Params, load_params
 from cnnlab.errors import CnnlabError
 from cnnlab.io import atomic_dir
-from cnnlab.tensors import seed_everything, to_float
+from cnnlab.tensors import seed_everything
 from cnnlab.train import distributed
 
 KNOWN_ERRORS = (CnnlabError, FileNotFoundError, FloatingPointError)
@@ -55,19 +55,30 @@ def write_figures(figures: dict, folder: Path, run) -> None:
 
 def log_model(run, model: torch.nn.Module, name: str, images, *, registered: str, metadata: dict, tags: dict) -> None:
     """Log a trained model to its stage's MLflow run and register it as a new version of
-    `registered` (every trained model is logged this way), with two of `images` ((N, 3, H, W)
-    uint8) as its input example (a batch of 2 keeps the batch size free), `metadata` (what
-    `cnnlab predict` needs: kind, classes, input size, preprocessing) and version `tags`."""
-    example = to_float(torch.as_tensor(images[:2])).numpy()
-    run.log_model(model.cpu(), name.replace("_", "-"), example, registered=registered, metadata=metadata, tags=tags)
+    `registered` (every trained model is logged this way: an MLflow pyfunc model that takes image
+    files and returns class probabilities, cnnlab.serving), with two of `images` ((N, 3, H, W)
+    uint8) as its example, `metadata` (what `cnnlab predict` and the served model need: kind,
+    classes, input size, preprocessing) and version `tags`."""
+    run.log_model(model.cpu(), name.replace("_", "-"), images[:2], registered=registered, metadata=metadata, tags=tags)
 
 
-def _terminated(signum, frame):
-    print(
-        "error: terminated (SIGTERM); run `dvc repro` again (training resumes after its last finished epoch)",
-        file=sys.stderr,
-    )
-    sys.exit(128 + signum)
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT) or SIGTERM during a stage: unwinds like an error (the MLflow run is marked
+    KILLED, nothing half-written stays under its final name), then the stage ends with one line
+    and status 128 + the signal's number, as an interrupted program does."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        how = "Ctrl-C, SIGINT" if self.signum == signal.SIGINT else signal.Signals(self.signum).name
+        return (f"interrupted ({how}); run `dvc repro` again: finished work is kept and training resumes after its "
+                "last finished epoch")  # fmt: skip
+
+
+def _interrupted(signum, frame):
+    raise Interrupted(signum)
 
 
 def run_stage(
@@ -92,9 +103,10 @@ def run_stage(
         parser.add_argument(f"--{o}", type=Path, default=None)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     args = parser.parse_args()
-    # SIGTERM (a `kill`, a scheduler) unwinds like an error: the MLflow run is marked FAILED and
-    # nothing half-written stays under its final name; training resumes from its last checkpoint.
-    signal.signal(signal.SIGTERM, _terminated)
+    # Ctrl-C (SIGINT to the terminal's process group: DVC and this stage) and SIGTERM (a `kill`, a
+    # scheduler) unwind like an error; training resumes from its last checkpoint.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupted)
     try:
         params = load_params(args.params)
         tracking.use_params(params.flat())  # the DVC experiment's parent run gets all of them
@@ -105,5 +117,8 @@ def run_stage(
     except KNOWN_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    except Interrupted as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(128 + e.signum)
     finally:
         distributed.shutdown()

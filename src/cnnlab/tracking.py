@@ -1,4 +1,5 @@
-"""MLflow tracking: the only module that imports mlflow.
+"""MLflow tracking: the only module that imports mlflow (but for cnnlab.serving, the model
+class that MLflow itself loads).
 
 One store for everything. By default a SQLite file ``mlflow.db`` (and artifacts in
 ``mlartifacts/``) at the repository root, found through ``DVC_ROOT`` so that queued DVC
@@ -29,7 +30,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -343,7 +346,7 @@ class StageRun:
     def log_metrics(self, metrics: dict[str, Any], prefix: str = "") -> None:
         """Final metrics; nested dicts are flattened with '/' (MLflow's grouping), None and
         non-numbers skipped."""
-        flat = _numbers(metrics, prefix)
+        flat = flat_metrics(metrics, prefix)
         if flat:
             self._log_values(flat, None)
 
@@ -367,45 +370,55 @@ class StageRun:
 
         self._write(call, keep)
 
-    def log_model(self, model, name: str, input_example, *, registered: str, metadata: dict, tags: dict) -> None:
-        """The trained torch model, as an MLflow pytorch model (the graph exported with
-        torch.export, "pt2", no pickle) registered as a new version of model `registered`;
-        every trained model of cnnlab is logged this way.
+    def log_model(self, model, name: str, images, *, registered: str, metadata: dict, tags: dict) -> None:
+        """The trained torch model with its preprocessing, as an MLflow pyfunc model (the
+        contract: cnnlab.serving; the network exported with torch.export, no pickle) registered
+        as a new version of model `registered`; every trained model of cnnlab is logged this way.
 
         Args:
-            input_example: a small float numpy batch of the model's input shape (it also gives
-                the model signature).
-            metadata: what it takes to use the model (classes, input size, preprocessing), kept
-                in its MLmodel file (`cnnlab predict` reads it).
+            images: a few (N, 3, S, S) uint8 images the model takes (N >= 2 keeps the exported
+                graph's batch size free). No input example is stored: MLflow would load and score
+                every model to check it (seconds each); tests/unit/test_serving.py does.
+            metadata: what it takes to use the model (kind, classes, input size, strategy,
+                preprocessing): the model's config and its MLmodel metadata.
             tags: tags of the model version, beside the DVC experiment's name.
 
         Kept pending, the model is saved in the same format, written later as artifacts under
         `name` and registered from there.
         """
-        import mlflow.pytorch
+        import mlflow.pyfunc
         import torch
 
-        requirements = [f"torch=={torch.__version__.split('+')[0]}"]
-        options = dict(input_example=input_example, pip_requirements=requirements, serialization_format="pt2",
-                       metadata=metadata)  # fmt: skip
+        from cnnlab import serving
+        from cnnlab.tensors import to_float
+
+        network = Path(tempfile.mkdtemp(prefix="cnnlab-model-")) / "network.pt2"
+        batch = to_float(torch.as_tensor(images[:2]), torch.contiguous_format)
+        exported = torch.export.export(model.eval(), (batch,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+        torch.export.save(exported, network)
+        requirements = [f"torch=={torch.__version__.split('+')[0]}", "pillow", "pandas", "opencv-python-headless"]
+        options = dict(python_model=str(Path(serving.__file__).with_name("serving_model.py")),
+                       artifacts={"network": str(network)}, model_config=metadata, metadata=metadata,
+                       signature=serving.signature(metadata), pip_requirements=requirements)  # fmt: skip
         tags = {**{k: str(v) for k, v in tags.items()}, "dvc.experiment": self._meta["tags"]["dvc.experiment"]}
 
         def call():
-            # validate_serving_input: MLflow would load the saved model back to score the example
-            # (2 s a model); tests/unit/test_tracking.py scores registered models through pyfunc
-            info = mlflow.pytorch.log_model(
-                model.eval(), name=name, registered_model_name=registered, validate_serving_input=False, **options
-            )
+            with warnings.catch_warnings():  # "An input example was not provided": on purpose, above
+                warnings.filterwarnings("ignore", message=".*input example was not provided")
+                info = mlflow.pyfunc.log_model(name=name, registered_model_name=registered, **options)
             for key, value in tags.items():
                 self._client.set_model_version_tag(registered, info.registered_model_version, key, value)
 
         def keep(pending):
             folder = pending.new_file(name)
-            mlflow.pytorch.save_model(model.eval(), str(folder), **options)
+            mlflow.pyfunc.save_model(str(folder), **options)
             pending.add("artifact", file=folder.name, folder=name, name=name)
             pending.add("register", path=name, name=registered, tags=tags)
 
-        self._write(call, keep)
+        try:
+            self._write(call, keep)
+        finally:
+            shutil.rmtree(network.parent, ignore_errors=True)
 
     def end(self, status: str) -> None:
         """Mark the run FINISHED or FAILED; report kept records."""
@@ -438,12 +451,12 @@ class StageRun:
             )
 
 
-def _numbers(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """{'a/b': value} of every number in a nested dict."""
+def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """{'a/b': value} of every number in a nested dict (MLflow's metric names)."""
     flat = {}
     for k, v in metrics.items():
         if isinstance(v, dict):
-            flat.update(_numbers(v, f"{prefix}{k}/"))
+            flat.update(flat_metrics(v, f"{prefix}{k}/"))
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             flat[f"{prefix}{k}"] = float(v)
     return flat
@@ -482,22 +495,26 @@ def _experiment_run(mlflow, experiment_id: str, exp_name: str, commit: str) -> s
     return run_id
 
 
-def log_experiment_metrics(metrics: dict[str, Any]) -> str:
-    """Log headline metrics (nested dicts flattened with '/') to the DVC experiment's parent run and
-    set its end time to now; returns its id. Fails with :class:`TrackingError` if the store cannot be reached."""
+def log_experiment_metrics(metrics: dict[str, Any], tags: dict[str, str] | None = None) -> dict[str, str]:
+    """Log headline metrics (nested dicts flattened with '/') and `tags` to the DVC experiment's
+    parent run and set its end time to now. Returns {"experiment": the DVC experiment's name,
+    "run_id": the parent run's id}. Fails with :class:`TrackingError` if the store cannot be reached."""
     uri = check_store()
     mlflow = _mlflow()
     commit = git_commit()
-    run_id = _experiment_run(mlflow, _experiment_id(mlflow, EXPERIMENT), dvc_experiment_name(commit), commit)
+    name = dvc_experiment_name(commit)
+    run_id = _experiment_run(mlflow, _experiment_id(mlflow, EXPERIMENT), name, commit)
     now = int(time.time() * 1000)
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric, RunTag
 
-    values = [Metric(k, v, now, 0) for k, v in _numbers(metrics).items()]
+    values = [Metric(k, v, now, 0) for k, v in flat_metrics(metrics).items()]
     client = mlflow.MlflowClient(uri)
     for start in range(0, len(values), 1000):
         client.log_batch(run_id, metrics=values[start : start + 1000])
+    if tags:
+        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
     client.set_terminated(run_id, "FINISHED")  # its end: the experiment's last stage (the UI's duration)
-    return run_id
+    return {"experiment": name, "run_id": run_id}
 
 
 @contextlib.contextmanager
@@ -561,42 +578,50 @@ def stage_run(
         handle.log_inputs(inputs or {})
         yield handle
         status = "FINISHED"
+    except Exception:
+        raise
+    except BaseException:  # Ctrl-C, SIGTERM (cnnlab.stage.Interrupted), an exit: the run was stopped
+        status = "KILLED"
+        raise
     finally:
         handle.end(status)
 
 
 def load_logged_model(uri: str):
-    """A logged model (models:/<name>/<version>, runs:/<run>/<name>) and its metadata, as a
-    torch module in eval mode (the exported graph is wrapped: it cannot switch modes itself).
+    """A logged model (models:/<name>/<version>, runs:/<run>/<name>) and its metadata (usage): its
+    network as a torch module in eval mode (cnnlab.serving.frozen).
+    Models logged before the serving contract (MLflow pytorch flavor, pt2) load too.
 
     Raises:
-        TrackingError: the model or the store cannot be found, saying which.
+        TrackingError: the model or the store cannot be found, or the model is not cnnlab's, saying which.
     """
-    import torch
-
+    if tracking_uri() == default_uri() and not (repo_root() / STORE_FILE).exists():
+        raise TrackingError(
+            f"{uri}: no MLflow store here ({repo_root() / STORE_FILE} does not exist); run this in the repository "
+            "whose pipeline logged the model, or set MLFLOW_TRACKING_URI to its store"
+        )
     check_store()
     mlflow = _mlflow()
     try:
-        graph = mlflow.pytorch.load_model(uri, device="cpu")
-        metadata = mlflow.models.get_model_info(uri).metadata or {}
+        info = mlflow.models.get_model_info(uri)
+        metadata = info.metadata or {}
+        if "python_function" in info.flavors and "pytorch" not in info.flavors:
+            python_model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+            graph = getattr(python_model, "network", None)
+        else:  # logged before the serving contract: the pytorch flavor
+            import mlflow.pytorch
+
+            graph = mlflow.pytorch.load_model(uri, device="cpu")
     except Exception as e:  # unknown name or version, a run without that model, a broken store
         raise TrackingError(
             f"{uri}: no such model in MLflow store {tracking_uri()} ({_reason(e)}); "
             "registered names: cnnlab-objects-<strategy>, cnnlab-objects-background, cnnlab-<dataset>-<model>"
         ) from None
+    if graph is None:
+        raise TrackingError(f"{uri}: not a model of cnnlab's (no network in it)")
+    from cnnlab.serving import frozen
 
-    class Exported(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.graph = graph
-
-        def forward(self, x):
-            return self.graph(x)
-
-        def train(self, mode: bool = True):  # traced in eval mode at export; it stays so
-            return self
-
-    return Exported(), metadata
+    return (graph if "pytorch" not in info.flavors else frozen(graph)), metadata
 
 
 def _replay(client, run_id: str, record: dict, files: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import fcntl
 import os
@@ -83,6 +84,11 @@ def make_repo(path: Path, params: dict) -> Path:
     sh("git init -q && dvc init -q", path)
     shutil.copy(REPO / ".dvcignore", path / ".dvcignore")  # what DVC does not hash (Python caches)
     shutil.copytree(REPO / ".dvc" / "plots", path / ".dvc" / "plots")  # the plot templates of dvc.yaml
+    # the page of `dvc plots show` that draws offline, as .dvc/config names it
+    shutil.copy(REPO / ".dvc" / "plots_offline.html", path / ".dvc" / "plots_offline.html")
+    html_template = configparser.ConfigParser()
+    html_template.read(REPO / ".dvc" / "config")
+    sh(f"dvc config plots.html_template {html_template['plots']['html_template']}", path)
     sh("git add -A && git commit -qm init", path)
     return path
 
@@ -120,11 +126,11 @@ def shared_repo(tmp_path_factory, name: str, params: dict, build: Callable[[Path
 
 @pytest.fixture(scope="session")
 def chain_template(tmp_path_factory) -> Path:
-    """The tiny repository after `dvc repro evaluate` (the objects chain), committed; made once
-    per test run, tests take a copy (`chain_repo`)."""
+    """The tiny repository after `dvc repro summary` (the objects chain, the study and the
+    summary: all but the page), committed; made once per test run, tests take a copy (`chain_repo`)."""
 
     def build(repo: Path) -> None:
-        sh("dvc repro evaluate", repo)
+        sh("dvc repro summary", repo)
         sh("git add -A && git commit -qm 'the objects chain'", repo)
 
     return shared_repo(tmp_path_factory, "chain", TINY, build)

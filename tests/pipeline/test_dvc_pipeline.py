@@ -11,7 +11,8 @@ import mlflow
 import pytest
 import yaml
 
-from tests.browser import find_chromium, inspect_page
+from cnnlab.tracking import flat_metrics
+from tests.browser import chromium, draw_plots, find_chromium, inspect_page
 from tests.pipeline.conftest import TINY, clean_env, mlflow_server, sh
 
 pytestmark = pytest.mark.slow
@@ -195,10 +196,12 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     # stage runs as its children
     (parent,) = _runs(repo, "parent")
     assert set(parent.data.params) == _leaves(TINY) | {"classifier.lr"}
-    assert parent.data.params["lr"] == "0.01" and parent.data.tags["dvc.experiment"].startswith("repro-")
+    assert parent.data.params["lr"] == str(TINY["lr"]) and parent.data.tags["dvc.experiment"].startswith("repro-")
     summary = json.loads((repo / "metrics/summary.json").read_text())
     assert parent.data.metrics["objects/segment/test_accuracy"] == summary["objects"]["segment"]["test_accuracy"]
     assert all(f"study/{s.split('@')[1]}/test_accuracy" in parent.data.metrics for s in CELLS)
+    assert parent.data.metrics == flat_metrics(summary)
+    assert parent.data.tags["cnnlab.data_source.objects"] == ev["data_source"]
     children = runs + study_runs + [vis_run]
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
     # lineage: each run names its inputs with DVC's hash of them (dvc.lock) and logs them as datasets
@@ -210,7 +213,8 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     # every setting in use is tracked by a stage (dvc.lock records it, a change reruns the stage,
     # dvc exp show and dvc params diff show it)
     tracked = set().union(*(_leaves(stage.get("params", {}).get("params.yaml", {}))
-                            for name, stage in lock.items() if name != "summary"))  # summary tracks everything
+                            for name, stage in lock.items() if name not in ("summary", "check_params")))
+    # (summary and check_params track every key)
     used = {"datasets": [*TINY["study"]["datasets"], TINY["transfer"]["source"]],
             "models": [*TINY["study"]["models"], *TINY["transfer"]["models"], TINY["transfer"]["pretrain"]]}
     unused = [f"{key}.{name}." for key, names in used.items() for name in TINY[key] if name not in names]
@@ -224,44 +228,68 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     again = sh("dvc repro", repo)
     assert "Running stage" not in again.stdout
     assert "up to date" in again.stdout.lower()
-    # determinism: everything run again from scratch gives the same bytes: every metrics file,
-    # every output (dvc.lock records their hashes), the figures included
-    lock = (repo / "dvc.lock").read_text()
-    metrics = {f: f.read_bytes() for f in sorted((repo / "metrics").rglob("*")) if f.is_file()}
-    forced = sh("dvc repro -f", repo)
-    assert all(f"Running stage '{s}'" in forced.stdout for s in STAGES + CELLS + ["pretrain", "visualize"])
-    assert {f: f.read_bytes() for f in sorted((repo / "metrics").rglob("*")) if f.is_file()} == metrics
-    assert (repo / "dvc.lock").read_text() == lock
+    # dvc metrics show: the headline numbers only (the stages' detailed JSON are plain outputs)
+    shown = sh("dvc metrics show", repo).stdout.splitlines()
+    assert shown[1].split()[0] == "metrics/summary.json" and len(shown) == 2, shown
+    assert shown[0].split() == ["Path", *sorted(k.replace("/", ".") for k in flat_metrics(summary))], shown[0]
+
+    # a fresh clone of the committed results (metrics and dvc.lock in git, as a real clone's are):
+    # its `dvc repro` runs everything from scratch and gives the same bytes (every metrics file,
+    # every output: dvc.lock holds their hashes, the figures included), and its own MLflow store
+    # gets the experiment's row with the headline metrics, though summary's inputs did not change
+    sh("git add -A && git commit -qm 'first run'", repo)
+    clone = repo.parent / "clone"
+    sh(f"git clone -q {repo} {clone}", repo.parent)
+    fresh = sh("dvc repro", clone)
+    assert all(f"Running stage '{s}'" in fresh.stdout for s in STAGES + CELLS + ["pretrain", "visualize", "summary"])
+    assert "Running stage 'check_params'" not in fresh.stdout  # its stamp is committed
+    def metrics(root):
+        return {f.relative_to(root): f.read_bytes() for f in sorted((root / "metrics").rglob("*")) if f.is_file()}
+
+    assert metrics(clone) == metrics(repo)
+    assert (clone / "dvc.lock").read_text() == (repo / "dvc.lock").read_text()
+    assert sh("git status --porcelain", clone).stdout == ""
+    (row,) = _runs(clone, "parent")
+    assert row.data.tags["dvc.experiment"] == f"repro-{sh('git rev-parse HEAD', clone).stdout[:7]}"
+    assert row.data.metrics == flat_metrics(summary) and len(row.data.metrics) == len(STRATEGIES) * 4 + len(CELLS) * 2
 
     # `-S lr=` reruns only what reads lr
-    sh("git add -A && git commit -qm 'first run'", repo)
     exp = sh("dvc exp run -S lr=0.05", repo)
     ran = {s for s in STAGES if f"Running stage '{s}'" in exp.stdout}
     assert ran == {"train_classifier", "evaluate"} and "Running stage 'study@" not in exp.stdout
+    # dvc exp show: the changed param and the headline numbers it moved, not every detail
+    changed = sh("dvc exp show --only-changed --csv", repo).stdout.splitlines()[0].split(",")
+    # (DVC's own columns, the param, the deps whose hashes moved, and at most the chain's headline)
+    own = {"Experiment", "rev", "typ", "Created", "parent", "State", "Executor", "lr"}
+    assert "lr" in changed and all(c in own or "/" in c or c.startswith("objects.") for c in changed), changed
+    assert len([c for c in changed if c.startswith("objects.")]) <= len(STRATEGIES) * 4 and len(changed) < 40
     show = json.loads(sh("dvc exp show --json", repo).stdout)
     lrs = set()
     for commit in show:
         for e in [commit] + [x for ex in commit.get("experiments") or [] for x in ex.get("revs", [])]:
             params = (e.get("data") or {}).get("params", {}).get("params.yaml", {}).get("data", {})
-            metrics = (e.get("data") or {}).get("metrics", {}).get("metrics/evaluate.json", {}).get("data", {})
+            metrics = (e.get("data") or {}).get("metrics", {}).get("metrics/summary.json", {}).get("data", {})
             if params:
                 lrs.add(params["lr"])
-                assert "test_accuracy" in metrics["strategies"]["segment"]
+                assert "test_accuracy" in metrics["objects"]["segment"]
     assert lrs == {0.01, 0.05}
     train_runs = [r for r in _runs(repo) if r.data.tags["dvc.stage"] == "train_classifier"]
-    # lr 0.01: the first run and the forced one; 0.05: the experiment
-    assert sorted(r.data.params["classifier.lr"] for r in train_runs) == ["0.01", "0.01", "0.05"]
+    # the first run's lr (params.yaml) and the experiment's
+    assert sorted(r.data.params["classifier.lr"] for r in train_runs) == sorted([str(TINY["lr"]), "0.05"])
     exp_names = {r.data.tags["dvc.experiment"] for r in train_runs}
     assert len(exp_names) == 2 and any(n.startswith("repro-") for n in exp_names)
-    # one MLflow row per DVC experiment: the plain repro (run twice: still one parent) and the -S one
+    # one MLflow row per DVC experiment: the plain repro (run twice: still one parent) and the -S one,
+    # each with the headline metrics
     parents = {r.data.tags["dvc.experiment"]: r for r in _runs(repo, "parent")}
     assert len(_runs(repo, "parent")) == 2 and set(parents) == exp_names
     (name,) = exp_names - {n for n in exp_names if n.startswith("repro-")}
     assert parents[name].data.params["lr"] == "0.05" and "objects/segment/test_accuracy" in parents[name].data.metrics
+    assert parents[name].data.metrics == flat_metrics(json.loads((repo / "metrics/summary.json").read_text()))
     children = [r for r in _runs(repo) + _runs(repo, "visualize")
                 if r.data.tags["mlflow.parentRunId"] == parents[name].info.run_id]  # fmt: skip
     assert sorted(r.data.tags["dvc.stage"] for r in children) == sorted(
         ["train_classifier", "evaluate", "visualize"] + [f"evaluate/{s}" for s in STRATEGIES])  # fmt: skip
+    assert "Running stage 'summary'" in exp.stdout
     # dvc plots diff sets the two experiments side by side: each cure's test confusion matrix and
     # every training's train and val curves in one plot
     plots = json.loads(sh(f"dvc plots diff HEAD {name} --json", repo).stdout)
@@ -276,7 +304,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
 
 
 def test_push_to_a_remote_then_a_fresh_clone_pulls_and_is_up_to_date(chain_repo, tmp_path):
-    repo = chain_repo  # the objects chain has run
+    repo = chain_repo  # the objects chain, the study and the summary have run
     assert "up to date" in sh("dvc status evaluate", repo).stdout.lower()
     remote = tmp_path / "remote"
     sh(f"dvc remote add -d local {remote} && git add -A && git commit -qm 'chain and remote'", repo)
@@ -289,6 +317,61 @@ def test_push_to_a_remote_then_a_fresh_clone_pulls_and_is_up_to_date(chain_repo,
     out = sh("dvc repro evaluate", clone)
     assert "Running stage" not in out.stdout and "up to date" in out.stdout.lower(), out.stdout
     assert not (clone / "mlflow.db").exists()  # nothing ran, nothing was logged
+
+
+def test_a_model_version_registered_with_gto_is_fetched_by_dvc_artifacts_get(chain_repo):
+    repo = chain_repo  # the objects chain has run; its models are in the DVC cache
+    # dvc.yaml declares the artifact; `dvc artifacts get` fetches a version, and a version is a git tag
+    out = sh("dvc artifacts get . objects-classifiers -o unversioned", repo, check=False)
+    assert out.returncode != 0 and "Unable to find artifact 'objects-classifiers'" in out.stderr, out.stderr
+    sh("gto register objects-classifiers", repo)  # docs/manual.md: tag objects-classifiers@v0.0.1
+    assert sh("git tag", repo).stdout.split() == ["objects-classifiers@v0.0.1"]
+    sh("dvc artifacts get . objects-classifiers -o got", repo)
+    models = repo / "data/models/classifier"
+    assert {f.relative_to(models): f.read_bytes() for f in models.rglob("*") if f.is_file()} == {
+        f.relative_to(repo / "got"): f.read_bytes() for f in (repo / "got").rglob("*") if f.is_file()}  # fmt: skip
+    assert (repo / "got/segment/seed1.pt").is_file()
+
+
+def test_dvc_plots_pages_draw_every_plot_without_internet(chain_repo):
+    repo = chain_repo  # the objects chain and the study have run: their curves and confusions
+    chromium()  # skips, saying why, where Debian's chromium is missing
+    sh("dvc plots show -o plots-show", repo)
+    (repo / "metrics/curves/classifier/none.csv").write_text(  # a workspace change for the diff to show
+        (repo / "metrics/curves/classifier/none.csv").read_text().replace(",1\n", ",2\n"))
+    sh("dvc plots diff HEAD -o plots-diff", repo)
+    shown = json.loads(sh("dvc plots show --json", repo).stdout)["data"]
+    vega = sum(plot["type"] == "vega" for plots in shown.values() for plot in plots)
+    for page in ("plots-show", "plots-diff"):
+        html = (repo / page / "index.html").read_text()
+        assert "cdn.jsdelivr.net" not in html and "vega@5.33.1" in html  # .dvc/config's template
+        seen = draw_plots(repo / page / "index.html", f"dvc_{page}.png")
+        assert seen["errors"] == [] and seen["offsite"] == [], seen
+        assert seen["plots"] == vega > 20 and seen["drawn"] == seen["plots"], (vega, seen)
+
+
+TYPOS = {"lr=-1": "'lr' must be > 0, got -1", "lr=abc": "'lr' must be a number, got 'abc'",
+         "objects.seeds=0": "'objects.seeds' must be >= 1, got 0",
+         "objects.strategies=[segmnt]": "unknown name 'segmnt'"}
+
+
+def test_a_bad_param_stops_dvc_exp_run_before_any_output_is_removed(chain_repo):
+    repo = chain_repo  # everything up to the summary has run and is committed
+    outputs = ["data/models/classifier/none/seed0.pt", "data/interim/crops", "data/evaluation/test_predictions.csv",
+               "reports/train_classifier/curves_none.png", "data/summary_logged.txt", "data/params.ok"]  # fmt: skip
+    tracked = {f: f.read_bytes() for f in sorted((repo / "metrics").rglob("*")) if f.is_file()}
+    for override, message in TYPOS.items():
+        out = sh(f"dvc exp run -S '{override}'", repo, check=False)
+        log = out.stdout + out.stderr
+        assert out.returncode != 0 and message in log, log
+        assert re.findall(r"Running stage '([^']+)'", log) == ["check_params"], log  # no other stage started
+        # only the edit (params.yaml compared by content: git may not see a same-size edit in the same second)
+        assert sh("git status --porcelain -- . ':!params.yaml'", repo).stdout == "", override
+        assert (repo / "params.yaml").read_text() != sh("git show HEAD:params.yaml", repo).stdout
+        assert all((repo / path).exists() for path in outputs), override
+        assert {f: f.read_bytes() for f in sorted((repo / "metrics").rglob("*")) if f.is_file()} == tracked
+        sh("git checkout params.yaml", repo)
+    assert "up to date" in sh("dvc status summary", repo).stdout.lower()  # nothing to redo
 
 
 LRS = ["0.002", "0.005", "0.02", "0.05"]
@@ -306,7 +389,7 @@ def test_queued_experiments_two_at_a_time_all_land(chain_repo, tmp_path, store):
             (tmp_path / "mlflow").mkdir()
             env["MLFLOW_TRACKING_URI"] = stack.enter_context(mlflow_server(tmp_path / "mlflow"))
         for lr in lrs:
-            sh(f"dvc exp run --queue -S lr={lr} -n lr-{lr} evaluate", repo, env=env)
+            sh(f"dvc exp run --queue -S lr={lr} -n lr-{lr} summary", repo, env=env)
         sh("dvc queue start -j 2", repo, env=env)
         deadline = time.time() + 900
         while time.time() < deadline:
@@ -319,11 +402,11 @@ def test_queued_experiments_two_at_a_time_all_land(chain_repo, tmp_path, store):
         assert status.count("Success") == len(lrs), status + logs
         show = json.loads(sh("dvc exp show --json", repo).stdout)
         shown = {
-            x.get("name"): (x.get("data") or {}).get("metrics", {}).get("metrics/evaluate.json", {}).get("data", {})
+            x.get("name"): (x.get("data") or {}).get("metrics", {}).get("metrics/summary.json", {}).get("data", {})
             for commit in show for ex in commit.get("experiments") or [] for x in ex.get("revs", [])
         }  # fmt: skip
         assert {f"lr-{lr}" for lr in lrs} <= set(shown), shown.keys()
-        assert all("test_accuracy" in shown[f"lr-{lr}"]["strategies"]["segment"] for lr in lrs)
+        assert all("test_accuracy" in shown[f"lr-{lr}"]["objects"]["segment"] for lr in lrs)
         if store == "server":
             client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
             runs, parents = _runs(repo, client=client), _runs(repo, "parent", client)
@@ -344,6 +427,8 @@ def test_queued_experiments_two_at_a_time_all_land(chain_repo, tmp_path, store):
             (parent,) = [r for r in parents if r.data.tags["dvc.experiment"] == f"lr-{lr}"]
             assert {r.data.tags["mlflow.parentRunId"] for r in mine} == {parent.info.run_id}
             assert parent.data.params["lr"] == lr
+            # ... with its headline metrics (the summary stage ran in the experiment's copy)
+            assert parent.data.metrics == flat_metrics(shown[f"lr-{lr}"]), lr
         if store == "server":
             assert not (repo / "mlflow.db").exists()  # everything went to the server
 

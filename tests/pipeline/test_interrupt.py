@@ -4,6 +4,7 @@ checkpoint and ends where an uninterrupted run ends."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -62,30 +63,46 @@ def _epoch(checkpoint) -> int:
 
 
 @pytest.mark.parametrize(
-    ("sig", "shell"),
-    [(signal.SIGTERM, "/bin/sh"), (signal.SIGKILL, "/bin/sh"), (signal.SIGTERM, "bash")],
-    ids=["SIGTERM-sh", "SIGKILL-sh", "SIGTERM-bash"],
-)
-def test_a_killed_training_resumes_from_its_last_epoch_and_ends_the_same(template, tmp_path, sig, shell):
+    ("sig", "shell", "group"),
+    [(signal.SIGTERM, "/bin/sh", False), (signal.SIGKILL, "/bin/sh", False), (signal.SIGTERM, "bash", False),
+     (signal.SIGINT, "/bin/sh", True)],
+    ids=["SIGTERM-sh", "SIGKILL-sh", "SIGTERM-bash", "Ctrl-C"],
+)  # fmt: skip
+def test_a_killed_training_resumes_from_its_last_epoch_and_ends_the_same(template, tmp_path, sig, shell, group):
+    """`group`: the signal goes to the whole process group (DVC, its shell, the stage), as a
+    terminal sends Ctrl-C; otherwise to the stage's process alone."""
     executable = shutil.which(shell)
     if executable is None:
         pytest.skip(f"{shell} is not installed")
     repo = copy_repo(template, tmp_path / "repo")  # everything train_classifier reads has run
     env = clean_env() | {"SHELL": executable}  # the shell DVC runs stage commands with
     dvc = subprocess.Popen(
-        ["dvc", "repro", "evaluate"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+        ["dvc", "repro", "evaluate"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=group,
+    )  # fmt: skip
     stage = _stage_process(psutil.Process(dvc.pid), "train_classifier.py")
     checkpoint = repo / "data/checkpoints/classifier/none-seed0.pt"
     deadline = time.monotonic() + 300
     while _epoch(checkpoint) < 2:  # kill it inside a later epoch
         assert dvc.poll() is None and time.monotonic() < deadline, "training ended before it could be killed"
         time.sleep(0.02)
-    stage.send_signal(sig)
+    if group:
+        os.killpg(dvc.pid, sig)
+    else:
+        stage.send_signal(sig)
     log = dvc.communicate(timeout=120)[0].decode()
     assert dvc.returncode != 0, log
     if sig == signal.SIGTERM:
-        assert "terminated (SIGTERM)" in log
+        assert "interrupted (SIGTERM)" in log
+    if sig == signal.SIGINT:  # one line from the stage, no traceback; the stage's status is an interrupted one
+        assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
+        assert len(re.findall(r"^error: interrupted \(Ctrl-C, SIGINT\); run `dvc repro` again", log, re.M)) == 1, log
+        # 130 from the stage; DVC's /bin/sh (dash), interrupted as well, then dies by SIGINT itself (-2)
+        assert re.search(r"exited with (130|-2)$", log, re.M), log
+        (run,) = [r for r in mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").search_runs(
+            [mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_experiment_by_name("cnnlab").experiment_id],
+            "tags.`dvc.stage` = 'train_classifier'")]  # fmt: skip
+        assert run.info.status == "KILLED"
     killed_after = _epoch(checkpoint)
     assert 2 <= killed_after < EPOCHS
     assert not (repo / "data/models/classifier/none/seed0.pt").exists()  # nothing half-done looks finished

@@ -4,9 +4,10 @@ import shutil
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from cnnlab.io import OutputError, atomic_dir, load_array, save_array, write_json
+from cnnlab.io import OutputError, atomic_dir, load_array, save_array, write_csv, write_json
 from tests.conftest import REPO
 
 
@@ -76,3 +77,16 @@ def test_a_stage_that_hits_a_full_disk_ends_with_one_clear_line(tmp_path, monkey
     assert exit_.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot write") and "disk is full" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_outputs_get_the_modes_of_any_new_file_not_private_ones(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        write_csv(tmp_path / "p.csv", pd.DataFrame({"a": [1]}))
+        with atomic_dir(tmp_path / "folder") as tmp:
+            (tmp / "x").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.csv").stat().st_mode & 0o777 == 0o666 & ~mask  # mkstemp alone gives 0600
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o777 & ~mask  # mkdtemp alone gives 0700

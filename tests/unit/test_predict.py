@@ -3,6 +3,7 @@ and images in, a CSV of predictions with every class's probability out; each bad
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -89,23 +90,70 @@ def test_a_study_model_resizes_and_centre_crops(tmp_path):
     assert frame.path.str.endswith(("img0.png", "img1.png")).all() and frame.label.isin(["a", "b", "c"]).all()
 
 
-def test_a_registered_mlflow_model_predicts_like_its_checkpoint(tmp_path, monkeypatch):
+def _register(tmp_path, monkeypatch, strategy):
+    """A checkpoint's model logged and registered as the pipeline does: cnnlab-objects-<strategy>/1."""
     from cnnlab import tracking
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    path = _objects_model(tmp_path)
-    checkpoint = load_predictor(str(path), CPU)
-    example = np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32)
+    checkpoint = load_predictor(str(_objects_model(tmp_path, strategy)), CPU)
+    examples = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
     with tracking.stage_run("train_classifier", {}) as run:
-        run.log_model(checkpoint.model, "none-seed0", example, registered="cnnlab-objects-none",
+        run.log_model(checkpoint.model, f"{strategy}-seed0", examples, registered=f"cnnlab-objects-{strategy}",
                       metadata=checkpoint.usage, tags={"seed": 0})  # fmt: skip
-    registered = load_predictor("models:/cnnlab-objects-none/1", CPU)
+    return checkpoint, f"models:/cnnlab-objects-{strategy}/1"
+
+
+@pytest.mark.parametrize("strategy", ["none", "segment"])
+def test_a_registered_model_serves_what_predict_gives_from_image_bytes_and_boxes(tmp_path, monkeypatch, strategy):
+    import base64
+    import json
+
+    import mlflow.pyfunc
+    from mlflow.models import validate_serving_input
+
+    checkpoint, uri = _register(tmp_path, monkeypatch, strategy)
+    registered = load_predictor(uri, CPU)
     assert registered.usage == checkpoint.usage
     folder = _images(tmp_path / "test")
     files, boxes = image_files([str(folder)]), read_boxes(tmp_path / "boxes.csv")
-    a, b = predict_files(checkpoint, files, boxes, CPU), predict_files(registered, files, boxes, CPU)
-    np.testing.assert_allclose(a[["p_00", "p_01", "p_02"]], b[["p_00", "p_01", "p_02"]], rtol=1e-5, atol=1e-6)
+    predicted = predict_files(registered, files, boxes, CPU)  # `cnnlab predict models:/...`
+    columns = ["p_00", "p_01", "p_02"]
+    np.testing.assert_allclose(predicted[columns], predict_files(checkpoint, files, boxes, CPU)[columns],
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    # the MLflow model: image file bytes and the box in; label, probability, p_<class> out, the same numbers
+    table = pd.DataFrame({"image": [f.read_bytes() for f in files], "x": 15, "y": 10, "w": 20, "h": 20})
+    served = mlflow.pyfunc.load_model(uri).predict(table)
+    assert list(served.columns) == ["label", "probability", *columns]
+    pd.testing.assert_frame_equal(served, predicted.drop(columns="path"))
+    # ... and over REST, as `mlflow models serve` takes it (the JSON of docs/manual.md's curl)
+    request = {"dataframe_split": {"columns": ["image", "x", "y", "w", "h"],
+                                   "data": [[base64.b64encode(f.read_bytes()).decode(), 15, 10, 20, 20]
+                                            for f in files]}}  # fmt: skip
+    over_rest = pd.DataFrame(validate_serving_input(uri, json.dumps(request)))
+    pd.testing.assert_frame_equal(over_rest, served)
+
+
+def test_the_served_model_names_a_bad_row(tmp_path, monkeypatch):
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(_register(tmp_path, monkeypatch, "segment")[1])
+    png = (_images(tmp_path / "test") / "img0.png").read_bytes()
+    with pytest.raises(Exception, match="segment model masks each crop by GrabCut.*columns x, y, w, h"):
+        model.predict(pd.DataFrame({"image": [png]}))
+    with pytest.raises(Exception, match="row 1: box 40,0,20,20 lies outside the 50x40 image"):
+        model.predict(pd.DataFrame({"image": [png, png], "x": [0, 40], "y": 0, "w": 20, "h": 20}))
+    with pytest.raises(Exception, match="row 0: unreadable or truncated image"):
+        model.predict(pd.DataFrame({"image": [b"not an image"], "x": 0, "y": 0, "w": 20, "h": 20}))
+
+
+def test_a_registered_model_outside_the_repository_says_where_to_run(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CnnlabError, match="no MLflow store here .*mlflow.db does not exist.*MLFLOW_TRACKING_URI"):
+        load_predictor("models:/cnnlab-objects-none/1", CPU)
+    assert list(tmp_path.iterdir()) == []  # no empty store made on the way
 
 
 def test_bad_inputs_are_named(tmp_path):
@@ -127,8 +175,12 @@ def test_bad_inputs_are_named(tmp_path):
     with pytest.raises(DatasetError, match="broken.png: unreadable or truncated image"):
         prepare([folder / "broken.png"], usage, None)
     pd.DataFrame({"path": ["test/img0.png"], "x": [40], "y": [0], "w": [20], "h": [20]}).to_csv(tmp_path / "b.csv")
-    with pytest.raises(DatasetError, match="img0.png: box 40,0,20,20 lies outside the 50x40 image"):
+    with pytest.raises(DatasetError, match=r"img0.png \(.*b.csv line 2\): box 40,0,20,20 lies outside the 50x40 image"):
         prepare([folder / "img0.png"], usage, read_boxes(tmp_path / "b.csv"))
+    pd.DataFrame({"path": ["a.png", "test/img0.png"], "x": [0, -3], "y": 0, "w": 20, "h": 20}).to_csv(
+        tmp_path / "negative.csv", index=False)
+    with pytest.raises(DatasetError, match=r"negative.csv line 3 \(test/img0.png\): box -3,0,20,20 must have"):
+        read_boxes(tmp_path / "negative.csv")
     with pytest.raises(DatasetError, match="img1.png: no row in the boxes CSV"):
         prepare([folder / "img1.png"], usage, read_boxes(tmp_path / "b.csv"))
     pd.DataFrame({"path": ["x"], "x": [1]}).to_csv(tmp_path / "c.csv", index=False)
@@ -137,6 +189,12 @@ def test_bad_inputs_are_named(tmp_path):
     pd.DataFrame({"path": ["x"], "x": ["a"], "y": [0], "w": [1], "h": [1]}).to_csv(tmp_path / "d.csv", index=False)
     with pytest.raises(DatasetError, match="d.csv line 2: x, y, w, h must be whole numbers"):
         read_boxes(tmp_path / "d.csv")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def test_the_command_writes_the_csv_and_fails_with_one_line(tmp_path):
@@ -148,9 +206,12 @@ def test_the_command_writes_the_csv_and_fails_with_one_line(tmp_path):
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={"TQDM_DISABLE": "1", "PATH": ""})
     assert done.returncode == 0, done.stderr
     assert "3 predictions of" in done.stdout and len(pd.read_csv(out)) == 3
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # as any new file, not private (0600)
     bad = subprocess.run(cmd[:4] + [str(tmp_path / "missing.pt"), str(folder)], cwd=REPO, capture_output=True,
                          text=True)  # fmt: skip
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+    elsewhere = subprocess.run(cmd[:-1] + [str(tmp_path / "typo" / "p.csv")], cwd=REPO, capture_output=True, text=True)
+    assert elsewhere.returncode == 1 and "no such folder" in elsewhere.stderr and not (tmp_path / "typo").exists()
 
 
 def test_boxes_csv_is_read_like_the_objects_format_s(tmp_path):

@@ -86,31 +86,31 @@ def test_repo_root_without_dvc_root_finds_the_dvc_folder(tmp_path, monkeypatch):
 
 
 def test_logged_model_is_registered_loads_back_and_scores_any_batch_size(store):
-    import mlflow.pytorch
     import numpy as np
     import torch
 
     from cnnlab.models import ObjectsCNN
 
     model = ObjectsCNN(3, 8, 16).eval()
-    usage = {"kind": "objects", "classes": ["a", "b", "c"], "input_size": 16, "strategy": "none"}
+    usage = {"kind": "objects", "classes": ["a", "b", "c"], "input_size": 16, "strategy": "none", "segment": None}
+    images = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
     with tracking.stage_run("train_classifier", {}) as run:
         for seed in (0, 1):
-            run.log_model(model, "none-seed0", np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32),
-                          registered="cnnlab-objects-none", metadata=usage, tags={"seed": seed})  # fmt: skip
+            run.log_model(model, "none-seed0", images, registered="cnnlab-objects-none", metadata=usage,
+                          tags={"seed": seed})  # fmt: skip
         run_id = run.run_id
     client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     versions = {v.version: v for v in client.search_model_versions("name='cnnlab-objects-none'")}
     assert sorted(versions) == ["1", "2"] or sorted(versions) == [1, 2]
     assert versions[max(versions)].tags == {"seed": "1", "dvc.experiment": "brisk-lime"}
     assert all(v.run_id == run_id for v in versions.values())
-    x = torch.rand(5, 3, 16, 16)
-    loaded = mlflow.pytorch.load_model("models:/cnnlab-objects-none/1")  # pt2: the exported graph, no pickle
-    torch.testing.assert_close(loaded(x), model(x))
-    scored = mlflow.pyfunc.load_model("models:/cnnlab-objects-none/1").predict(x.numpy())  # as `mlflow models serve`
-    np.testing.assert_allclose(np.asarray(scored), model(x).detach().numpy(), rtol=1e-5, atol=1e-5)
+    info = mlflow.models.get_model_info("models:/cnnlab-objects-none/1")
+    assert set(info.flavors) == {"python_function"} and info.metadata == usage  # a pyfunc from code: no pickle
+    assert not any(p.suffix == ".pkl" for p in (store / "mlartifacts").rglob("*"))
     module, metadata = tracking.load_logged_model("models:/cnnlab-objects-none/2")
     assert metadata == usage and module.eval() is module
+    x = torch.rand(5, 3, 16, 16)  # another batch size than the example's
+    torch.testing.assert_close(module(x), model(x))
     with pytest.raises(tracking.TrackingError, match="models:/cnnlab-objects-none/9: no such model"):
         tracking.load_logged_model("models:/cnnlab-objects-none/9")
 
@@ -121,8 +121,9 @@ def test_stage_runs_of_one_dvc_experiment_share_one_parent_with_all_params(store
     for stage in ("crop", "train_classifier"):
         with tracking.stage_run(stage, {}) as run:
             ids[stage] = run.run.data.tags["mlflow.parentRunId"]
-    parent = tracking.log_experiment_metrics({"objects": {"none": {"test_accuracy": 0.5}}})
-    assert ids["crop"] == ids["train_classifier"] == parent
+    row = tracking.log_experiment_metrics({"objects": {"none": {"test_accuracy": 0.5}}}, {"cnnlab.data_source.x": "d"})
+    parent = row["run_id"]
+    assert ids["crop"] == ids["train_classifier"] == parent and row["experiment"] == "brisk-lime"
     monkeypatch.setenv("DVC_EXP_NAME", "other-exp")  # another experiment: another parent
     with tracking.stage_run("crop", {}) as run:
         assert run.run.data.tags["mlflow.parentRunId"] != parent
@@ -130,7 +131,7 @@ def test_stage_runs_of_one_dvc_experiment_share_one_parent_with_all_params(store
     p = client.get_run(parent)
     assert p.info.run_name == "brisk-lime" and p.data.tags["cnnlab.role"] == "experiment"
     assert p.data.params == {"lr": "0.01", "models.resnet.width": "16"}
-    assert p.data.metrics == {"objects/none/test_accuracy": 0.5}
+    assert p.data.metrics == {"objects/none/test_accuracy": 0.5} and p.data.tags["cnnlab.data_source.x"] == "d"
     children = client.search_runs([p.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'")
     assert sorted(r.data.tags["dvc.stage"] for r in children) == ["crop", "train_classifier"]
     assert p.info.end_time >= max(r.info.end_time for r in children)  # the UI's duration spans its stages

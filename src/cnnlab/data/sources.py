@@ -42,7 +42,7 @@ def _split(images: np.ndarray, labels: np.ndarray, ids: list[str], classes: list
     return Split(images, pd.DataFrame({"id": ids, "label": names}))
 
 
-def _square(image: torch.Tensor, size: int) -> torch.Tensor:
+def square(image: torch.Tensor, size: int) -> torch.Tensor:
     """(3, H, W) uint8 -> (3, size, size): shorter side resized to `size`, then centre-cropped."""
     if image.shape[-2:] != (size, size):
         from torchvision.transforms.v2 import functional as TF  # only the real sources resize
@@ -51,12 +51,12 @@ def _square(image: torch.Tensor, size: int) -> torch.Tensor:
     return image
 
 
-def decode_square(paths: list[Path], size: int, desc: str) -> np.ndarray:
+def decodesquare(paths: list[Path], size: int, desc: str) -> np.ndarray:
     """Decode image files to (N, 3, size, size) uint8: shorter side resized to `size`, centre-cropped."""
     out = np.empty((len(paths), 3, size, size), np.uint8)
     for i, path in enumerate(tqdm(paths, desc=desc, unit="img", leave=False)):
         image = torch.from_numpy(load_rgb(path).copy()).permute(2, 0, 1)  # DatasetError names an unreadable file
-        out[i] = _square(image, size).numpy()
+        out[i] = square(image, size).numpy()
     return out
 
 
@@ -144,7 +144,7 @@ def _folder(name: str, cfg: FolderDataset, seed: int) -> ImageSet:
 
     def decoded(ps: list[Path], ls: np.ndarray, split: str) -> Split:
         ids = [p.relative_to(root).as_posix() for p in ps]
-        return _split(decode_square(ps, cfg.image_size, f"decode {split}"), ls, ids, classes)
+        return _split(decodesquare(ps, cfg.image_size, f"decode {split}"), ls, ids, classes)
 
     splits = {"train": decoded(paths, labels, "train")}
     if (root / "val").is_dir():
@@ -188,7 +188,7 @@ def _imagenette(name: str, cfg: ImagenetteDataset, seed: int) -> ImageSet:
         paths = [Path(items[i][0]) for i in keep]
         ids = [os.path.relpath(p, root) for p in paths]
         classes = [names[0] for names in ds.classes]
-        splits[split] = _split(decode_square(paths, cfg.image_size, f"decode {split}"), labels[keep], ids, classes)
+        splits[split] = _split(decodesquare(paths, cfg.image_size, f"decode {split}"), labels[keep], ids, classes)
     splits["train"], splits["val"] = _hold_out(splits["train"], classes, cfg.val_fraction, seed)
     limit = f", first {cfg.limit_per_class} per class" if cfg.limit_per_class else ""
     return ImageSet(name, f"torchvision Imagenette {size} ({root}{limit}, {cfg.image_size} px)", classes,

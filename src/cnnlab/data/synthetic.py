@@ -18,6 +18,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +234,10 @@ def plan(seed: int, classes: int, train_per_class: int, test_per_class: int, sha
     return out
 
 
+def _ignore_interrupt() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def generate_objects(
     out: str | Path,
     *,
@@ -263,7 +268,8 @@ def generate_objects(
         if workers == 1:
             rows = [_write_sample(job) for job in tqdm(jobs, **bar)]
         else:
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            # the workers leave Ctrl-C to this process, which stops them (no traceback from each)
+            with multiprocessing.get_context("spawn").Pool(workers, _ignore_interrupt) as pool:
                 rows = list(tqdm(pool.imap(_write_sample, jobs, chunksize=16), **bar))
         pd.DataFrame(rows, columns=BOX_COLUMNS).to_csv(tmp / "boxes.csv", index=False, lineterminator="\n")
         test_labels = [(job[1], names[job[6]]) for job in jobs if job[4] == 1]
