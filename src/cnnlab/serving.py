@@ -27,12 +27,14 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
 BOX = ("x", "y", "w", "h")
+MODEL_FILE = Path(__file__).with_name("serving_model.py")  # MLflow's model-from-code file (python_model)
 
 
 def signature(usage: dict):
@@ -108,30 +110,13 @@ def _boxes(frame: pd.DataFrame, images: list[np.ndarray], usage: dict) -> list |
     return boxes
 
 
-def frozen(graph):
-    """An exported graph as a torch module in eval mode for good: a torch.export module cannot
-    switch modes (it was traced in eval mode), so train()/eval() leave it as it is."""
-    import torch
-
-    class Exported(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.graph = graph
-
-        def forward(self, x):
-            return self.graph(x)
-
-        def train(self, mode: bool = True):
-            return self
-
-    return Exported()
-
-
 class ImageClassifier(mlflow.pyfunc.PythonModel):
     """A cnnlab network with its preprocessing; see the module's docstring for its contract."""
 
     def load_context(self, context) -> None:
         import torch
+
+        from cnnlab.tensors import frozen
 
         self.usage = dict(context.model_config)
         self.network = frozen(torch.export.load(context.artifacts["network"]).module())

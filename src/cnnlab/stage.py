@@ -59,7 +59,10 @@ def log_model(run, model: torch.nn.Module, name: str, images, *, registered: str
     files and returns class probabilities, cnnlab.serving), with two of `images` ((N, 3, H, W)
     uint8) as its example, `metadata` (what `cnnlab predict` and the served model need: kind,
     classes, input size, preprocessing) and version `tags`."""
-    run.log_model(model.cpu(), name.replace("_", "-"), images[:2], registered=registered, metadata=metadata, tags=tags)
+    from cnnlab import serving
+
+    run.log_model(model.cpu(), name.replace("_", "-"), images[:2], registered=registered, metadata=metadata,
+                  tags=tags, python_model=serving.MODEL_FILE, signature=serving.signature(metadata))  # fmt: skip
 
 
 class Interrupted(BaseException):

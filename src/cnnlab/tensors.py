@@ -95,3 +95,21 @@ def evaluate(model: nn.Module, data: TensorData, device: torch.device) -> tuple[
     loss = nn.functional.cross_entropy(logits, data.labels).item()
     acc = (logits.argmax(1) == data.labels).float().mean().item()
     return loss, acc
+
+
+def frozen(graph: nn.Module) -> nn.Module:
+    """An exported graph (torch.export) as a module in eval mode for good: it was traced in eval
+    mode and cannot switch, so train()/eval() leave it as it is."""
+
+    class Exported(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.graph = graph
+
+        def forward(self, x):
+            return self.graph(x)
+
+        def train(self, mode: bool = True):
+            return self
+
+    return Exported()

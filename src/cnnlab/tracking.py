@@ -370,15 +370,17 @@ class StageRun:
 
         self._write(call, keep)
 
-    def log_model(self, model, name: str, images, *, registered: str, metadata: dict, tags: dict) -> None:
-        """The trained torch model with its preprocessing, as an MLflow pyfunc model (the
-        contract: cnnlab.serving; the network exported with torch.export, no pickle) registered
-        as a new version of model `registered`; every trained model of cnnlab is logged this way.
+    def log_model(self, model, name: str, images, *, registered: str, metadata: dict, tags: dict,
+                  python_model: Path, signature) -> None:  # fmt: skip
+        """The trained torch model as an MLflow pyfunc model "from code" (`python_model`, the file
+        that defines it: cnnlab.serving, no pickle) with the network exported by torch.export as
+        its artifact `network`, registered as a new version of model `registered`; every trained
+        model of cnnlab is logged this way (cnnlab.stage.log_model).
 
         Args:
             images: a few (N, 3, S, S) uint8 images the model takes (N >= 2 keeps the exported
                 graph's batch size free). No input example is stored: MLflow would load and score
-                every model to check it (seconds each); tests/unit/test_serving.py does.
+                every model to check it (seconds each); tests/unit/test_predict.py does.
             metadata: what it takes to use the model (kind, classes, input size, strategy,
                 preprocessing): the model's config and its MLmodel metadata.
             tags: tags of the model version, beside the DVC experiment's name.
@@ -389,7 +391,6 @@ class StageRun:
         import mlflow.pyfunc
         import torch
 
-        from cnnlab import serving
         from cnnlab.tensors import to_float
 
         network = Path(tempfile.mkdtemp(prefix="cnnlab-model-")) / "network.pt2"
@@ -397,9 +398,8 @@ class StageRun:
         exported = torch.export.export(model.eval(), (batch,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
         torch.export.save(exported, network)
         requirements = [f"torch=={torch.__version__.split('+')[0]}", "pillow", "pandas", "opencv-python-headless"]
-        options = dict(python_model=str(Path(serving.__file__).with_name("serving_model.py")),
-                       artifacts={"network": str(network)}, model_config=metadata, metadata=metadata,
-                       signature=serving.signature(metadata), pip_requirements=requirements)  # fmt: skip
+        options = dict(python_model=str(python_model), artifacts={"network": str(network)}, model_config=metadata,
+                       metadata=metadata, signature=signature, pip_requirements=requirements)  # fmt: skip
         tags = {**{k: str(v) for k, v in tags.items()}, "dvc.experiment": self._meta["tags"]["dvc.experiment"]}
 
         def call():
@@ -619,7 +619,7 @@ def load_logged_model(uri: str):
         ) from None
     if graph is None:
         raise TrackingError(f"{uri}: not a model of cnnlab's (no network in it)")
-    from cnnlab.serving import frozen
+    from cnnlab.tensors import frozen
 
     return (graph if "pytorch" not in info.flavors else frozen(graph)), metadata
 

@@ -93,14 +93,15 @@ def test_a_study_model_resizes_and_centre_crops(tmp_path):
 def _register(tmp_path, monkeypatch, strategy):
     """A checkpoint's model logged and registered as the pipeline does: cnnlab-objects-<strategy>/1."""
     from cnnlab import tracking
+    from cnnlab.stage import log_model
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     checkpoint = load_predictor(str(_objects_model(tmp_path, strategy)), CPU)
     examples = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
     with tracking.stage_run("train_classifier", {}) as run:
-        run.log_model(checkpoint.model, f"{strategy}-seed0", examples, registered=f"cnnlab-objects-{strategy}",
-                      metadata=checkpoint.usage, tags={"seed": 0})  # fmt: skip
+        log_model(run, checkpoint.model, f"{strategy}-seed0", examples, registered=f"cnnlab-objects-{strategy}",
+                  metadata=checkpoint.usage, tags={"seed": 0})  # fmt: skip
     return checkpoint, f"models:/cnnlab-objects-{strategy}/1"
 
 

@@ -6,7 +6,7 @@ import mlflow
 import pytest
 
 from cnnlab import tracking
-from cnnlab.stage import write_figures
+from cnnlab.stage import log_model, write_figures
 
 
 @pytest.fixture
@@ -96,8 +96,8 @@ def test_logged_model_is_registered_loads_back_and_scores_any_batch_size(store):
     images = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
     with tracking.stage_run("train_classifier", {}) as run:
         for seed in (0, 1):
-            run.log_model(model, "none-seed0", images, registered="cnnlab-objects-none", metadata=usage,
-                          tags={"seed": seed})  # fmt: skip
+            log_model(run, model, "none-seed0", images, registered="cnnlab-objects-none", metadata=usage,
+                      tags={"seed": seed})  # fmt: skip
         run_id = run.run_id
     client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     versions = {v.version: v for v in client.search_model_versions("name='cnnlab-objects-none'")}
