@@ -13,6 +13,7 @@ import yaml
 
 from cnnlab.tracking import flat_metrics
 from tests.browser import chromium, draw_plots, find_chromium, inspect_page
+from tests.conftest import REPO
 from tests.pipeline.conftest import TINY, clean_env, mlflow_server, sh
 
 pytestmark = pytest.mark.slow
@@ -324,13 +325,19 @@ def test_a_model_version_registered_with_gto_is_fetched_by_dvc_artifacts_get(cha
     # dvc.yaml declares the artifact; `dvc artifacts get` fetches a version, and a version is a git tag
     out = sh("dvc artifacts get . objects-classifiers -o unversioned", repo, check=False)
     assert out.returncode != 0 and "Unable to find artifact 'objects-classifiers'" in out.stderr, out.stderr
-    sh("gto register objects-classifiers", repo)  # docs/manual.md: tag objects-classifiers@v0.0.1
+    # the commands as docs/manual.md gives them (those that need no git remote)
+    manual = (REPO / "docs/manual.md").read_text()
+    documented = ("gto register objects-classifiers", "dvc artifacts get . objects-classifiers")
+    commands = [line.split("#")[0].strip() for line in manual.splitlines() if line.strip().startswith(documented)]
+    assert [c.split()[0] for c in commands] == ["gto", "dvc"], commands
+    for command in commands:
+        sh(command, repo)
     assert sh("git tag", repo).stdout.split() == ["objects-classifiers@v0.0.1"]
-    sh("dvc artifacts get . objects-classifiers -o got", repo)
+    got = repo / commands[1].split("-o")[1].strip()
     models = repo / "data/models/classifier"
     assert {f.relative_to(models): f.read_bytes() for f in models.rglob("*") if f.is_file()} == {
-        f.relative_to(repo / "got"): f.read_bytes() for f in (repo / "got").rglob("*") if f.is_file()}  # fmt: skip
-    assert (repo / "got/segment/seed1.pt").is_file()
+        f.relative_to(got): f.read_bytes() for f in got.rglob("*") if f.is_file()}  # fmt: skip
+    assert (got / "segment/seed1.pt").is_file()
 
 
 def test_dvc_plots_pages_draw_every_plot_without_internet(chain_repo):
