@@ -607,7 +607,7 @@ def load_logged_model(uri: str):
         metadata = info.metadata or {}
         if "python_function" in info.flavors and "pytorch" not in info.flavors:
             python_model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
-            graph = getattr(python_model, "network", None)
+            graph = python_model.network if hasattr(python_model, "network") else None
         else:  # logged before the serving contract: the pytorch flavor
             import mlflow.pytorch
 
