@@ -1,8 +1,11 @@
 """Stage summary: the experiment's row. The headline metrics (each cure's test accuracy over seeds,
 its sd and its shortcut-class recall; each study cell's accuracy) go on the DVC experiment's
 parent run in MLflow, whose params are all of params.yaml, so the MLflow UI's table, parallel
-coordinates and scatter plots compare experiments one row each; metrics/summary.json holds the
-same numbers and is the one file DVC shows as metrics (`dvc exp show`, `dvc metrics show`).
+coordinates and scatter plots compare experiments one row each. The same numbers are the metrics
+DVC shows (`dvc metrics show`, `dvc exp show`): metrics/summary/objects/<strategy>.json and
+metrics/summary/study/<cell>.json, one file each, so `dvc metrics show` prints one short row per
+cure and per cell; a number's MLflow name is its file's path under metrics/summary/ and its key
+(objects/segment/test_accuracy).
 
 The last output lists the metric names that went to MLflow (the same for every run of the same
 params, so dvc.lock does not change with the run's id). It is a DVC output never taken from the
@@ -15,7 +18,7 @@ handoff()  # run in a fork of a process with torch & co already imported (src/cn
 
 import json
 
-from cnnlab.io import write_json, write_text
+from cnnlab.io import atomic_dir, write_json, write_text
 from cnnlab.stage import run_stage
 from cnnlab.tracking import EXPERIMENT, flat_metrics, log_experiment_metrics
 
@@ -47,7 +50,10 @@ def main(p, args):
     sources = {"objects": evaluation["data_source"], **{cell: m["data_source"] for cell, m in study.items()}}
     row = log_experiment_metrics(summary, {f"cnnlab.data_source.{k}": v for k, v in sources.items()})
     print(f"headline metrics on MLflow run {row['run_id']} ({row['experiment']}, the DVC experiment's parent)")
-    write_json(args.out, summary)
+    with atomic_dir(args.out) as tmp:
+        for group, rows in summary.items():
+            for name, numbers in rows.items():
+                write_json(tmp / group / f"{name}.json", numbers)
     names = "".join(f"{name}\n" for name in flat_metrics(summary))
     write_text(args.logged, f"# logged to the DVC experiment's parent run (MLflow experiment {EXPERIMENT})\n{names}")
 

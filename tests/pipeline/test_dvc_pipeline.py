@@ -53,6 +53,23 @@ def _leaves(data: dict, prefix: str = "") -> set[str]:
     return out
 
 
+def _summary(root) -> dict:
+    """metrics/summary/ as one dict: {objects: {strategy: {...}}, study: {cell: {...}}}."""
+    folder = root / "metrics" / "summary"
+    return {group.name: {f.stem: json.loads(f.read_text()) for f in sorted(group.glob("*.json"))}
+            for group in sorted(folder.iterdir())}  # fmt: skip
+
+
+def _shown(entry: dict) -> dict:
+    """The headline metrics of one revision of `dvc exp show --json`, as _summary gives them."""
+    out: dict = {}
+    for path, found in ((entry.get("data") or {}).get("metrics") or {}).items():
+        if path.startswith("metrics/summary/"):
+            group, name = path.removeprefix("metrics/summary/").removesuffix(".json").split("/")
+            out.setdefault(group, {})[name] = found.get("data", {})
+    return out
+
+
 def _runs(repo, kind: str = "chain", client=None):
     """The runs of MLflow experiment cnnlab: the objects chain's stage runs ("chain"), the study's
     (its cells, the transfer cells and pretrain), visualize's, or the DVC experiments' parents ("parent")."""
@@ -198,7 +215,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     (parent,) = _runs(repo, "parent")
     assert set(parent.data.params) == _leaves(TINY) | {"classifier.lr"}
     assert parent.data.params["lr"] == str(TINY["lr"]) and parent.data.tags["dvc.experiment"].startswith("repro-")
-    summary = json.loads((repo / "metrics/summary.json").read_text())
+    summary = _summary(repo)
     assert parent.data.metrics["objects/segment/test_accuracy"] == summary["objects"]["segment"]["test_accuracy"]
     assert all(f"study/{s.split('@')[1]}/test_accuracy" in parent.data.metrics for s in CELLS)
     assert parent.data.metrics == flat_metrics(summary)
@@ -229,10 +246,13 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     again = sh("dvc repro", repo)
     assert "Running stage" not in again.stdout
     assert "up to date" in again.stdout.lower()
-    # dvc metrics show: the headline numbers only (the stages' detailed JSON are plain outputs)
+    # dvc metrics show: the headline only (the stages' detailed JSON are plain outputs), one short
+    # row per cure and per study cell
     shown = sh("dvc metrics show", repo).stdout.splitlines()
-    assert shown[1].split()[0] == "metrics/summary.json" and len(shown) == 2, shown
-    assert shown[0].split() == ["Path", *sorted(k.replace("/", ".") for k in flat_metrics(summary))], shown[0]
+    rows = [f"metrics/summary/{group}/{name}.json" for group in summary for name in summary[group]]
+    assert [line.split()[0] for line in shown[1:]] == sorted(rows), shown
+    assert shown[0].split() == ["Path", "shortcut_class_test_recall", "test_accuracy", "test_accuracy_sd",
+                                "val_accuracy"] and max(map(len, shown)) < 160, shown  # fmt: skip
 
     # a fresh clone of the committed results (metrics and dvc.lock in git, as a real clone's are):
     # its `dvc repro` runs everything from scratch and gives the same bytes (every metrics file,
@@ -253,6 +273,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     (row,) = _runs(clone, "parent")
     assert row.data.tags["dvc.experiment"] == f"repro-{sh('git rev-parse HEAD', clone).stdout[:7]}"
     assert row.data.metrics == flat_metrics(summary) and len(row.data.metrics) == len(STRATEGIES) * 4 + len(CELLS) * 2
+    assert _summary(clone) == summary
 
     # `-S lr=` reruns only what reads lr
     exp = sh("dvc exp run -S lr=0.05", repo)
@@ -262,17 +283,18 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     changed = sh("dvc exp show --only-changed --csv", repo).stdout.splitlines()[0].split(",")
     # (DVC's own columns, the param, the deps whose hashes moved, and at most the chain's headline)
     own = {"Experiment", "rev", "typ", "Created", "parent", "State", "Executor", "lr"}
-    assert "lr" in changed and all(c in own or "/" in c or c.startswith("objects.") for c in changed), changed
-    assert len([c for c in changed if c.startswith("objects.")]) <= len(STRATEGIES) * 4 and len(changed) < 40
+    metric_columns = [c for c in changed if ".json:" in c]
+    assert "lr" in changed and all(c in own or "/" in c for c in changed), changed
+    assert all(c.startswith("metrics/summary/objects/") for c in metric_columns), changed  # lr moves no study cell
+    assert len(metric_columns) <= len(STRATEGIES) * 4 and len(changed) < 40, changed
     show = json.loads(sh("dvc exp show --json", repo).stdout)
     lrs = set()
     for commit in show:
         for e in [commit] + [x for ex in commit.get("experiments") or [] for x in ex.get("revs", [])]:
             params = (e.get("data") or {}).get("params", {}).get("params.yaml", {}).get("data", {})
-            metrics = (e.get("data") or {}).get("metrics", {}).get("metrics/summary.json", {}).get("data", {})
             if params:
                 lrs.add(params["lr"])
-                assert "test_accuracy" in metrics["objects"]["segment"]
+                assert "test_accuracy" in _shown(e)["objects"]["segment"]
     assert lrs == {0.01, 0.05}
     train_runs = [r for r in _runs(repo) if r.data.tags["dvc.stage"] == "train_classifier"]
     # the first run's lr (params.yaml) and the experiment's
@@ -285,7 +307,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     assert len(_runs(repo, "parent")) == 2 and set(parents) == exp_names
     (name,) = exp_names - {n for n in exp_names if n.startswith("repro-")}
     assert parents[name].data.params["lr"] == "0.05" and "objects/segment/test_accuracy" in parents[name].data.metrics
-    assert parents[name].data.metrics == flat_metrics(json.loads((repo / "metrics/summary.json").read_text()))
+    assert parents[name].data.metrics == flat_metrics(_summary(repo))
     children = [r for r in _runs(repo) + _runs(repo, "visualize")
                 if r.data.tags["mlflow.parentRunId"] == parents[name].info.run_id]  # fmt: skip
     assert sorted(r.data.tags["dvc.stage"] for r in children) == sorted(
@@ -408,10 +430,8 @@ def test_queued_experiments_two_at_a_time_all_land(chain_repo, tmp_path, store):
         logs = "".join(sh(f"dvc queue logs lr-{lr}", repo, check=False).stdout[-1500:] for lr in lrs)
         assert status.count("Success") == len(lrs), status + logs
         show = json.loads(sh("dvc exp show --json", repo).stdout)
-        shown = {
-            x.get("name"): (x.get("data") or {}).get("metrics", {}).get("metrics/summary.json", {}).get("data", {})
-            for commit in show for ex in commit.get("experiments") or [] for x in ex.get("revs", [])
-        }  # fmt: skip
+        shown = {x.get("name"): _shown(x) for commit in show for ex in commit.get("experiments") or []
+                 for x in ex.get("revs", [])}  # fmt: skip
         assert {f"lr-{lr}" for lr in lrs} <= set(shown), shown.keys()
         assert all("test_accuracy" in shown[f"lr-{lr}"]["objects"]["segment"] for lr in lrs)
         if store == "server":
