@@ -56,8 +56,8 @@ def write_figures(figures: dict, folder: Path, run) -> None:
 def log_model(run, model: torch.nn.Module, name: str, images, *, registered: str, metadata: dict, tags: dict) -> None:
     """Log a trained model to its stage's MLflow run and register it as a new version of
     `registered` (every trained model is logged this way: an MLflow pyfunc model that takes image
-    files and returns class probabilities, cnnlab.serving), its graph exported on two of `images`
-    ((N, 3, H, W) uint8; two keep the batch size free), with `metadata` (what `cnnlab predict` and the served model need: kind,
+    files and returns class probabilities, cnnlab.serving), with two of `images` ((N, 3, H, W)
+    uint8) as its example, `metadata` (what `cnnlab predict` and the served model need: kind,
     classes, input size, preprocessing) and version `tags`."""
     from cnnlab import serving
 
