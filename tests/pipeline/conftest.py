@@ -148,6 +148,30 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
+def served(cmd: list[str], cwd: Path, env: dict, ready: str):
+    """Start a server (`cmd`, its own process group) and wait until GET `ready` answers; yields
+    the process and stops it, with all its workers, afterwards."""
+    server = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(ready, timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                assert time.time() < deadline, f"{' '.join(cmd[:5])} did not come up"
+                time.sleep(1)
+        yield server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait(30)
+
+
+@contextlib.contextmanager
 def mlflow_server(folder: Path, port: int | None = None):
     """`mlflow server` on 127.0.0.1 (at a free port unless given) with its store in `folder`;
     yields its URI and stops it, with all its workers, afterwards."""
@@ -156,22 +180,6 @@ def mlflow_server(folder: Path, port: int | None = None):
            "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "art"),
            "--workers", "1"]  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
-    server = subprocess.Popen(
-        cmd, cwd=folder, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
     uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                assert time.time() < deadline, "mlflow server did not come up"
-                time.sleep(1)
+    with served(cmd, folder, clean_env(), f"{uri}/health"):
         yield uri
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait(30)

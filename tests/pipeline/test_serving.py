@@ -4,13 +4,9 @@ what `cnnlab predict` writes for the same image and box."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import numpy as np
@@ -18,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO
-from tests.pipeline.conftest import clean_env, free_port
+from tests.pipeline.conftest import clean_env, free_port, served
 from tests.unit.test_predict import _images, _register
 
 pytestmark = pytest.mark.slow
@@ -37,30 +33,14 @@ def test_mlflow_models_serve_answers_the_documented_request_as_predict_does(tmp_
     assert f"mlflow models serve -m {uri} --env-manager local" in manual
     assert '\\"columns\\": [\\"image\\", \\"x\\", \\"y\\", \\"w\\", \\"h\\"]' in manual
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local", "--host", "127.0.0.1",
-         "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                assert time.time() < deadline, "mlflow models serve did not come up"
-                time.sleep(1)
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local", "--host",
+           "127.0.0.1", "--port", str(port)]  # fmt: skip
+    with served(cmd, tmp_path, env, f"http://127.0.0.1:{port}/ping"):
         image = base64.b64encode((folder / "img1.png").read_bytes()).decode()
         body = {"dataframe_split": {"columns": ["image", "x", "y", "w", "h"], "data": [[image, 15, 10, 20, 20]]}}
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", json.dumps(body).encode(),
                                          {"Content-Type": "application/json"})  # fmt: skip
         answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait(30)
     (row,) = answer["predictions"]
     expected = pd.read_csv(predicted, dtype={"label": str}).iloc[0]
     assert row["label"] == expected["label"] and set(row) == {"label", "probability", "p_00", "p_01", "p_02"}
