@@ -51,22 +51,6 @@ def signature(usage: dict):
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
-def example(images: np.ndarray, usage: dict) -> pd.DataFrame:
-    """An input from (N, 3, S, S) uint8 images: their PNG bytes and, for objects models, the whole
-    image as the box."""
-    from PIL import Image
-
-    rows = []
-    for image in np.asarray(images):
-        buffer = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0))).save(buffer, format="PNG")
-        row = {"image": buffer.getvalue()}
-        if usage["kind"] == "objects":
-            row |= {"x": 0, "y": 0, "w": image.shape[2], "h": image.shape[1]}
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def _decode(value, row: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
