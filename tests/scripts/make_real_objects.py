@@ -1,12 +1,20 @@
-"""Write an objects-format folder made of real images that packages ship, not the built-in generator:
-handwritten digits 0-7 (scikit-learn's scans of the UCI digits) as the objects, regions of real
-photographs (scikit-learn's china.jpg and flower.jpg, matplotlib's grace_hopper.jpg) as the
-backgrounds, one region per class. Every test image lies on the shortcut class's region, as in the
-objects chain's problem; paired/ has the same objects on their own class's region (BG-gap), and
-masks/ the ground truth (the digit's strokes).
+"""Write an objects-format folder made of real images that packages ship, not the built-in generator.
+Two kinds, different in objects and photographs:
 
-    python tests/scripts/make_real_objects.py OUT [--train-per-class 120] [--test-per-class 30]
-        [--shortcut 00] [--seed 0]
+- `digits`: handwritten digits 0-7 (scikit-learn's scans of the UCI digits, soft-edged) in one
+  colour each, on regions of real photographs (scikit-learn's china.jpg and flower.jpg,
+  matplotlib's grace_hopper.jpg), one region per class;
+- `letters`: the letters A-H (matplotlib's DejaVu Sans Bold, turned and sized at random) cut out of
+  photographed textures (scikit-image's cat, brick, grass, gravel; tinted), on regions of other
+  photographs (scikit-image's Hubble deep field, retina, rocket, astronaut, coffee and
+  immunohistochemistry slide), one region per class. Needs scikit-image.
+
+Every test image lies on the shortcut class's region, as in the objects chain's problem; paired/
+has the same objects on their own class's region (BG-gap), and masks/ the ground truth (the
+digit's strokes, the letter's shape).
+
+    python tests/scripts/make_real_objects.py OUT [--kind digits] [--train-per-class 120]
+        [--test-per-class 30] [--shortcut 00] [--seed 0]
 """
 
 from __future__ import annotations
@@ -43,6 +51,25 @@ def photo_regions() -> list[np.ndarray]:
     return regions
 
 
+def letter_regions() -> list[np.ndarray]:
+    """Eight regions of six scikit-image photographs, none of them used by `digits`."""
+    from skimage import data
+
+    hubble, retina = data.hubble_deep_field(), data.retina()
+    hh, rh = hubble.shape[0], retina.shape[0]
+    return [hubble[:, : hh], hubble[:, -hh:], retina[rh // 4 : 3 * rh // 4, : rh // 2],
+            retina[rh // 4 : 3 * rh // 4, rh // 2 :], data.rocket(), data.astronaut(), data.coffee(),
+            data.immunohistochemistry()]  # fmt: skip
+
+
+def letter_fills() -> list[np.ndarray]:
+    """Photographed textures a letter is cut from: the cat's fur, brick, grass, gravel (grey, tinted
+    at random when used)."""
+    from skimage import data
+
+    return [data.chelsea()[50:250, 100:350], data.brick(), data.grass(), data.gravel()]
+
+
 def background(rng: np.random.Generator, region: np.ndarray) -> np.ndarray:
     """A random SIZE x SIZE window of a region (resized up if the region is smaller), maybe mirrored."""
     h, w = region.shape[:2]
@@ -69,6 +96,31 @@ def paste_digit(rng, bg: np.ndarray, digit: np.ndarray, color, pose) -> tuple[np
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 
+def paste_letter(rng, bg: np.ndarray, letter: str, fills: list[np.ndarray], pose) -> tuple[np.ndarray, np.ndarray]:
+    """`letter` at `pose` = (side, x, y), turned by up to 20 degrees, cut out of a random window of
+    a random texture (grey ones tinted) over `bg`: (image, mask)."""
+    from PIL import ImageDraw, ImageFont
+
+    side, x, y = pose
+    font = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans-Bold.ttf"), side)
+    glyph = Image.new("L", (side * 2, side * 2))
+    ImageDraw.Draw(glyph).text((side, side), letter, fill=255, font=font, anchor="mm")
+    glyph = glyph.rotate(float(rng.uniform(-20, 20)), resample=Image.Resampling.BICUBIC)
+    glyph = glyph.crop(glyph.getbbox()).resize((side, side), Image.Resampling.BICUBIC)
+    alpha = np.asarray(glyph, np.float32)[..., None] / 255
+    texture = fills[int(rng.integers(len(fills)))]
+    fill = background(rng, texture).astype(np.float32)[:side, :side]
+    if fill.ndim == 2:  # a grey texture in a random colour
+        tint = np.asarray(colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.4, 0.9), 1.0), np.float32)
+        fill = fill[..., None] * tint
+    img = bg.astype(np.float32).copy()
+    window = img[y : y + side, x : x + side]
+    window[:] = alpha * fill + (1 - alpha) * window
+    mask = np.zeros(bg.shape[:2], bool)
+    mask[y : y + side, x : x + side] = alpha[..., 0] > 0.5
+    return np.clip(img, 0, 255).astype(np.uint8), mask
+
+
 def box_of(rng, mask: np.ndarray) -> tuple[int, int, int, int]:
     ys, xs = np.nonzero(mask)
     x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
@@ -77,11 +129,18 @@ def box_of(rng, mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
 
 
-def write(out: Path, train_per_class: int, test_per_class: int, shortcut: str, seed: int) -> Path:
+def write(out: Path, train_per_class: int, test_per_class: int, shortcut: str, seed: int, kind: str = "digits") -> Path:
     rng = np.random.default_rng(seed)
     digits = load_digits()
-    regions = photo_regions()
+    regions = photo_regions() if kind == "digits" else letter_regions()
+    fills = letter_fills() if kind == "letters" else None
     by_class = {c: np.flatnonzero(digits.target == int(c)) for c in CLASSES}
+
+    def paste(bg, c, i, color, pose, look):
+        if kind == "digits":
+            return paste_digit(rng, bg, digits.images[i], color, pose)
+        # `look` seeds the letter's turn and texture: the same object on both test backgrounds
+        return paste_letter(np.random.default_rng(look), bg, "ABCDEFGH"[int(c)], fills, pose)
     rows, labels = [], []
     test_index = 0
 
@@ -97,16 +156,17 @@ def write(out: Path, train_per_class: int, test_per_class: int, shortcut: str, s
             side = int(rng.integers(56, 96))
             pose = (side, int(rng.integers(0, SIZE - side)), int(rng.integers(0, SIZE - side)))
             color = colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.5, 1.0), rng.uniform(0.75, 1.0))
+            look = int(rng.integers(2**63)) if kind == "letters" else None
             if k < train_per_class:
-                image, mask = paste_digit(rng, background(rng, regions[int(c)]), digits.images[i], color, pose)
+                image, mask = paste(background(rng, regions[int(c)]), c, i, color, pose, look)
                 rel = f"train/{c}/{c}_{k:04d}.jpg"
                 save(rel, image, mask)
                 rows.append(("train", rel, c, *box_of(rng, mask)))
             else:  # test: the shortcut class's photograph; paired: the object's own class's
                 name = f"img_{test_index:04d}.jpg"
                 test_index += 1
-                image, mask = paste_digit(rng, background(rng, regions[int(shortcut)]), digits.images[i], color, pose)
-                own, _ = paste_digit(rng, background(rng, regions[int(c)]), digits.images[i], color, pose)
+                image, mask = paste(background(rng, regions[int(shortcut)]), c, i, color, pose, look)
+                own, _ = paste(background(rng, regions[int(c)]), c, i, color, pose, look)
                 save(f"test/{name}", image, mask)
                 save(f"paired/{name}", own, mask)
                 rows.append(("test", f"test/{name}", "", *box_of(rng, mask)))
@@ -123,8 +183,9 @@ def main(argv=None) -> None:
     parser.add_argument("--test-per-class", type=int, default=30)
     parser.add_argument("--shortcut", default="00", choices=CLASSES, help="the class whose background the test shares")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kind", default="digits", choices=["digits", "letters"], help="objects and photographs")
     args = parser.parse_args(argv)
-    write(args.out, args.train_per_class, args.test_per_class, args.shortcut, args.seed)
+    write(args.out, args.train_per_class, args.test_per_class, args.shortcut, args.seed, args.kind)
     print(f"wrote {args.out}")
 
 
