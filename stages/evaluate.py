@@ -16,9 +16,9 @@ import torch
 from cnnlab import figures
 from cnnlab.data.arrays import load_images
 from cnnlab.data.sets import gradcam_crops, load_chain, split_rows
-from cnnlab.data.strategies import BASELINE, eval_images, train_images
+from cnnlab.data.strategies import BASELINE, MASK_SOURCE, eval_images, train_images
 from cnnlab.io import atomic_dir, write_csv, write_json
-from cnnlab.metrics import over_seeds
+from cnnlab.metrics import mask_quality, over_seeds
 from cnnlab.stage import device, run_stage, write_figures
 from cnnlab.tensors import TensorData, predict
 from cnnlab.tracking import stage_run
@@ -32,6 +32,15 @@ def paired_rows(crops) -> np.ndarray | None:
         return None
     position = {name.split("/", 1)[1]: i for i, name in enumerate(crops.splits["test"].index.id)}
     return np.array([position[name.split("/", 1)[1]] for name in crops.splits["paired"].index.id], np.int64)
+
+
+def mask_ious(chain, strategy: str, seed: int) -> dict:
+    """{train_mask_iou, test_mask_iou} of a masking strategy's masks against the ground truth
+    (where the folder has it): mask quality beside the cure's accuracy."""
+    if strategy not in MASK_SOURCE or chain.truth is None:
+        return {}
+    return {f"{split}_mask_iou": mask_quality(chain.masks(strategy, split, seed), chain.truth[split])["mask_iou"]
+            for split in ("train", "test")}  # fmt: skip
 
 
 def log_strategy(name: str, agg: dict, info: dict) -> None:
@@ -56,14 +65,14 @@ def main(p, args):
     crops = load_images(args.crops)
     classes, test = crops.classes, crops.splits["test"]
     shortcut = classes.index(p.backgrounds.classes[0])
-    chain = load_chain(crops, args.segments, args.backgrounds)
+    seeds = p.objects.seed_list(p.seed)
+    chain = load_chain(crops, args.segments, args.backgrounds, args.learned, seeds)
     train_labels = crops.splits["train"].labels(classes)
     test_labels = test.labels(classes) if test.labelled else None
     pairs = paired_rows(crops)
     backgrounds = load_images(args.backgrounds).splits["patches"]
     background_data = TensorData.from_numpy(backgrounds.images, backgrounds.labels(classes))
     trained = json.loads(args.trained.read_text())["strategies"]
-    seeds = p.objects.seed_list(p.seed)
     metrics = {"data_source": crops.source, "test_labelled": test.labelled, "shortcut_class": classes[shortcut],
                "chance_rate": 1 / len(classes), "seeds": seeds,
                "sd": "sample standard deviation over seeds (n - 1)",
@@ -71,32 +80,33 @@ def main(p, args):
                "strategies": {}}  # fmt: skip
     views, models = {}, {}  # of the first seed, for the figures
     inputs = {"crops": args.crops, "segments": args.segments, "backgrounds": args.backgrounds, "masked": args.masked,
-              "models": args.models}  # fmt: skip
+              "learned": args.learned, "models": args.models}  # fmt: skip
     with stage_run("evaluate", {"seeds": ",".join(map(str, seeds)), "shortcut_class": classes[shortcut]},
                    data_source=crops.source, inputs=inputs) as run, atomic_dir(args.out) as tmp:  # fmt: skip
         for strategy, trained_m in trained.items():
             if "skipped" in trained_m:
                 metrics["strategies"][strategy] = {"skipped": trained_m["skipped"]}
                 continue
-            views[strategy] = np.ascontiguousarray(eval_images(strategy, chain, "test"))
-            paired_view = None
-            if pairs is not None:
-                paired_view = torch.from_numpy(np.ascontiguousarray(eval_images(strategy, chain, "paired")))
             per_seed = {}
             for seed in seeds:
+                view = np.ascontiguousarray(eval_images(strategy, chain, "test", seed))
+                paired_view = None
+                if pairs is not None:
+                    paired_view = torch.from_numpy(np.ascontiguousarray(eval_images(strategy, chain, "paired", seed)))
                 gradcam = gradcam_crops(args.masked, seed, crops.splits["train"]) if strategy == "report" else None
                 data = TensorData.from_numpy(train_images(strategy, chain, seed, gradcam), train_labels)
                 _, val_idx = split_rows(args.models / "splits.csv", seed)
                 model, _ = load_model(args.models / strategy / f"seed{seed}.pt", device())
                 m, pred = score_classifier(
-                    model, data.subset(val_idx), torch.from_numpy(views[strategy]), test_labels, background_data,
+                    model, data.subset(val_idx), torch.from_numpy(view), test_labels, background_data,
                     shortcut=shortcut, num_classes=len(classes), device=device(), paired_images=paired_view,
                     paired_rows=pairs,
                 )  # fmt: skip
-                per_seed[seed] = {k: v for k, v in m.items() if k != "test_recall"}
+                per_seed[seed] = {k: v for k, v in m.items() if k != "test_recall"} | mask_ious(chain, strategy, seed)
                 frame = pd.DataFrame({"path": test.index.id, "label": [classes[i] for i in pred]})
                 write_csv(tmp / strategy / f"seed{seed}_test_predictions.csv", frame)
                 models.setdefault(strategy, model)
+                views.setdefault(strategy, view)
             metrics["strategies"][strategy] = over_seeds(per_seed)
         metrics["comparison"] = comparison(metrics["strategies"])
         best = metrics["comparison"].get("best", next(iter(models)))
@@ -119,5 +129,5 @@ def main(p, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "crops", "segments", "backgrounds", "masked", "models", "trained", "out", "metrics", "table",
-              "figures", "confusion", doc=__doc__)  # fmt: skip
+    run_stage(main, "crops", "segments", "backgrounds", "masked", "learned", "models", "trained", "out", "metrics",
+              "table", "figures", "confusion", doc=__doc__)  # fmt: skip

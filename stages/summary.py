@@ -24,7 +24,8 @@ from cnnlab.tracking import EXPERIMENT, flat_metrics, log_experiment_metrics
 
 
 def headline(evaluation: dict, study: dict[str, dict]) -> dict:
-    """{objects: {strategy: {val_accuracy, test_accuracy, test_accuracy_sd, shortcut_class_test_recall}},
+    """{objects: {strategy: {val_accuracy, test_accuracy, test_accuracy_sd, shortcut_class_test_recall,
+    test_mask_iou (masking strategies, with ground truth)}},
     study: {cell: {val_accuracy, test_accuracy}}}: means (and the sd) over seeds for the objects
     chain; skipped strategies left out, test numbers only where the test set is labelled."""
     objects = {}
@@ -35,6 +36,8 @@ def headline(evaluation: dict, study: dict[str, dict]) -> dict:
         if "test_accuracy" in m:  # an unlabelled test set has predictions only
             objects[name] |= {"test_accuracy": m["test_accuracy"]["mean"], "test_accuracy_sd": m["test_accuracy"]["sd"],
                               "shortcut_class_test_recall": m["shortcut_class_test_recall"]["mean"]}  # fmt: skip
+        if "test_mask_iou" in m:
+            objects[name]["test_mask_iou"] = m["test_mask_iou"]["mean"]
     cells = {}
     for cell, m in study.items():
         cells[cell] = {"val_accuracy": m["val"]["accuracy"]}

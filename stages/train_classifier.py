@@ -50,7 +50,8 @@ def fit_one(p, args, run, data: TensorData, split, seed: int, name: str, setting
 
 def usage(p, strategy: str, classes: list[str]) -> dict:
     """What it takes to use a model of `strategy` on new images (cnnlab predict): crops of
-    crop.size px, and for `segment` the GrabCut settings that mask them at test time."""
+    crop.size px, and for `segment` the GrabCut settings that mask them at test time (a
+    `segment_learned` model's test-time masker is not carried yet: cnnlab predict refuses it)."""
     return {"kind": "objects", "classes": classes, "input_size": p.crop.size, "strategy": strategy,
             "segment": p.segment.model_dump() if strategy == "segment" else None}  # fmt: skip
 
@@ -69,14 +70,15 @@ def save_models(p, folder, weights: dict, splits: dict, train_ids, classes: list
 
 def main(p, args):
     crops = load_images(args.crops)
-    chain = load_chain(crops, args.segments, args.backgrounds)
+    seeds = p.objects.seed_list(p.seed)
+    chain = load_chain(crops, args.segments, args.backgrounds, args.learned, seeds)
     train_crops = crops.splits["train"]
     labels = train_crops.labels(crops.classes)
-    seeds = p.objects.seed_list(p.seed)
     splits = {seed: stratified_split(labels, p.classifier.val_fraction, seed) for seed in seeds}
     params = {"seeds": ",".join(map(str, seeds)), "strategies": ",".join(p.objects.strategies),
               "crop.size": p.crop.size, "shortcut_class": p.backgrounds.classes[0], **p.classifier.flat("classifier.")}
-    inputs = {"crops": args.crops, "segments": args.segments, "backgrounds": args.backgrounds, "masked": args.masked}
+    inputs = {"crops": args.crops, "segments": args.segments, "backgrounds": args.backgrounds, "masked": args.masked,
+              "learned": args.learned}  # fmt: skip
     with stage_run("train_classifier", params, data_source=crops.source, inputs=inputs,
                    system_metrics=p.tracking.system_metrics) as run:  # fmt: skip
         metrics = {"data_source": crops.source, "lr": p.classifier.lr, "seeds": seeds, "strategies": {}}
@@ -120,5 +122,5 @@ def main(p, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "crops", "segments", "backgrounds", "masked", "out", "checkpoints", "metrics", "curves", "figures",
-              doc=__doc__)  # fmt: skip
+    run_stage(main, "crops", "segments", "backgrounds", "masked", "learned", "out", "checkpoints", "metrics", "curves",
+              "figures", doc=__doc__)  # fmt: skip

@@ -30,8 +30,8 @@ Unit = Annotated[float, Field(ge=0, le=1)]  # between 0 and 1
 Rate = Annotated[float, Field(ge=0, lt=1)]  # in [0, 1): momentum, dropout
 # dataset and model names become folder names and are joined as <dataset>-<model>
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$")]
-STRATEGIES = ("none", "report", "segment", "mixed_rand", "oracle")
-Strategy = Literal["none", "report", "segment", "mixed_rand", "oracle"]
+STRATEGIES = ("none", "report", "segment", "segment_learned", "mixed_rand", "mixed_rand_learned", "oracle")
+Strategy = Literal["none", "report", "segment", "segment_learned", "mixed_rand", "mixed_rand_learned", "oracle"]
 
 
 class Section(BaseModel):
@@ -103,6 +103,32 @@ class ObjectsNet(Training):
 
     hidden: Count
     val_fraction: Fraction
+
+
+class Masker(Section):
+    """The learned foreground masker (cnnlab.train.masker): a MaskNet per seed, trained on GrabCut's
+    masks of the training crops and on background patches, then on its own refined masks. No
+    validation split: it has no labels to validate on that it was not trained to copy."""
+
+    width: Count  # channels of the U-Net's first level (then 2x, 4x)
+    rounds: Count  # trainings: the first on GrabCut's masks, each next on the previous one's
+    patch_ratio: Positive  # background patches per training crop in its training set (all, at most)
+    affinity: Annotated[float, Field(ge=0)]  # weight of the colour-affinity term (0 = off)
+    colour_components: NonNegative  # Gaussians per colour model of a crop (0 = no colour refinement)
+    colour_prior: Annotated[float, Field(ge=0)]  # weight of the network's log-odds against the colours
+    optimizer: Literal["adam", "sgd"]
+    lr: Positive
+    momentum: Rate
+    weight_decay: Annotated[float, Field(ge=0)]
+    batch_size: Count
+    epochs: Count  # of the first round
+    round_epochs: Count  # of each later round (from the last round's weights)
+    schedule: Literal["constant", "onecycle"]
+
+    def training(self) -> Training:
+        """The loop's settings (no early stopping, no label smoothing)."""
+        keys = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "schedule")
+        return Training(**{k: getattr(self, k) for k in keys}, patience=0, label_smoothing=0.0)
 
 
 class Gradcam(Section):
@@ -289,6 +315,7 @@ class Params(Section):
     generate: Generate
     crop: Crop
     segment: Segment
+    masker: Masker
     backgrounds: Backgrounds
     background_classifier: ObjectsNet
     gradcam: Gradcam

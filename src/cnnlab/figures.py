@@ -20,6 +20,7 @@ from cnnlab.viz.plots import (
     confusion_matrices,
     image_grid,
     mask_examples,
+    mask_sources,
     prediction_grid,
     strategy_comparison,
     training_curves,
@@ -82,6 +83,14 @@ def segment_examples(train: Split, masks: np.ndarray) -> Figures:
     shown = masks[rows]
     figure = mask_examples(train.images[rows], shown.astype(np.float32), shown, train.truth(rows), "GrabCut mask")
     return {"segment_masks.png": figure}
+
+
+def masker_examples(crops: Split, grabcut: np.ndarray, learned: np.ndarray) -> Figures:
+    """The same crops (spread over `crops`) with GrabCut's and the learned masker's masks, and the
+    ground truth where the folder has it, each mask with its IoU."""
+    rows = spread(len(crops))
+    shown = {"GrabCut": grabcut[rows], "learned": learned[rows]}
+    return {"masker_masks.png": mask_sources(crops.images[rows], shown, crops.truth(rows))}
 
 
 def gradcam_examples(crops: Split, heat: np.ndarray, masks: np.ndarray) -> Figures:
@@ -259,7 +268,8 @@ def augmentations(cfg: Augment, data: ImageSet, seed: int, count: int = 8) -> Fi
 
 # -- the page (the visualize stage) ---------------------------------------------------------------
 
-CHAIN = ("evaluate", "train_classifier", "background_classifier", "gradcam_mask", "segment", "backgrounds", "crop")
+CHAIN = ("evaluate", "train_classifier", "background_classifier", "gradcam_mask", "masker", "segment", "backgrounds",
+         "crop")  # fmt: skip
 HEADLINE = "strategies.png"  # shown first
 
 
@@ -315,7 +325,7 @@ def page(p: Params, reports: Path, objects: tuple[str, pd.DataFrame], study_metr
                 f"seeds {p.objects.seed_list(p.seed)}: mean ± sd over seeds. none = crops as they are; report = "
                 f"class {p.backgrounds.classes[0]}'s background blacked out by Grad-CAM; segment = every crop's "
                 "background blacked out (GrabCut), train and test; mixed_rand = objects on random backgrounds; "
-                "oracle = ground-truth masks (an upper bound).",
+                "*_learned = the same with the learned masker's masks; oracle = ground-truth masks (an upper bound).",
                 tables=[("evaluate: cure strategies over seeds", objects_table(table))], figures=chain),
         Section("Study: CIFAR-10 / ImageNet10", "study", "one row per dataset x model cell. The transfer cells ("
                 f"{', '.join(p.transfer.models)}) train on the first {p.transfer.train_per_class or 'all'} training "

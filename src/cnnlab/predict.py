@@ -63,6 +63,8 @@ def load_predictor(spec: str, device: torch.device) -> Predictor:
     if usage.get("strategy") == "oracle":
         raise CnnlabError(f"{spec}: an oracle model masks test crops with ground-truth masks, which new images do not "
                           "have; use another strategy's model (e.g. segment)")  # fmt: skip
+    if usage.get("strategy") in LEARNED_MASKS:
+        raise CnnlabError(f"{spec}: {LEARNED_MASKS_UNSUPPORTED}")
     return Predictor(model, usage)
 
 
@@ -147,6 +149,12 @@ SEGMENT_NEEDS_BOXES = ("a segment model masks each crop by GrabCut from the obje
                        "(`cnnlab predict --boxes`, a CSV of path,x,y,w,h; the served model: columns x, y, w, h)")
 
 
+LEARNED_MASKS = ("segment_learned",)  # their test crops are masked by the learned masker
+LEARNED_MASKS_UNSUPPORTED = ("a segment_learned model masks test crops with the masker it was trained with, which "
+                             "this model does not carry yet; use the segment model (GrabCut masks from the box) "
+                             "or a mixed_rand_learned model (no test-time masks)")
+
+
 def prepare_image(image: np.ndarray, usage: dict, box: Box | None) -> np.ndarray:
     """(3, S, S) uint8: a decoded (H, W, 3) uint8 image as the model's training prepared it.
     Objects models: cut to `box` (None: the whole image), resized to the crop size, and for a
@@ -159,6 +167,8 @@ def prepare_image(image: np.ndarray, usage: dict, box: Box | None) -> np.ndarray
         return square(torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1), size).numpy()
     from cnnlab.data.crops import crop_mask, crop_resize
 
+    if usage.get("strategy") in LEARNED_MASKS:  # never unmasked: it was trained and scored on masked crops
+        raise CnnlabError(LEARNED_MASKS_UNSUPPORTED)
     if usage.get("strategy") == "segment":
         if box is None:
             raise CnnlabError(SEGMENT_NEEDS_BOXES)

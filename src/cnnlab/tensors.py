@@ -20,7 +20,8 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class TensorData:
-    """Images (N, 3, H, W) uint8 and integer labels (N,), kept decoded in memory."""
+    """Images (N, 3, H, W) uint8 and integer labels (N,) (or per-pixel labels (N, H, W)), kept
+    decoded in memory."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -90,7 +91,8 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device, chunk:
 
 
 def evaluate(model: nn.Module, data: TensorData, device: torch.device) -> tuple[float, float]:
-    """(mean cross-entropy loss, accuracy) of the model on the data."""
+    """(mean cross-entropy loss, accuracy) of the model on the data; for per-pixel labels
+    (N, H, W) the accuracy is the mean over images of their pixel accuracy."""
     logits = predict(model, data.images, device)
     loss = nn.functional.cross_entropy(logits, data.labels).item()
     acc = (logits.argmax(1) == data.labels).float().mean().item()

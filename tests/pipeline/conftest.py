@@ -27,6 +27,7 @@ SHRINK = {
     "generate": {"train_per_class": 5, "test_per_class": 2, "image_size": 64},
     "crop": {"size": 24},
     "segment": {"iterations": 1, "max_side": 32},
+    "masker": {"width": 4, "rounds": 2, "epochs": 1, "round_epochs": 1, "batch_size": 16},
     "background_classifier": {"epochs": 1, "batch_size": 4, "hidden": 16},
     "gradcam": {"batch_size": 16},
     "classifier": {"epochs": 1, "batch_size": 8, "hidden": 16},

@@ -18,9 +18,9 @@ from tests.pipeline.conftest import TINY, clean_env, mlflow_server, sh
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["generate", "crop", "backgrounds", "segment", "background_classifier", "gradcam_mask", "train_classifier",
-          "evaluate"]  # fmt: skip
-STRATEGIES = ["none", "report", "segment", "mixed_rand", "oracle"]
+STAGES = ["generate", "crop", "backgrounds", "segment", "masker", "background_classifier", "gradcam_mask",
+          "train_classifier", "evaluate"]  # fmt: skip
+STRATEGIES = ["none", "report", "segment", "segment_learned", "mixed_rand", "mixed_rand_learned", "oracle"]
 # the evaluate stage logs one MLflow run per strategy beside its own
 RUN_STAGES = sorted(STAGES + [f"evaluate/{s}" for s in STRATEGIES])
 STUDY = [f"study@{d}-{m}" for d in ("cifar10", "imagenet10") for m in ("simple_cnn", "resnet")]
@@ -31,6 +31,7 @@ REPORT_FIGURES = [
     "crop/crops.png",
     "backgrounds/patches.png",
     "segment/segment_masks.png",
+    "masker/masker_masks.png",
     "background_classifier/curves.png",
     "gradcam_mask/gradcam_shortcut_masks.png",
     *[f"train_classifier/curves_{m}.png" for m in STRATEGIES],
@@ -105,7 +106,19 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     assert ev["comparison"]["best"] in STRATEGIES[:-1]  # never the oracle
     assert "better" in ev["comparison"]["segment_minus_none"]["test_accuracy"]
     table = (repo / "metrics/objects_comparison.csv").read_text().splitlines()
-    assert table[0].startswith("strategy,note,val_accuracy_mean,val_accuracy_sd") and len(table) == 1 + 5
+    assert table[0].startswith("strategy,note,val_accuracy_mean,val_accuracy_sd") and len(table) == 1 + 7
+    assert table[0].endswith(",train_mask_iou_mean,train_mask_iou_sd,test_mask_iou_mean,test_mask_iou_sd")
+    for strategy in ("segment", "segment_learned", "mixed_rand", "mixed_rand_learned"):  # mask quality beside accuracy
+        assert 0 <= ev["strategies"][strategy]["test_mask_iou"]["mean"] <= 1
+    assert ev["strategies"]["oracle"]["test_mask_iou"]["mean"] == 1.0
+    assert "test_mask_iou" not in ev["strategies"]["none"]
+    masker = json.loads((repo / "metrics/masker.json").read_text())
+    assert masker["mask_iou"] == "available" and set(masker["per_seed"]) == {"0", "1"}
+    for split in ("train", "test", "paired"):
+        assert 0 <= masker["over_seeds"][f"{split}_mask_iou"]["mean"] <= 1
+        assert 0 <= masker["over_seeds"][f"{split}_grabcut_agreement"]["mean"] <= 1
+    assert sorted(p.name for p in (repo / "data/models/masker").iterdir()) == ["seed0.pt", "seed1.pt"]
+    assert not list((repo / "data/checkpoints/masker").glob("*.pt"))  # finished: nothing left to resume
     grad = json.loads((repo / "metrics/gradcam_mask.json").read_text())
     assert 0 <= grad["over_seeds"]["mask_iou"]["mean"] <= 1 and grad["crops"] == 5
     assert grad["per_seed"]["0"]["threshold_chosen_by"].startswith("best mask IoU on the")
@@ -183,7 +196,8 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
         seen = inspect_page(reports / "index.html", "pipeline_report.png")
         assert seen["errors"] == [] and len(seen["images"]) == len(pngs)
         assert all(loaded for _, loaded in seen["images"]), [src for src, ok in seen["images"] if not ok]
-        assert seen["tables"] == {"objects-table-0": 5, "study-table-0": len(CELLS), "features-table-0": 10}
+        assert seen["tables"] == {"objects-table-0": len(STRATEGIES), "study-table-0": len(CELLS),
+                                  "features-table-0": 10}  # fmt: skip
     (vis_run,) = _runs(repo, "visualize")
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     assert "index.html" in {a.path for a in client.list_artifacts(vis_run.info.run_id)}
@@ -252,7 +266,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     rows = [f"metrics/summary/{group}/{name}.json" for group in summary for name in summary[group]]
     assert [line.split()[0] for line in shown[1:]] == sorted(rows), shown
     assert shown[0].split() == ["Path", "shortcut_class_test_recall", "test_accuracy", "test_accuracy_sd",
-                                "val_accuracy"] and max(map(len, shown)) < 160, shown  # fmt: skip
+                                "test_mask_iou", "val_accuracy"] and max(map(len, shown)) < 180, shown  # fmt: skip
 
     # a fresh clone of the committed results (metrics and dvc.lock in git, as a real clone's are):
     # its `dvc repro` runs everything from scratch and gives the same bytes (every metrics file,
@@ -272,7 +286,9 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     assert sh("git status --porcelain", clone).stdout == ""
     (row,) = _runs(clone, "parent")
     assert row.data.tags["dvc.experiment"] == f"repro-{sh('git rev-parse HEAD', clone).stdout[:7]}"
-    assert row.data.metrics == flat_metrics(summary) and len(row.data.metrics) == len(STRATEGIES) * 4 + len(CELLS) * 2
+    masking = ["segment", "segment_learned", "mixed_rand", "mixed_rand_learned", "oracle"]  # + test_mask_iou
+    assert row.data.metrics == flat_metrics(summary)
+    assert len(row.data.metrics) == len(STRATEGIES) * 4 + len(masking) + len(CELLS) * 2
     assert _summary(clone) == summary
 
     # `-S lr=` reruns only what reads lr
@@ -286,7 +302,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     metric_columns = [c for c in changed if ".json:" in c]
     assert "lr" in changed and all(c in own or "/" in c for c in changed), changed
     assert all(c.startswith("metrics/summary/objects/") for c in metric_columns), changed  # lr moves no study cell
-    assert len(metric_columns) <= len(STRATEGIES) * 4 and len(changed) < 40, changed
+    assert len(metric_columns) <= len(STRATEGIES) * 4 and len(changed) < 45, changed
     show = json.loads(sh("dvc exp show --json", repo).stdout)
     lrs = set()
     for commit in show:

@@ -155,7 +155,7 @@ def test_load_params_names_the_file_and_every_problem(tmp_path):
     assert lines == [f"{path}: params key 'crop.size' is missing; every setting lives in params.yaml: add it "
                      "(see the comments there, or git diff params.yaml)",
                      f"{path}: unknown params key 'batchsize' in the top level; valid keys: seed, lr, deterministic, "
-                     "launcher, objects, generate, crop, segment, backgrounds, background_classifier, gradcam, "
+                     "launcher, objects, generate, crop, segment, masker, backgrounds, background_classifier, gradcam, "
                      "classifier, study, transfer, datasets, models, augment, visualize, tracking"]  # fmt: skip
 
 
@@ -274,7 +274,8 @@ def test_another_launcher_is_refused_with_an_example():
 
 def test_unknown_strategy_is_rejected_with_the_valid_ones():
     with pytest.raises(
-        ParamsError, match=r"objects.strategies\[1\]'.*'grabcut'.*none, report, segment, mixed_rand, oracle"
+        ParamsError, match=r"objects.strategies\[1\]'.*'grabcut'.*none, report, segment, segment_learned, mixed_rand, "
+        r"mixed_rand_learned, oracle"
     ):
         make_params({"objects": {"strategies": ["none", "grabcut"]}})
     with pytest.raises(ParamsError, match="lists a name twice"):

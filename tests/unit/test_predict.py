@@ -163,6 +163,12 @@ def test_bad_inputs_are_named(tmp_path):
         load_predictor(str(tmp_path / "nothing.pt"), CPU)
     with pytest.raises(CnnlabError, match="oracle model masks test crops with ground-truth masks"):
         load_predictor(str(_objects_model(tmp_path, "oracle")), CPU)
+    # never unmasked: a segment_learned model was trained and scored on the masker's masked crops
+    learned = _objects_model(tmp_path, "segment_learned")
+    with pytest.raises(CnnlabError, match="segment_learned model masks test crops with the masker it was trained"):
+        load_predictor(str(learned), CPU)
+    with pytest.raises(CnnlabError, match="does not carry yet; use the segment model"):  # the served model's path
+        prepare([folder / "img0.png"], torch.load(learned, weights_only=True)["usage"], None)
     save_checkpoint(tmp_path / "old.pt", ObjectsCNN(3, 8, 16), classes=CLASSES)
     with pytest.raises(CnnlabError, match="old.pt: this model does not say how to prepare images"):
         load_predictor(str(tmp_path / "old.pt"), CPU)

@@ -21,7 +21,12 @@ def _chain(truth=True):
         m[:, 0, 0] = True  # object: the top-left pixel
     backgrounds = np.stack([np.full((3, 2, 2), 7, np.uint8), np.full((3, 2, 2), 9, np.uint8)])
     truth_masks = {s: ~m for s, m in masks.items()} if truth else None  # differs from the GrabCut ones
-    return ChainData(images=images, segments=masks, truth=truth_masks, backgrounds=backgrounds)
+    learned = {}  # seed 0: the bottom-right pixel; seed 1: the top-right one
+    for seed, (y, x) in ((0, (1, 1)), (1, (0, 1))):
+        learned[seed] = {s: np.zeros_like(m) for s, m in masks.items()}
+        for m in learned[seed].values():
+            m[:, y, x] = True
+    return ChainData(images=images, segments=masks, truth=truth_masks, backgrounds=backgrounds, learned=learned)
 
 
 def test_every_strategy_on_tiny_data():
@@ -36,10 +41,21 @@ def test_every_strategy_on_tiny_data():
     assert (mixed[:, 0, 0] == 200).all() and set(np.unique(mixed[:, 1, 1])) <= {7, 9}
     assert (train_images("mixed_rand", data, seed=0) == out["mixed_rand"]).all()  # seeded
     assert (out["oracle"][:, 0, 0, 0] == 0).all() and (out["oracle"][:, 0, 1, 1] == 200).all()  # ground truth
-    # test time: segment and oracle mask test crops the same way; the others leave them as they are
-    assert (eval_images("none", data, "test") == 200).all() and (eval_images("mixed_rand", data, "paired") == 200).all()
-    assert (eval_images("segment", data, "test")[:, :, 1, 1] == 0).all()
-    assert (eval_images("oracle", data, "paired")[:, :, 0, 0] == 0).all()
+    # the learned cures: the same with the seed's learned masks
+    learned = out["segment_learned"][:, 0]
+    assert (learned[:, 1, 1] == 200).all() and (learned[:, 0, 0] == 0).all() and (learned[:, 0, 1] == 0).all()
+    seed1 = train_images("segment_learned", data, seed=1)[:, 0]
+    assert (seed1[:, 0, 1] == 200).all() and (seed1[:, 1, 1] == 0).all()
+    mixed_learned = out["mixed_rand_learned"][:, 0]
+    assert (mixed_learned[:, 1, 1] == 200).all() and set(np.unique(mixed_learned[:, 0, 0])) <= {7, 9}
+    # test time: segment, segment_learned and oracle mask test crops; the others leave them as they are
+    assert (eval_images("none", data, "test", 0) == 200).all()
+    assert (eval_images("mixed_rand", data, "paired", 0) == 200).all()
+    assert (eval_images("mixed_rand_learned", data, "test", 0) == 200).all()
+    assert (eval_images("segment", data, "test", 0)[:, :, 1, 1] == 0).all()
+    assert (eval_images("segment_learned", data, "test", 0)[:, :, 0, 0] == 0).all()
+    assert (eval_images("segment_learned", data, "test", 1)[:, :, 0, 1] == 200).all()
+    assert (eval_images("oracle", data, "paired", 0)[:, :, 0, 0] == 0).all()
     with pytest.raises(ValueError, match="report"):
         train_images("report", data, seed=0)
 
@@ -47,6 +63,8 @@ def test_every_strategy_on_tiny_data():
 def test_oracle_is_unavailable_without_ground_truth_masks():
     assert unavailable("oracle", _chain(truth=False)).startswith("the dataset folder has no ground-truth mask")
     assert unavailable("segment", _chain(truth=False)) is None and unavailable("oracle", _chain()) is None
+    no_masker = ChainData(**{**_chain().__dict__, "learned": None})
+    assert unavailable("segment_learned", no_masker) == "no learned masks (the masker stage's output)"
 
 
 def test_over_seeds_by_hand():

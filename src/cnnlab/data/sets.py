@@ -13,8 +13,15 @@ from cnnlab.data.strategies import ChainData
 from cnnlab.io import load_array
 
 
-def load_chain(crops: ImageSet, segments_dir: str | Path | None, backgrounds_dir: str | Path) -> ChainData:
-    """ChainData over the crops; ground-truth masks only when every crop of every split has one."""
+def load_chain(
+    crops: ImageSet,
+    segments_dir: str | Path | None,
+    backgrounds_dir: str | Path,
+    learned_dir: str | Path | None = None,
+    seeds: list[int] | None = None,
+) -> ChainData:
+    """ChainData over the crops; ground-truth masks only when every crop of every split has one;
+    the learned masker's masks of `seeds` from `learned_dir` (the masker stage's output)."""
     truth = None
     if all(split.truth() is not None for split in crops.splits.values() if len(split)):
         truth = {name: split.masks for name, split in crops.splits.items()}
@@ -26,7 +33,11 @@ def load_chain(crops: ImageSet, segments_dir: str | Path | None, backgrounds_dir
         segments=segments,
         truth=truth,
         backgrounds=load_images(backgrounds_dir).splits["patches"].images,
-    )
+        learned=None if learned_dir is None else {
+            seed: {name: load_array(Path(learned_dir) / f"seed{seed}" / f"{name}_masks.npy") for name in crops.splits}
+            for seed in seeds
+        },
+    )  # fmt: skip
 
 
 def gradcam_crops(masked_dir: str | Path, seed: int, train: Split) -> tuple[np.ndarray, np.ndarray]:

@@ -1,14 +1,18 @@
 """Cures of the background shortcut: what each strategy trains on and what it does to a crop at
 test time. Arrays in, arrays out (uint8 crops (N, 3, S, S), bool masks (N, S, S)).
 
-| strategy   | training crops                                             | test crops        |
-|------------|------------------------------------------------------------|-------------------|
-| none       | as they are (the baseline)                                 | as they are       |
-| report     | the shortcut class's background blacked out by Grad-CAM    | as they are       |
-| segment    | every crop's background blacked out (GrabCut masks)        | the same masking  |
-| mixed_rand | every object (GrabCut mask) pasted on a random background  | as they are       |
-|            | patch of a random class (Xiao et al. 2020, Mixed-Rand)     |                   |
-| oracle     | `segment` with the ground-truth masks: an upper bound      | the same masking  |
+| strategy           | training crops                                       | test crops        |
+|--------------------|------------------------------------------------------|-------------------|
+| none               | as they are (the baseline)                           | as they are       |
+| report             | the shortcut class's background blacked out by       | as they are       |
+|                    | Grad-CAM                                             |                   |
+| segment            | every crop's background blacked out (GrabCut masks)  | the same masking  |
+| mixed_rand         | every object (GrabCut mask) pasted on a random       | as they are       |
+|                    | background patch of a random class (Xiao et al.      |                   |
+|                    | 2020, Mixed-Rand)                                    |                   |
+| segment_learned,   | segment, mixed_rand with the learned masker's masks  | as segment,       |
+| mixed_rand_learned | (the masker stage; one masker per seed)              | mixed_rand        |
+| oracle             | `segment` with the ground-truth masks: upper bound   | the same masking  |
 
 `report` is the reference report's cure; it leaves "black background" as a cue of the shortcut
 class. `segment` treats every crop alike, so neither a background nor the fill is tied to a class;
@@ -25,7 +29,10 @@ from cnnlab.config import STRATEGIES
 
 BASELINE = "none"
 UPPER_BOUND = "oracle"  # reported, never chosen as the best strategy
-TEST_TIME_MASKS = {"segment": "segments", "oracle": "truth"}  # strategies that mask test crops too
+# where each masking strategy's masks come from (a ChainData field)
+MASK_SOURCE = {"segment": "segments", "mixed_rand": "segments", "segment_learned": "learned",
+               "mixed_rand_learned": "learned", "oracle": "truth"}  # fmt: skip
+TEST_TIME_MASKS = ("segment", "segment_learned", "oracle")  # strategies that mask test crops too
 
 
 def black_fill(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -41,13 +48,20 @@ def composite(images: np.ndarray, masks: np.ndarray, backgrounds: np.ndarray, rn
 
 @dataclass
 class ChainData:
-    """What the strategies read. `segments` and `truth` map a split name (train, test, paired) to
-    its masks; `truth` is None where the folder lacks a ground-truth mask for some crop."""
+    """What the strategies read. `segments` (GrabCut) and `truth` map a split name (train, test,
+    paired) to its masks; `truth` is None where the folder lacks a ground-truth mask for some
+    crop; `learned` maps a seed to its masker's masks of each split."""
 
     images: dict[str, np.ndarray]  # split -> (N, 3, S, S) uint8 crops
     segments: dict[str, np.ndarray] | None
     truth: dict[str, np.ndarray] | None
     backgrounds: np.ndarray  # (N_bg, 3, S, S) uint8 background-only patches of every class
+    learned: dict[int, dict[str, np.ndarray]] | None = None
+
+    def masks(self, strategy: str, split: str, seed: int) -> np.ndarray:
+        """The (N, S, S) bool masks that `strategy` uses on `split` at `seed`."""
+        source = getattr(self, MASK_SOURCE[strategy])
+        return source[seed][split] if MASK_SOURCE[strategy] == "learned" else source[split]
 
 
 def unavailable(strategy: str, data: ChainData) -> str | None:
@@ -56,6 +70,8 @@ def unavailable(strategy: str, data: ChainData) -> str | None:
         return "the dataset folder has no ground-truth mask (masks/<path>.png) for every crop"
     if strategy in ("segment", "mixed_rand") and data.segments is None:
         return "no GrabCut masks (the segment stage's output)"
+    if strategy in ("segment_learned", "mixed_rand_learned") and data.learned is None:
+        return "no learned masks (the masker stage's output)"
     return None
 
 
@@ -69,7 +85,8 @@ def train_images(
 
     Args:
         gradcam: for `report`: (row indices into the train split, their Grad-CAM-masked crops).
-        seed: draws the backgrounds of `mixed_rand`.
+        seed: draws the backgrounds of `mixed_rand` (the same for `mixed_rand_learned`) and picks
+            the learned masker.
     """
     train = data.images["train"]
     if strategy == "none":
@@ -81,19 +98,18 @@ def train_images(
         out = train.copy()
         out[rows] = masked
         return out
-    if strategy == "segment":
-        return black_fill(train, data.segments["train"])
-    if strategy == "mixed_rand":
-        return composite(train, data.segments["train"], data.backgrounds, np.random.default_rng([seed, 7]))
-    if strategy == "oracle":
-        return black_fill(train, data.truth["train"])
+    if strategy in ("segment", "segment_learned", "oracle"):
+        return black_fill(train, data.masks(strategy, "train", seed))
+    if strategy in ("mixed_rand", "mixed_rand_learned"):
+        rng = np.random.default_rng([seed, 7])
+        return composite(train, data.masks(strategy, "train", seed), data.backgrounds, rng)
     raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
 
 
-def eval_images(strategy: str, data: ChainData, split: str) -> np.ndarray:
-    """The crops of an evaluation split (test, paired) as `strategy` treats them at test time."""
+def eval_images(strategy: str, data: ChainData, split: str, seed: int) -> np.ndarray:
+    """The crops of an evaluation split (test, paired) as `strategy` treats them at test time
+    (`seed`: whose learned masks)."""
     images = data.images[split]
-    source = TEST_TIME_MASKS.get(strategy)
-    if source is None:
+    if strategy not in TEST_TIME_MASKS:
         return images
-    return black_fill(images, getattr(data, source)[split])
+    return black_fill(images, data.masks(strategy, split, seed))

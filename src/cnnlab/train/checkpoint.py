@@ -23,14 +23,18 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, optimizer=None, **ext
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a model from a checkpoint (an ObjectsCNN, or a study family by its `arch`);
-    returns (model in eval mode, the whole state)."""
+    """Rebuild a model from a checkpoint (an ObjectsCNN, the masker's MaskNet, or a study family by
+    its `arch`); returns (model in eval mode, the whole state)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model not found; run `dvc repro` to train it")
     state = torch.load(path, map_location=device, weights_only=True)
     arch = state["arch"]
-    if "family" in arch:
+    if arch.get("family") == "mask_net":
+        from cnnlab.models.mask_net import MaskNet
+
+        model = MaskNet(arch["width"])
+    elif "family" in arch:
         from cnnlab.models.zoo import rebuild  # the study's families import torchvision: only when needed
 
         model = rebuild(arch)

@@ -72,7 +72,7 @@ def score_classifier(
 
 COMPARED = ("test_accuracy", "test_val_ratio", "shortcut_class_test_recall", "test_shortcut_rate",
             "test_worst_class_recall", "bg_gap")  # fmt: skip
-TABLE = ("val_accuracy", *COMPARED, "background_only_accuracy")
+TABLE = ("val_accuracy", *COMPARED, "background_only_accuracy", "train_mask_iou", "test_mask_iou")
 LOWER_IS_BETTER = {"test_shortcut_rate", "bg_gap"}  # fewer shortcut-class answers; a smaller BG-gap
 
 

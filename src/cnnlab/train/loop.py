@@ -81,13 +81,17 @@ def train_one_epoch(
     shuffle: bool = True,
     order: torch.Tensor | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    regularizer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[float, float]:
     """One pass over the data (in a seeded random order when `shuffle`); returns (mean loss, accuracy).
 
     `augment` maps a uint8 batch and its labels to float images and targets (soft targets from
     CutMix/MixUp count as their largest class for the accuracy). `order`: the indices to train on,
     in order (this process's share under torchrun); loss and accuracy are then over all processes.
-    `scheduler` steps after every batch.
+    `scheduler` steps after every batch. `regularizer(logits, inputs)` is added to the loss (a term
+    that reads the images, as the masker's colour affinity does). Per-pixel targets (N, H, W) of
+    an integer type are a segmentation: the accuracy is then the mean over images of their pixel
+    accuracy.
     """
     model.train()
     fmt = memory_format(model, device)
@@ -108,17 +112,28 @@ def train_one_epoch(
         with amp:
             logits = model(x)
             loss = criterion(logits, y)
+            if regularizer is not None:
+                loss = loss + regularizer(logits, x)
         loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
         total_loss += loss.item() * len(idx)
-        hard = y if y.ndim == 1 else y.argmax(1)
-        correct += (logits.argmax(1) == hard).sum().item()
+        correct += correct_count(logits, y)
     if distributed.is_distributed():
         total_loss, correct, seen = distributed.all_sum([total_loss, correct, len(order)])
         return total_loss / seen, correct / seen
     return total_loss / len(data), correct / len(data)
+
+
+def correct_count(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """How many of the batch's images are right: class labels (N,), soft targets (N, C) counted as
+    their largest class, or integer per-pixel targets (N, H, W), each image counting its fraction
+    of right pixels."""
+    if y.ndim > 1 and not y.is_floating_point():
+        return (logits.argmax(1) == y).flatten(1).float().mean(1).sum().item()
+    hard = y if y.ndim == 1 else y.argmax(1)
+    return (logits.argmax(1) == hard).sum().item()
 
 
 def fingerprint(settings: dict, *data: TensorData) -> str:
@@ -224,6 +239,7 @@ def fit(
     augment: AugmentFn | None = None,
     name: str = "model",
     shuffle: bool = True,
+    regularizer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> FitResult:
     """Train `model` on `train` as `cfg` says, validating on `val` (if given) after every epoch.
 
@@ -240,6 +256,7 @@ def fit(
         on_epoch: called with each epoch's row (epoch, train_loss, train_acc, val_loss, val_acc).
         augment: see :func:`train_one_epoch`.
         shuffle: False trains in data order (a test of the distributed loop needs it).
+        regularizer: see :func:`train_one_epoch`.
 
     Under torchrun (see :mod:`cnnlab.train.distributed`) the model is wrapped in
     DistributedDataParallel, each epoch is shared out by a DistributedSampler, `cfg.batch_size` is
@@ -273,7 +290,7 @@ def fit(
         train_loss, train_acc = train_one_epoch(
             net, criterion, optimizer, train, batch_size, device, generator, desc=f"{name} epoch {epoch}",
             augment=augment, shuffle=shuffle, order=_epoch_order(len(train), epoch, seed, shuffle),
-            scheduler=scheduler,
+            scheduler=scheduler, regularizer=regularizer,
         )  # fmt: skip
         distributed.sync_buffers(model)
         if not math.isfinite(train_loss):

@@ -78,6 +78,34 @@ def mask_examples(
     return tight(fig)
 
 
+def mask_sources(images: np.ndarray, masks: dict[str, np.ndarray], truth: np.ndarray | None = None) -> Figure:
+    """For a few crops: the image, then each source's mask (e.g. GrabCut, learned), then the
+    ground truth; with truth, each mask's IoU against it in its panel's title.
+
+    Args:
+        images: (N, 3, H, W) uint8. masks: source name -> (N, H, W) bool.
+        truth: optional (N, H, W) bool ground-truth masks.
+    """
+    n, names = len(images), list(masks)
+    columns = 1 + len(names) + (truth is not None)
+    fig, axes = plt.subplots(n, columns, figsize=(1.9 * columns, 2 * n), squeeze=False)
+    for i in range(n):
+        panels = [(images[i].transpose(1, 2, 0), "crop")]
+        for name in names:
+            label = name
+            if truth is not None:
+                union = (masks[name][i] | truth[i]).sum()
+                label += f"\nIoU {(masks[name][i] & truth[i]).sum() / union if union else 1.0:.2f}"
+            panels.append((masks[name][i], label))
+        if truth is not None:
+            panels.append((truth[i], "truth"))
+        for ax, (panel, label) in zip(axes[i], panels):
+            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1 if panel.ndim == 2 else None)
+            ax.set_title(label, fontsize=8)
+            ax.set_axis_off()
+    return tight(fig)
+
+
 def confusion_matrices(
     results: dict[str, tuple[np.ndarray, np.ndarray]], labels: list[str], title: str = "", normalize: str | None = None
 ) -> Figure:
@@ -160,7 +188,7 @@ def strategy_comparison(table: dict[str, dict], metrics: dict[str, str], title: 
             ax.bar(i, m["mean"], yerr=m["sd"], capsize=4, color=f"C{i}", alpha=0.75)
             seeds = list(m["per_seed"].values())
             ax.plot([i] * len(seeds), seeds, "k.", markersize=5)
-        ax.set_xticks(range(len(names)), names, rotation=20)
+        ax.set_xticks(range(len(names)), names, rotation=35, ha="right", rotation_mode="anchor", fontsize=9)
         ax.set(ylabel=label, title=label)
         ax.axhline(0, color="k", linewidth=0.6)
         ax.grid(axis="y", alpha=0.3)
