@@ -40,5 +40,5 @@ def test_the_chain_runs_on_real_images_with_another_shortcut_class(tmp_path):
     masker = json.loads((repo / "metrics/masker.json").read_text())
     assert masker["mask_iou"].startswith("not available: the dataset folder has no masks/")
     assert not any(key.endswith("_mask_iou") for key in masker["over_seeds"])
-    assert 0 < masker["over_seeds"]["test_kept_fraction"]["mean"] < 1
+    assert 0 < masker["over_seeds"]["test_kept_fraction"]["mean"] <= 1  # (1 epoch on 32 crops: may keep all)
     assert 0 <= masker["over_seeds"]["test_grabcut_agreement"]["mean"] <= 1
