@@ -107,7 +107,7 @@ def _mixture_loglik(x: torch.Tensor, member: torch.Tensor, components: int, iter
 
 
 COLOUR_VARIANCE_FLOOR = 1e-3  # per channel, colours in [0, 1]: a flat region's Gaussian stays finite
-COLOUR_ITERATIONS = 5  # EM steps per mixture (10 gave the same IoU on the three folders of docs/results.md)
+COLOUR_ITERATIONS = 5  # EM steps per mixture (10: digits IoU 0.810 instead of 0.803, 1.5x the time)
 
 
 def colour_refine(images: np.ndarray, foreground_p: np.ndarray, components: int, prior: float) -> np.ndarray:
