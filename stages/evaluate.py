@@ -17,7 +17,7 @@ from cnnlab import figures
 from cnnlab.data.arrays import load_images
 from cnnlab.data.sets import gradcam_crops, load_chain, split_rows
 from cnnlab.data.strategies import BASELINE, MASK_SOURCE, eval_images, train_images
-from cnnlab.io import atomic_dir, write_csv, write_json
+from cnnlab.io import atomic_dir, save_array, write_csv, write_json
 from cnnlab.metrics import mask_quality, over_seeds
 from cnnlab.stage import device, run_stage, write_figures
 from cnnlab.tensors import TensorData, predict
@@ -119,6 +119,13 @@ def main(p, args):
                                                                 "predicted": [classes[k] for k in lg.argmax(1)]}))
         shown = figures.strategies(metrics) | figures.test_figures(test, classes, views, logits, models, best, seeds[0],
                                                                      device())  # fmt: skip
+        gradcam_rows, _ = gradcam_crops(args.masked, seeds[0], crops.splits["train"])
+        gradcam = load_images(args.masked / f"seed{seeds[0]}").splits["shortcut"]
+        sources, arrays = figures.mask_source_examples(crops.splits["train"], chain, gradcam, gradcam_rows, seeds[0],
+                                                       crops.source)  # fmt: skip
+        for name, array in arrays.items():  # for `cnnlab mask-figure`, beside another run's
+            save_array(tmp / "mask_sources" / f"{name}.npy", array)
+        shown |= sources
         run.set_tag("cnnlab.best", best)
         write_figures(shown, args.figures, run)
         write_csv(args.table, comparison_table(metrics["strategies"]))

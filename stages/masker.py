@@ -15,7 +15,7 @@ from cnnlab.data.arrays import load_images
 from cnnlab.data.sets import load_chain
 from cnnlab.io import atomic_dir, save_array, write_json
 from cnnlab.metrics import mask_quality, over_seeds
-from cnnlab.stage import device, run_stage, write_figures
+from cnnlab.stage import device, log_model, run_stage, write_figures
 from cnnlab.tracking import stage_run
 from cnnlab.train.checkpoint import save_checkpoint
 from cnnlab.train.loop import fingerprint
@@ -35,6 +35,12 @@ def resumable(checkpoints, run, params: dict, seed: int, finished: list):
     return fit_kwargs
 
 
+def usage(p) -> dict:
+    """What the logged masker needs to mask new images (cnnlab.serving.ForegroundMasker)."""
+    return {"kind": "masker", "input_size": p.crop.size,
+            **p.masker.model_dump(include={"width", "colour_components", "colour_prior"})}  # fmt: skip
+
+
 def main(p, args):
     crops = load_images(args.crops)
     chain = load_chain(crops, args.segments, args.backgrounds)
@@ -50,6 +56,9 @@ def main(p, args):
                 model, train_masks, results = learn_masks(p.masker, chain.images["train"], chain.segments["train"],
                                                           chain.backgrounds, seed, device(), fit_kwargs)  # fmt: skip
                 save_checkpoint(models / f"seed{seed}.pt", model, usage={"masker": p.masker.model_dump()})
+                log_model(run, model, f"masker-seed{seed}", chain.images["train"], registered="cnnlab-objects-masker",
+                          metadata=usage(p), tags={"seed": seed})  # fmt: skip
+                model.to(device())
                 per_seed[seed] = {"train_loss": results[-1].history[-1]["train_loss"]}
                 for split_name, split in crops.splits.items():
                     masks = train_masks if split_name == "train" else predict_masks(model, split.images, p.masker,

@@ -18,7 +18,7 @@ from cnnlab import figures
 from cnnlab.data.arrays import load_images
 from cnnlab.data.sets import gradcam_crops, load_chain
 from cnnlab.data.split import stratified_split
-from cnnlab.data.strategies import train_images, unavailable
+from cnnlab.data.strategies import MASK_SOURCE, TEST_TIME_MASKS, train_images, unavailable
 from cnnlab.io import atomic_dir, write_csv, write_json
 from cnnlab.metrics import mean_curves, over_seeds
 from cnnlab.models import ObjectsCNN
@@ -26,7 +26,7 @@ from cnnlab.stage import device, log_model, run_stage, write_figures
 from cnnlab.tensors import TensorData
 from cnnlab.tracking import stage_run
 from cnnlab.train import distributed
-from cnnlab.train.checkpoint import save_checkpoint
+from cnnlab.train.checkpoint import load_model, save_checkpoint
 from cnnlab.train.loop import fingerprint, fit
 
 
@@ -43,25 +43,41 @@ def fit_one(p, args, run, data: TensorData, split, seed: int, name: str, setting
         on_epoch=run.epoch_logger(name.replace("-seed", "/seed")),
     )  # fmt: skip
     strategy = name.split("-seed")[0]
+    masker = test_time_masker(args.maskers, strategy, seed)
     log_model(run, model, name, val.images, registered=f"cnnlab-objects-{strategy}",
-              metadata=usage(p, strategy, settings["classes"]), tags={"strategy": strategy, "seed": seed})  # fmt: skip
+              metadata=usage(p, strategy, settings["classes"]), tags={"strategy": strategy, "seed": seed},
+              parts={"masker": masker} if masker else None)  # fmt: skip
     return model, result, checkpoint
+
+
+def test_time_masker(maskers, strategy: str, seed: int):
+    """The learned masker that masks a `strategy` model's test crops (segment_learned), or None."""
+    if strategy in TEST_TIME_MASKS and MASK_SOURCE[strategy] == "learned":
+        return load_model(maskers / f"seed{seed}.pt")[0]
+    return None
 
 
 def usage(p, strategy: str, classes: list[str]) -> dict:
     """What it takes to use a model of `strategy` on new images (cnnlab predict): crops of
-    crop.size px, and for `segment` the GrabCut settings that mask them at test time (a
-    `segment_learned` model's test-time masker is not carried yet: cnnlab predict refuses it)."""
+    crop.size px, and the settings that mask them at test time: GrabCut's for `segment`, the
+    learned masker's colour refinement for `segment_learned` (the masker itself goes with the model)."""
+    learned = strategy in TEST_TIME_MASKS and MASK_SOURCE[strategy] == "learned"
+    masker = p.masker.model_dump(include={"width", "colour_components", "colour_prior"})
     return {"kind": "objects", "classes": classes, "input_size": p.crop.size, "strategy": strategy,
-            "segment": p.segment.model_dump() if strategy == "segment" else None}  # fmt: skip
+            "segment": p.segment.model_dump() if strategy == "segment" else None,
+            "masker": masker if learned else None}  # fmt: skip
 
 
-def save_models(p, folder, weights: dict, splits: dict, train_ids, classes: list[str]) -> None:
-    """Every (strategy, seed)'s model, and splits.csv: which rows each seed validated on."""
+def save_models(p, folder, maskers, weights: dict, splits: dict, train_ids, classes: list[str]) -> None:
+    """Every (strategy, seed)'s model (with the masker of its test crops, if learned), and
+    splits.csv: which rows each seed validated on."""
     with atomic_dir(folder) as tmp:
         for (strategy, seed), model in weights.items():
             checkpoint = tmp / strategy / f"seed{seed}.pt"
-            save_checkpoint(checkpoint, model, classes=classes, usage=usage(p, strategy, classes))
+            extra = {}
+            if masker := test_time_masker(maskers, strategy, seed):
+                extra["masker"] = {"arch": dict(masker.arch), "model": masker.state_dict()}
+            save_checkpoint(checkpoint, model, classes=classes, usage=usage(p, strategy, classes), **extra)
         split = pd.DataFrame({"id": train_ids})
         for seed, (_, val_idx) in splits.items():
             split[f"seed{seed}"] = np.where(np.isin(np.arange(len(split)), val_idx), "val", "train")
@@ -78,7 +94,7 @@ def main(p, args):
     params = {"seeds": ",".join(map(str, seeds)), "strategies": ",".join(p.objects.strategies),
               "crop.size": p.crop.size, "shortcut_class": p.backgrounds.classes[0], **p.classifier.flat("classifier.")}
     inputs = {"crops": args.crops, "segments": args.segments, "backgrounds": args.backgrounds, "masked": args.masked,
-              "learned": args.learned}  # fmt: skip
+              "learned": args.learned, "maskers": args.maskers}  # fmt: skip
     with stage_run("train_classifier", params, data_source=crops.source, inputs=inputs,
                    system_metrics=p.tracking.system_metrics) as run:  # fmt: skip
         metrics = {"data_source": crops.source, "lr": p.classifier.lr, "seeds": seeds, "strategies": {}}
@@ -104,7 +120,7 @@ def main(p, args):
             metrics["processes"] = distributed.world_size()
         if not distributed.is_main():  # under torchrun, rank 0 writes
             return
-        save_models(p, args.out, weights, splits, train_crops.index.id, crops.classes)
+        save_models(p, args.out, args.maskers, weights, splits, train_crops.index.id, crops.classes)
         run.log_metrics({s: {k: v["mean"] for k, v in m.items() if isinstance(v, dict)}
                          for s, m in metrics["strategies"].items()}, prefix="mean/")  # fmt: skip
         if "processes" in metrics:
@@ -122,5 +138,5 @@ def main(p, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "crops", "segments", "backgrounds", "masked", "learned", "out", "checkpoints", "metrics", "curves",
-              "figures", doc=__doc__)  # fmt: skip
+    run_stage(main, "crops", "segments", "backgrounds", "masked", "learned", "maskers", "out", "checkpoints", "metrics",
+              "curves", "figures", doc=__doc__)  # fmt: skip

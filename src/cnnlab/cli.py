@@ -7,6 +7,9 @@
                                      params.yaml, e.g. configs/real.yaml) as DVC's `-S key=value`
                                      arguments, one per line:
                                      cnnlab overrides configs/real.yaml | xargs dvc exp run -n real-data
+    cnnlab mask-figure RUN... --out F  the evaluate stage's mask-source crops (GrabCut, Grad-CAM,
+                                     learned, truth, each with its IoU) of several runs (repository
+                                     folders, e.g. the built-in data and a real folder) in one PNG
 """
 
 from __future__ import annotations
@@ -75,6 +78,35 @@ def _predict(args) -> None:
           f"{len(predictor.usage['classes'])} classes) in {args.out}")  # fmt: skip
 
 
+MASK_EXAMPLES = Path("data/evaluation/mask_sources")  # the evaluate stage's mask-source crops
+
+
+def _mask_figure(args) -> None:
+    from cnnlab.io import load_array
+    from cnnlab.viz.plots import mask_sources, save_figure
+
+    names = args.names or [Path(run).resolve().name for run in args.runs]
+    if len(names) != len(args.runs):
+        raise CnnlabError(f"--names: {len(names)} names for {len(args.runs)} runs; give one per run")
+    found = []
+    for run in args.runs:
+        folder = Path(run) / MASK_EXAMPLES
+        if not (folder / "images.npy").is_file():
+            raise CnnlabError(f"{folder}: no mask-source crops here; run `dvc repro evaluate` in {run} first")
+        found.append({f.stem: load_array(f) for f in sorted(folder.glob("*.npy"))})
+    sources = [s for s in ("GrabCut", "Grad-CAM", "learned") if all(s in arrays for arrays in found)]
+    images, truth, labels, masks = [], [], [], {s: [] for s in sources}
+    for arrays, name in zip(found, names):
+        n = len(arrays["images"])
+        images += list(arrays["images"])
+        truth += list(arrays["truth"]) if "truth" in arrays else [None] * n
+        labels += [name] * n
+        for source in sources:
+            masks[source] += list(arrays[source])
+    save_figure(mask_sources(images, masks, truth, row_labels=labels, title=args.title), args.out)
+    print(f"{len(images)} crops of {len(args.runs)} runs in {args.out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cnnlab", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +123,13 @@ def main(argv: list[str] | None = None) -> None:
     cmd.add_argument("delta", type=Path, help="YAML file of the keys that differ from params.yaml")
     cmd.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file (default: params.yaml)")
     cmd.set_defaults(run=_overrides)
+    cmd = commands.add_parser("mask-figure", help="several runs' mask sources side by side, each with its IoU")
+    cmd.add_argument("runs", nargs="+", help="repository folders whose evaluate stage ran (the built-in data, a real "
+                     f"folder, ...); each holds {MASK_EXAMPLES}/")  # fmt: skip
+    cmd.add_argument("--out", type=Path, default=Path("mask_sources.png"), help="the PNG (default: mask_sources.png)")
+    cmd.add_argument("--names", nargs="+", help="one label per run, left of its rows (default: each folder's name)")
+    cmd.add_argument("--title", default="", help="the figure's title")
+    cmd.set_defaults(run=_mask_figure)
     args = parser.parse_args(argv)
     try:
         args.run(args)

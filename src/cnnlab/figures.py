@@ -93,6 +93,34 @@ def masker_examples(crops: Split, grabcut: np.ndarray, learned: np.ndarray) -> F
     return {"masker_masks.png": mask_sources(crops.images[rows], shown, crops.truth(rows))}
 
 
+MASK_SOURCE_CROPS = 4  # crops in the mask-source comparison
+
+
+def mask_source_examples(train: Split, chain, gradcam: Split, gradcam_rows: np.ndarray, seed: int,
+                         source: str) -> tuple[Figures, dict[str, np.ndarray]]:  # fmt: skip
+    """The same shortcut-class training crops (the only ones Grad-CAM masks; spread over them) with
+    each source's mask: GrabCut (segment), Grad-CAM (report, seed `seed`), learned (the masker of
+    `seed`), and the ground truth where the folder has it, each with its IoU. Returns the figure and
+    its arrays (images, each source's masks, truth), which `cnnlab mask-figure` sets beside another
+    run's.
+
+    gradcam: that seed's Grad-CAM-masked crops (gradcam_mask stage; their masks); gradcam_rows:
+    their rows in `train`; chain: cnnlab.data.strategies.ChainData."""
+    pick = spread(len(gradcam_rows), MASK_SOURCE_CROPS)
+    rows = gradcam_rows[pick]
+    arrays = {"images": train.images[rows]}
+    if chain.segments is not None:
+        arrays["GrabCut"] = chain.segments["train"][rows]
+    arrays["Grad-CAM"] = gradcam.masks[pick]
+    if chain.learned is not None:
+        arrays["learned"] = chain.learned[seed]["train"][rows]
+    if chain.truth is not None:
+        arrays["truth"] = chain.truth["train"][rows]
+    masks = {k: v for k, v in arrays.items() if k not in ("images", "truth")}
+    title = f"the same shortcut-class training crops, each mask source (seed {seed}); data: {source}"
+    return {"mask_sources.png": mask_sources(arrays["images"], masks, arrays.get("truth"), title=title)}, arrays
+
+
 def gradcam_examples(crops: Split, heat: np.ndarray, masks: np.ndarray) -> Figures:
     """Grad-CAM heat and masks of shortcut-class crops spread over them (`crops`: those crops)."""
     rows = spread(len(crops))

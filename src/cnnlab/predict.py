@@ -10,7 +10,9 @@ preprocessing the model was trained with:
 - objects models: each image cut to its box from a boxes CSV (columns ``path,x,y,w,h``, as in
   the objects format's ``boxes.csv``; without one, the whole image) and resized to the crop
   size; a ``segment`` model's crops are masked by GrabCut from the box at test time, as in
-  training, so it needs the boxes. An ``oracle`` model needs ground-truth masks: refused.
+  training, and a ``segment_learned`` model's by the learned masker it was trained with (carried
+  in its checkpoint and its MLflow model), so both need the boxes. An ``oracle`` model needs
+  ground-truth masks: refused.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ CHECKPOINT_HINT = (
 @dataclass
 class Predictor:
     model: torch.nn.Module
-    usage: dict  # kind, classes, input_size, strategy (objects), segment (GrabCut settings)
+    usage: dict  # kind, classes, input_size, strategy (objects), segment (GrabCut), masker (learned masks)
+    masker: torch.nn.Module | None = None  # a segment_learned model's foreground masker
 
 
 def load_predictor(spec: str, device: torch.device) -> Predictor:
@@ -48,8 +51,8 @@ def load_predictor(spec: str, device: torch.device) -> Predictor:
     if spec.startswith(("models:/", "runs:/")):
         from cnnlab.tracking import load_logged_model
 
-        model, usage = load_logged_model(spec)
-        model = model.to(device)
+        model, usage, parts = load_logged_model(spec)
+        model, masker = model.to(device), parts.get("masker")
     else:
         path = Path(spec)
         if not path.is_file():
@@ -57,15 +60,26 @@ def load_predictor(spec: str, device: torch.device) -> Predictor:
         from cnnlab.train.checkpoint import load_model
 
         model, state = load_model(path, device)
-        usage = state.get("usage")
+        usage, masker = state.get("usage"), _masker_of(state, device)
     if not usage:
         raise CnnlabError(f"{spec}: this model does not say how to prepare images for it (no usage); {CHECKPOINT_HINT}")
     if usage.get("strategy") == "oracle":
         raise CnnlabError(f"{spec}: an oracle model masks test crops with ground-truth masks, which new images do not "
                           "have; use another strategy's model (e.g. segment)")  # fmt: skip
-    if usage.get("strategy") in LEARNED_MASKS:
-        raise CnnlabError(f"{spec}: {LEARNED_MASKS_UNSUPPORTED}")
-    return Predictor(model, usage)
+    if usage.get("strategy") in LEARNED_MASKS and masker is None:
+        raise CnnlabError(f"{spec}: {NO_MASKER}")
+    return Predictor(model, usage, masker)
+
+
+def _masker_of(state: dict, device: torch.device) -> torch.nn.Module | None:
+    """The foreground masker a segment_learned checkpoint carries (None if it has none)."""
+    if "masker" not in state:
+        return None
+    from cnnlab.models.mask_net import MaskNet
+
+    masker = MaskNet(state["masker"]["arch"]["width"])
+    masker.load_state_dict(state["masker"]["model"])
+    return masker.to(device).eval()
 
 
 def image_files(inputs: list[str]) -> list[Path]:
@@ -145,21 +159,29 @@ def check_box(box: Box, shape: tuple[int, int], where: str) -> Box:
     return box
 
 
-SEGMENT_NEEDS_BOXES = ("a segment model masks each crop by GrabCut from the object's box: give every image's box "
-                       "(`cnnlab predict --boxes`, a CSV of path,x,y,w,h; the served model: columns x, y, w, h)")
-
-
+NEEDS_BOXES = ("a {} model masks each crop {} from the object's box: give every image's box (`cnnlab predict "
+               "--boxes`, a CSV of path,x,y,w,h; the served model: columns x, y, w, h)")  # fmt: skip
+MASKED_BY = {"segment": "by GrabCut", "segment_learned": "by the learned masker it was trained with"}
 LEARNED_MASKS = ("segment_learned",)  # their test crops are masked by the learned masker
-LEARNED_MASKS_UNSUPPORTED = ("a segment_learned model masks test crops with the masker it was trained with, which "
-                             "this model does not carry yet; use the segment model (GrabCut masks from the box) "
-                             "or a mixed_rand_learned model (no test-time masks)")
+NO_MASKER = ("a segment_learned model masks test crops with the masker it was trained with, and this one does not "
+             "carry it (saved before models carried their masker): run `dvc repro` to save it again, or use the "
+             "segment model (GrabCut masks from the box) or a mixed_rand_learned model (no test-time masks)")
 
 
-def prepare_image(image: np.ndarray, usage: dict, box: Box | None) -> np.ndarray:
+def _check_boxes(usage: dict, boxes) -> None:
+    """A segment or segment_learned model needs every image's box (`boxes`: None, or a list with None
+    where a row has none, or a path -> box mapping)."""
+    strategy = usage.get("strategy")
+    if strategy in MASKED_BY and (boxes is None or (isinstance(boxes, list) and None in boxes)):
+        raise CnnlabError(NEEDS_BOXES.format(strategy, MASKED_BY[strategy]))
+
+
+def prepare_image(image: np.ndarray, usage: dict, box: Box | None, masker: torch.nn.Module | None = None) -> np.ndarray:
     """(3, S, S) uint8: a decoded (H, W, 3) uint8 image as the model's training prepared it.
-    Objects models: cut to `box` (None: the whole image), resized to the crop size, and for a
-    segment model masked by GrabCut from the box; study models: shorter side resized,
-    centre-cropped. `cnnlab predict` and the MLflow model (cnnlab.serving) both come here."""
+    Objects models: cut to `box` (None: the whole image), resized to the crop size, and masked from
+    the box for a segment model (GrabCut) or a segment_learned one (`masker`, the learned masker
+    refined by the crop's colours, cnnlab.train.masker.refined_masks); study models: shorter side
+    resized, centre-cropped. `cnnlab predict` and the MLflow model (cnnlab.serving) both come here."""
     size = usage["input_size"]
     if usage["kind"] == "study":
         from cnnlab.data.sources import square
@@ -167,42 +189,48 @@ def prepare_image(image: np.ndarray, usage: dict, box: Box | None) -> np.ndarray
         return square(torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1), size).numpy()
     from cnnlab.data.crops import crop_mask, crop_resize
 
-    if usage.get("strategy") in LEARNED_MASKS:  # never unmasked: it was trained and scored on masked crops
-        raise CnnlabError(LEARNED_MASKS_UNSUPPORTED)
-    if usage.get("strategy") == "segment":
-        if box is None:
-            raise CnnlabError(SEGMENT_NEEDS_BOXES)
+    strategy = usage.get("strategy")
+    if strategy in MASKED_BY and box is None:
+        raise CnnlabError(NEEDS_BOXES.format(strategy, MASKED_BY[strategy]))
+    crop = crop_resize(image, box or (0, 0, image.shape[1], image.shape[0]), size)
+    if strategy == "segment":
         from cnnlab.data.segment import grabcut_mask
 
-        mask = crop_mask(grabcut_mask(image, box, **usage["segment"]), box, size)
-        return crop_resize(image, box, size) * mask[None].astype(np.uint8)
-    return crop_resize(image, box or (0, 0, image.shape[1], image.shape[0]), size)
+        return crop * crop_mask(grabcut_mask(image, box, **usage["segment"]), box, size)[None].astype(np.uint8)
+    if strategy in LEARNED_MASKS:  # never unmasked: it was trained and scored on masked crops
+        if masker is None:
+            raise CnnlabError(NO_MASKER)
+        from cnnlab.train.masker import refined_masks
+
+        settings = usage["masker"]
+        where = next(masker.parameters()).device
+        mask = refined_masks(masker, crop[None], settings["colour_components"], settings["colour_prior"], where)[0]
+        return crop * mask[None].astype(np.uint8)
+    return crop
 
 
-def prepare_images(images: list[np.ndarray], usage: dict, boxes: list[Box | None] | None) -> np.ndarray:
+def prepare_images(images: list[np.ndarray], usage: dict, boxes: list[Box | None] | None,
+                   masker: torch.nn.Module | None = None) -> np.ndarray:  # fmt: skip
     """(N, 3, S, S) uint8: decoded images prepared one by one (:func:`prepare_image`)."""
-    if usage.get("strategy") == "segment" and (boxes is None or None in boxes):
-        raise CnnlabError(SEGMENT_NEEDS_BOXES)
+    _check_boxes(usage, boxes)
     size = usage["input_size"]
     out = np.empty((len(images), 3, size, size), np.uint8)
     for i, image in enumerate(images):
-        out[i] = prepare_image(image, usage, boxes[i] if boxes is not None else None)
+        out[i] = prepare_image(image, usage, boxes[i] if boxes is not None else None, masker)
     return out
 
 
-def prepare(files: list[Path], usage: dict, boxes: dict | None) -> np.ndarray:
+def prepare(files: list[Path], usage: dict, boxes: dict | None, masker: torch.nn.Module | None = None) -> np.ndarray:
     """(N, 3, S, S) uint8: the image files as the model's training prepared them (see
     :func:`prepare_image`), each objects image cut to its row of `boxes` (path -> box); decoded
     one at a time, so a folder of large photographs never sits in memory at once."""
-    if usage.get("strategy") == "segment" and boxes is None:
-        raise CnnlabError("a segment model masks each crop by GrabCut from the object's box: give --boxes (a CSV of "
-                          "path,x,y,w,h)")  # fmt: skip
+    _check_boxes(usage, boxes)
     size = usage["input_size"]
     out = np.empty((len(files), 3, size, size), np.uint8)
     for i, path in enumerate(tqdm(files, desc="prepare", unit="img", leave=False)):
         image = load_rgb(path)  # DatasetError names an unreadable file
         box = _box_of(path, boxes, image.shape[:2]) if boxes is not None and usage["kind"] == "objects" else None
-        out[i] = prepare_image(image, usage, box)
+        out[i] = prepare_image(image, usage, box, masker)
     return out
 
 
@@ -225,7 +253,7 @@ def prediction_frame(probs: np.ndarray, classes: list[str]) -> pd.DataFrame:
 
 def predict_files(predictor: Predictor, files: list[Path], boxes: dict | None, device: torch.device) -> pd.DataFrame:
     """One row per image: path, predicted label, its probability, and every class's probability."""
-    probs = probabilities(predictor.model, prepare(files, predictor.usage, boxes), device)
+    probs = probabilities(predictor.model, prepare(files, predictor.usage, boxes, predictor.masker), device)
     frame = prediction_frame(probs, predictor.usage["classes"])
     frame.insert(0, "path", [p.as_posix() for p in files])
     return frame

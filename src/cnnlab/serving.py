@@ -13,10 +13,18 @@ Input, a table (over REST: `{"dataframe_split": {"columns": [...], "data": [...]
   over REST, base64-encoded (MLflow decodes the `binary` column);
 - `x`, `y`, `w`, `h` (objects models only; optional): the object's box in pixels, as in the
   objects format's boxes.csv. A row without one is the whole image; a `segment` model needs it
-  (it masks the crop by GrabCut from the box, as in training).
+  (it masks the crop by GrabCut from the box, as in training), and so does a `segment_learned`
+  model (it masks the crop with the learned masker it was trained with, logged inside it as the
+  artifact `masker`).
 
 Output, one row per image: `label` (the predicted class), `probability` (its softmax
 probability) and `p_<class>` for every class.
+
+The learned foreground masker of each seed is logged and registered too
+(`cnnlab-objects-masker`, model file src/cnnlab/serving_masker.py, :class:`ForegroundMasker`):
+`image` and its box `x`, `y`, `w`, `h` in; out, one row per image, `mask` (a PNG of the crop's
+mask, crop-size pixels, 255 = object; base64 over REST) and `kept_fraction` (the share of the crop
+it keeps).
 
 Serving needs cnnlab installed beside MLflow (this repository's environment:
 `mlflow models serve -m models:/<name>/<version> --env-manager local`).
@@ -35,15 +43,20 @@ import pandas as pd
 
 BOX = ("x", "y", "w", "h")
 MODEL_FILE = Path(__file__).with_name("serving_model.py")  # MLflow's model-from-code file (python_model)
+MASKER_FILE = Path(__file__).with_name("serving_masker.py")  # the same for the learned masker
 
 
 def signature(usage: dict):
     """The model signature: `image` (binary) and, for objects models, the optional box columns in;
-    label, probability and every class's probability out."""
+    label, probability and every class's probability out (a masker: the box required; mask and
+    kept_fraction out)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
     inputs = [ColSpec("binary", "image")]
+    if usage["kind"] == "masker":
+        outputs = [ColSpec("binary", "mask"), ColSpec("double", "kept_fraction")]
+        return ModelSignature(inputs=Schema(inputs + [ColSpec("long", name) for name in BOX]), outputs=Schema(outputs))
     if usage["kind"] == "objects":
         inputs += [ColSpec("long", name, required=False) for name in BOX]
     outputs = [ColSpec("string", "label"), ColSpec("double", "probability")]
@@ -76,7 +89,7 @@ def _boxes(frame: pd.DataFrame, images: list[np.ndarray], usage: dict) -> list |
     from cnnlab.errors import DatasetError
     from cnnlab.predict import check_box
 
-    if usage["kind"] != "objects":
+    if usage["kind"] not in ("objects", "masker"):
         return None
     given = [c for c in BOX if c in frame.columns]
     if given and len(given) < 4:
@@ -104,17 +117,52 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
 
         self.usage = dict(context.model_config)
         self.network = frozen(torch.export.load(context.artifacts["network"]).module())
+        self.parts = {name: frozen(torch.export.load(path).module())
+                      for name, path in context.artifacts.items() if name != "network"}  # fmt: skip
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         import torch
 
-        from cnnlab.errors import DatasetError
         from cnnlab.predict import prediction_frame, prepare_images, probabilities
 
-        frame = pd.DataFrame(model_input).reset_index(drop=True)
-        if "image" not in frame.columns:
-            raise DatasetError(f"no column image (the image file's bytes); columns given: {', '.join(frame.columns)}")
-        images = [_decode(value, row) for row, value in enumerate(frame["image"])]
-        prepared = prepare_images(images, self.usage, _boxes(frame, images, self.usage))
+        frame, images = _images(model_input)
+        prepared = prepare_images(images, self.usage, _boxes(frame, images, self.usage), self.parts.get("masker"))
         probs = probabilities(self.network, prepared, torch.device("cpu"))
         return prediction_frame(probs, self.usage["classes"])
+
+
+def _images(model_input: pd.DataFrame) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    from cnnlab.errors import DatasetError
+
+    frame = pd.DataFrame(model_input).reset_index(drop=True)
+    if "image" not in frame.columns:
+        raise DatasetError(f"no column image (the image file's bytes); columns given: {', '.join(frame.columns)}")
+    return frame, [_decode(value, row) for row, value in enumerate(frame["image"])]
+
+
+class ForegroundMasker(ImageClassifier):
+    """A seed's learned foreground masker (cnnlab.train.masker): each image cut to its box, resized
+    to the crop size and masked as the pipeline masks its crops; see the module's docstring."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        import torch
+        from PIL import Image
+
+        from cnnlab.data.crops import crop_resize
+        from cnnlab.errors import DatasetError
+        from cnnlab.train.masker import refined_masks
+
+        frame, images = _images(model_input)
+        boxes = _boxes(frame, images, self.usage)
+        if None in boxes:
+            raise DatasetError(f"row {boxes.index(None)}: the masker needs the object's box (columns x, y, w, h)")
+        crops = np.stack([crop_resize(image, box, self.usage["input_size"]) for image, box in zip(images, boxes)])
+        settings = self.usage
+        masks = refined_masks(self.network, crops, settings["colour_components"], settings["colour_prior"],
+                              torch.device("cpu"))  # fmt: skip
+        pngs = []
+        for mask in masks:
+            buffer = io.BytesIO()
+            Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
+            pngs.append(buffer.getvalue())
+        return pd.DataFrame({"mask": pngs, "kept_fraction": masks.reshape(len(masks), -1).mean(1).astype(float)})

@@ -53,16 +53,20 @@ def write_figures(figures: dict, folder: Path, run) -> None:
     run.log_artifact(folder, "figures")
 
 
-def log_model(run, model: torch.nn.Module, name: str, images, *, registered: str, metadata: dict, tags: dict) -> None:
+def log_model(run, model: torch.nn.Module, name: str, images, *, registered: str, metadata: dict, tags: dict,
+              parts: dict | None = None) -> None:  # fmt: skip
     """Log a trained model to its stage's MLflow run and register it as a new version of
     `registered` (every trained model is logged this way: an MLflow pyfunc model that takes image
-    files and returns class probabilities, cnnlab.serving), with two of `images` ((N, 3, H, W)
-    uint8) as its example, `metadata` (what `cnnlab predict` and the served model need: kind,
-    classes, input size, preprocessing) and version `tags`."""
+    files and returns class probabilities, cnnlab.serving; a learned masker, metadata kind
+    "masker", returns masks), with two of `images` ((N, 3, H, W) uint8) as its example, `metadata`
+    (what `cnnlab predict` and the served model need: kind, classes, input size, preprocessing),
+    version `tags` and the other networks it uses (`parts`: a segment_learned model's masker)."""
     from cnnlab import serving
 
+    python_model = serving.MASKER_FILE if metadata["kind"] == "masker" else serving.MODEL_FILE
+    parts = {k: v.cpu() for k, v in (parts or {}).items()}
     run.log_model(model.cpu(), name.replace("_", "-"), images[:2], registered=registered, metadata=metadata,
-                  tags=tags, python_model=serving.MODEL_FILE, signature=serving.signature(metadata))  # fmt: skip
+                  tags=tags, python_model=python_model, signature=serving.signature(metadata), parts=parts)  # fmt: skip
 
 
 class Interrupted(BaseException):

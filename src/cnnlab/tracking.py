@@ -371,7 +371,7 @@ class StageRun:
         self._write(call, keep)
 
     def log_model(self, model, name: str, images, *, registered: str, metadata: dict, tags: dict,
-                  python_model: Path, signature) -> None:  # fmt: skip
+                  python_model: Path, signature, parts: dict | None = None) -> None:  # fmt: skip
         """The trained torch model as an MLflow pyfunc model "from code" (`python_model`, the file
         that defines it: cnnlab.serving, no pickle) with the network exported by torch.export as
         its artifact `network`, registered as a new version of model `registered`; every trained
@@ -384,6 +384,8 @@ class StageRun:
             metadata: what it takes to use the model (kind, classes, input size, strategy,
                 preprocessing): the model's config and its MLmodel metadata.
             tags: tags of the model version, beside the DVC experiment's name.
+            parts: other networks the model uses on the same images (name -> torch module; a
+                segment_learned classifier's `masker`), exported the same way as artifacts `name`.
 
         Kept pending, the model is saved in the same format, written later as artifacts under
         `name` and registered from there.
@@ -395,10 +397,13 @@ class StageRun:
 
         network = Path(tempfile.mkdtemp(prefix="cnnlab-model-")) / "network.pt2"
         batch = to_float(torch.as_tensor(images[:2]), torch.contiguous_format)
-        exported = torch.export.export(model.eval(), (batch,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
-        torch.export.save(exported, network)
+        artifacts = {}
+        for part, module in {"network": model, **(parts or {})}.items():
+            exported = torch.export.export(module.eval(), (batch,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+            artifacts[part] = str(network.with_name(f"{part}.pt2"))
+            torch.export.save(exported, artifacts[part])
         requirements = [f"torch=={torch.__version__.split('+')[0]}", "pillow", "pandas", "opencv-python-headless"]
-        options = dict(python_model=str(python_model), artifacts={"network": str(network)}, model_config=metadata,
+        options = dict(python_model=str(python_model), artifacts=artifacts, model_config=metadata,
                        metadata=metadata, signature=signature, pip_requirements=requirements)  # fmt: skip
         tags = {**{k: str(v) for k, v in tags.items()}, "dvc.experiment": self._meta["tags"]["dvc.experiment"]}
 
@@ -588,8 +593,9 @@ def stage_run(
 
 
 def load_logged_model(uri: str):
-    """A logged model (models:/<name>/<version>, runs:/<run>/<name>) and its metadata (usage): its
-    network as a torch module in eval mode (cnnlab.serving.frozen).
+    """A logged model (models:/<name>/<version>, runs:/<run>/<name>): its network as a torch module
+    in eval mode (cnnlab.serving.frozen), its metadata (usage) and its other networks by name (a
+    segment_learned classifier's `masker`; {} for most models).
     Models logged before the serving contract (MLflow pytorch flavor, pt2) load too.
 
     Raises:
@@ -608,10 +614,11 @@ def load_logged_model(uri: str):
         if "python_function" in info.flavors and "pytorch" not in info.flavors:
             python_model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
             graph = python_model.network if hasattr(python_model, "network") else None
+            parts = dict(python_model.parts) if hasattr(python_model, "parts") else {}
         else:  # logged before the serving contract: the pytorch flavor
             import mlflow.pytorch
 
-            graph = mlflow.pytorch.load_model(uri, device="cpu")
+            graph, parts = mlflow.pytorch.load_model(uri, device="cpu"), {}
     except Exception as e:  # unknown name or version, a run without that model, a broken store
         raise TrackingError(
             f"{uri}: no such model in MLflow store {tracking_uri()} ({_reason(e)}); "
@@ -621,7 +628,7 @@ def load_logged_model(uri: str):
         raise TrackingError(f"{uri}: not a model of cnnlab's (no network in it)")
     from cnnlab.tensors import frozen
 
-    return (graph if "pytorch" not in info.flavors else frozen(graph)), metadata
+    return (graph if "pytorch" not in info.flavors else frozen(graph)), metadata, parts
 
 
 def _replay(client, run_id: str, record: dict, files: Path) -> None:

@@ -8,10 +8,15 @@ import re
 import time
 
 import mlflow
+import numpy as np
 import pytest
+import torch
 import yaml
 
+from cnnlab.data.arrays import load_images
+from cnnlab.predict import load_predictor
 from cnnlab.tracking import flat_metrics
+from cnnlab.train.masker import refined_masks
 from tests.browser import chromium, draw_plots, find_chromium, inspect_page
 from tests.conftest import REPO
 from tests.pipeline.conftest import TINY, clean_env, mlflow_server, sh
@@ -37,6 +42,7 @@ REPORT_FIGURES = [
     *[f"train_classifier/curves_{m}.png" for m in STRATEGIES],
     *[f"evaluate/confusion_test{n}.png" for n in ("", "_normalized")],
     "evaluate/strategies.png",
+    "evaluate/mask_sources.png",
     "evaluate/gradcam_test_baseline_vs_best.png",
     "evaluate/test_predictions_best.png",
     *[f"features/filters_{d}.png" for d in ("early", "middle", "deep")],
@@ -119,6 +125,14 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
         assert 0 <= masker["over_seeds"][f"{split}_grabcut_agreement"]["mean"] <= 1
     assert sorted(p.name for p in (repo / "data/models/masker").iterdir()) == ["seed0.pt", "seed1.pt"]
     assert not list((repo / "data/checkpoints/masker").glob("*.pt"))  # finished: nothing left to resume
+    # a segment_learned model carries its seed's masker, which masks new crops as the stage masked the test crops
+    learned = load_predictor(str(repo / "data/models/classifier/segment_learned/seed1.pt"), torch.device("cpu"))
+    saved = torch.load(repo / "data/models/masker/seed1.pt", weights_only=True)["model"]
+    assert all(torch.equal(learned.masker.state_dict()[k], v) for k, v in saved.items())
+    test_crops = load_images(repo / "data/interim/crops", ["test"]).splits["test"].images
+    settings = learned.usage["masker"]
+    again = refined_masks(learned.masker, test_crops, settings["colour_components"], settings["colour_prior"], "cpu")
+    assert (again == np.load(repo / "data/interim/learned/seed1/test_masks.npy")).mean() > 0.99
     grad = json.loads((repo / "metrics/gradcam_mask.json").read_text())
     assert 0 <= grad["over_seeds"]["mask_iou"]["mean"] <= 1 and grad["crops"] == 5
     assert grad["per_seed"]["0"]["threshold_chosen_by"].startswith("best mask IoU on the")
@@ -220,6 +234,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     registered = {m.name: len(client.search_model_versions(f"name='{m.name}'"))
                   for m in client.search_registered_models()}  # fmt: skip
     assert registered == {**{f"cnnlab-objects-{m}": 2 for m in STRATEGIES}, "cnnlab-objects-background": 2,
+                          "cnnlab-objects-masker": 2,
                           **{f"cnnlab-{s.split('@')[1]}": 1 for s in CELLS},
                           "cnnlab-pretrain-mobilenet_v3_pretrain": 1}  # fmt: skip
     version = client.get_model_version("cnnlab-objects-segment", "2")

@@ -70,3 +70,32 @@ def test_a_reader_that_stops_early_gets_no_traceback():
     finally:
         os.close(write)
     assert out.returncode == 1 and out.stderr == ""
+
+
+def test_mask_figure_sets_two_runs_side_by_side_and_names_a_run_without_crops(tmp_path, capsys):
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    from cnnlab.cli import MASK_EXAMPLES, main
+    from cnnlab.io import save_array
+
+    rng = np.random.default_rng(0)
+    for run, size, has_truth in (("builtin", 16, True), ("photos", 24, False)):  # crops of two sizes
+        folder = tmp_path / run / MASK_EXAMPLES
+        save_array(folder / "images.npy", rng.integers(0, 256, (2, 3, size, size), dtype=np.uint8))
+        for source in ("GrabCut", "Grad-CAM", "learned") + (("truth",) if has_truth else ()):
+            save_array(folder / f"{source}.npy", rng.random((2, size, size)) > 0.5)
+    out = tmp_path / "both.png"
+    main(["mask-figure", str(tmp_path / "builtin"), str(tmp_path / "photos"), "--out", str(out)])
+    assert "4 crops of 2 runs" in capsys.readouterr().out
+    with Image.open(out) as image:
+        # four rows, five columns (crop, three sources, truth: one run has it); four columns would be narrower than tall
+        assert 1.0 < image.width / image.height < 1.4
+    with pytest.raises(SystemExit):
+        main(["mask-figure", str(tmp_path / "builtin"), str(tmp_path / "nothing"), "--out", str(out)])
+    assert "nothing/data/evaluation/mask_sources: no mask-source crops here; run `dvc repro evaluate`" in (
+        capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        main(["mask-figure", str(tmp_path / "builtin"), "--names", "a", "b"])
+    assert "--names: 2 names for 1 runs" in capsys.readouterr().err

@@ -67,11 +67,62 @@ def test_a_segment_model_masks_crops_by_grabcut_and_needs_boxes(tmp_path):
     Image.fromarray(img).save(tmp_path / "test" / "a.png")
     pd.DataFrame({"path": ["test/a.png"], "x": [10], "y": [10], "w": [28], "h": [28]}).to_csv(tmp_path / "b.csv")
     predictor = load_predictor(str(_objects_model(tmp_path, "segment")), CPU)
-    with pytest.raises(CnnlabError, match="give --boxes"):
+    with pytest.raises(CnnlabError, match="segment model masks each crop by GrabCut.*give every image.s box"):
         prepare([tmp_path / "test" / "a.png"], predictor.usage, None)
     crop = prepare([tmp_path / "test" / "a.png"], predictor.usage, read_boxes(tmp_path / "b.csv"))[0]
     black = crop.sum(0) == 0
     assert 0.2 < black.mean() < 0.8 and not black[8, 8]  # GrabCut kept the object, blacked out around it
+
+
+MASKER = {"width": 4, "colour_components": 1, "colour_prior": 0.25}
+
+
+def _masker():
+    """A tiny masker fitted for a few steps to the centre square of 16 px crops (enough to tell
+    the object from its background in these tests)."""
+    from cnnlab.models.mask_net import MaskNet
+
+    torch.manual_seed(1)
+    masker = MaskNet(MASKER["width"])
+    x = torch.rand(8, 3, 16, 16) * 0.3
+    x[:, 0, 4:12, 4:12] = 0.8  # a red square on dark noise
+    target = torch.zeros(8, 16, 16, dtype=torch.long)
+    target[:, 4:12, 4:12] = 1
+    optimizer = torch.optim.Adam(masker.parameters(), lr=0.02)
+    for _ in range(30):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(masker(x), target).backward()
+        optimizer.step()
+    return masker.eval()
+
+
+def _learned_model(tmp_path):
+    """A segment_learned checkpoint as train_classifier saves it: the masker of its test crops inside."""
+    torch.manual_seed(0)
+    usage = {"kind": "objects", "classes": CLASSES, "input_size": 16, "strategy": "segment_learned", "segment": None,
+             "masker": MASKER}  # fmt: skip
+    masker = _masker()
+    path = tmp_path / "segment_learned.pt"
+    save_checkpoint(path, ObjectsCNN(3, 8, 16), classes=CLASSES, usage=usage,
+                    masker={"arch": masker.arch, "model": masker.state_dict()})  # fmt: skip
+    return path
+
+
+def test_a_segment_learned_model_masks_crops_with_its_own_masker_and_needs_boxes(tmp_path):
+    from cnnlab.train.masker import refined_masks
+
+    folder = _images(tmp_path / "test")
+    predictor = load_predictor(str(_learned_model(tmp_path)), CPU)
+    files = image_files([str(folder)])
+    pd.DataFrame({"path": [f"test/{f.name}" for f in files], "x": 5, "y": 5, "w": 40, "h": 30}).to_csv(
+        tmp_path / "wide.csv", index=False)  # boxes with background around the object
+    with pytest.raises(CnnlabError, match="segment_learned model masks each crop by the learned masker.*box"):
+        prepare(files, predictor.usage, None, predictor.masker)
+    crops = prepare(files, predictor.usage, read_boxes(tmp_path / "wide.csv"), predictor.masker)
+    unmasked = np.stack([crop_resize(np.asarray(Image.open(f).convert("RGB")), (5, 5, 40, 30), 16) for f in files])
+    masks = refined_masks(_masker(), unmasked, 1, 0.25, CPU)  # what the masker stage gives these crops
+    assert 0.05 < masks.mean() < 0.95  # the masker keeps part of each crop ...
+    np.testing.assert_array_equal(crops, unmasked * masks[:, None])  # ... and only that part reaches the model
 
 
 def test_a_study_model_resizes_and_centre_crops(tmp_path):
@@ -97,15 +148,46 @@ def _register(tmp_path, monkeypatch, strategy):
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    checkpoint = load_predictor(str(_objects_model(tmp_path, strategy)), CPU)
+    path = _learned_model(tmp_path) if strategy == "segment_learned" else _objects_model(tmp_path, strategy)
+    checkpoint = load_predictor(str(path), CPU)
     examples = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
     with tracking.stage_run("train_classifier", {}) as run:
         log_model(run, checkpoint.model, f"{strategy}-seed0", examples, registered=f"cnnlab-objects-{strategy}",
-                  metadata=checkpoint.usage, tags={"seed": 0})  # fmt: skip
+                  metadata=checkpoint.usage, tags={"seed": 0},
+                  parts={"masker": checkpoint.masker} if checkpoint.masker else None)  # fmt: skip
     return checkpoint, f"models:/cnnlab-objects-{strategy}/1"
 
 
-@pytest.mark.parametrize("strategy", ["none", "segment"])
+def test_the_registered_masker_masks_new_images_as_the_pipeline_masks_its_crops(tmp_path, monkeypatch):
+    import io
+
+    import mlflow.pyfunc
+
+    from cnnlab import tracking
+    from cnnlab.stage import log_model
+    from cnnlab.train.masker import refined_masks
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    examples = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
+    with tracking.stage_run("masker", {}) as run:
+        log_model(run, _masker(), "masker-seed0", examples, registered="cnnlab-objects-masker",
+                  metadata={"kind": "masker", "input_size": 16, **MASKER}, tags={"seed": 0})  # fmt: skip
+    served = mlflow.pyfunc.load_model("models:/cnnlab-objects-masker/1")
+    files = image_files([str(_images(tmp_path / "test"))])
+    out = served.predict(pd.DataFrame({"image": [f.read_bytes() for f in files], "x": 5, "y": 5, "w": 40, "h": 30}))
+    assert list(out.columns) == ["mask", "kept_fraction"]
+    masks = np.stack([np.asarray(Image.open(io.BytesIO(png))) == 255 for png in out["mask"]])
+    crops = np.stack([crop_resize(np.asarray(Image.open(f).convert("RGB")), (5, 5, 40, 30), 16) for f in files])
+    expected = refined_masks(_masker(), crops, 1, 0.25, CPU)
+    np.testing.assert_array_equal(masks, expected)
+    np.testing.assert_allclose(out["kept_fraction"], expected.mean((1, 2)))
+    assert 0.05 < expected.mean() < 0.95
+    with pytest.raises(Exception, match="Model is missing input"):  # the masker needs every image's box (x, y, w, h)
+        served.predict(pd.DataFrame({"image": [files[0].read_bytes()]}))
+
+
+@pytest.mark.parametrize("strategy", ["none", "segment", "segment_learned"])
 def test_a_registered_model_serves_what_predict_gives_from_image_bytes_and_boxes(tmp_path, monkeypatch, strategy):
     import base64
     import json
@@ -164,11 +246,13 @@ def test_bad_inputs_are_named(tmp_path):
     with pytest.raises(CnnlabError, match="oracle model masks test crops with ground-truth masks"):
         load_predictor(str(_objects_model(tmp_path, "oracle")), CPU)
     # never unmasked: a segment_learned model was trained and scored on the masker's masked crops
-    learned = _objects_model(tmp_path, "segment_learned")
-    with pytest.raises(CnnlabError, match="segment_learned model masks test crops with the masker it was trained"):
+    learned = _objects_model(tmp_path, "segment_learned")  # saved without its masker
+    with pytest.raises(CnnlabError, match="masks test crops with the masker it was trained with, and this one does "
+                                          "not carry it.*dvc repro"):  # fmt: skip
         load_predictor(str(learned), CPU)
-    with pytest.raises(CnnlabError, match="does not carry yet; use the segment model"):  # the served model's path
-        prepare([folder / "img0.png"], torch.load(learned, weights_only=True)["usage"], None)
+    boxes = read_boxes(tmp_path / "boxes.csv")
+    with pytest.raises(CnnlabError, match="does not carry it"):  # the served model's path
+        prepare([folder / "img0.png"], torch.load(learned, weights_only=True)["usage"], boxes)
     save_checkpoint(tmp_path / "old.pt", ObjectsCNN(3, 8, 16), classes=CLASSES)
     with pytest.raises(CnnlabError, match="old.pt: this model does not say how to prepare images"):
         load_predictor(str(tmp_path / "old.pt"), CPU)

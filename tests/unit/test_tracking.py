@@ -107,8 +107,8 @@ def test_logged_model_is_registered_loads_back_and_scores_any_batch_size(store):
     info = mlflow.models.get_model_info("models:/cnnlab-objects-none/1")
     assert set(info.flavors) == {"python_function"} and info.metadata == usage  # a pyfunc from code: no pickle
     assert not any(p.suffix == ".pkl" for p in (store / "mlartifacts").rglob("*"))
-    module, metadata = tracking.load_logged_model("models:/cnnlab-objects-none/2")
-    assert metadata == usage and module.eval() is module
+    module, metadata, parts = tracking.load_logged_model("models:/cnnlab-objects-none/2")
+    assert metadata == usage and module.eval() is module and parts == {}
     x = torch.rand(5, 3, 16, 16)  # another batch size than the example's
     torch.testing.assert_close(module(x), model(x))
     with pytest.raises(tracking.TrackingError, match="models:/cnnlab-objects-none/9: no such model"):

@@ -154,11 +154,20 @@ def foreground(model: torch.nn.Module, images: np.ndarray, device: torch.device)
 
 def predict_masks(model: torch.nn.Module, images: np.ndarray, cfg: Masker, device: torch.device) -> np.ndarray:
     """bool masks (N, H, W) of uint8 crops: the masker's, refined by each crop's colours
-    (:func:`colour_refine`; cfg.colour_components 0: the masker's probability >= 0.5 alone)."""
+    (:func:`refined_masks` with cfg's colour settings)."""
+    return refined_masks(model, images, cfg.colour_components, cfg.colour_prior, device)
+
+
+def refined_masks(model: torch.nn.Module, images: np.ndarray, components: int, prior: float,
+                  device: torch.device) -> np.ndarray:  # fmt: skip
+    """bool masks (N, H, W) of uint8 crops (N, 3, H, W): the masker's probability refined by each
+    crop's colours (:func:`colour_refine`; components 0: the probability >= 0.5 alone). Every crop
+    is masked on its own (no statistic is shared across the batch), so new images (cnnlab predict,
+    the served model) get the masks their crops would get in the pipeline."""
     p = foreground(model, images, device)
-    if cfg.colour_components == 0:
+    if components == 0:
         return p >= 0.5
-    return colour_refine(images, p, cfg.colour_components, cfg.colour_prior)
+    return colour_refine(images, p, components, prior)
 
 
 def learn_masks(

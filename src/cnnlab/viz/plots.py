@@ -78,31 +78,42 @@ def mask_examples(
     return tight(fig)
 
 
-def mask_sources(images: np.ndarray, masks: dict[str, np.ndarray], truth: np.ndarray | None = None) -> Figure:
-    """For a few crops: the image, then each source's mask (e.g. GrabCut, learned), then the
-    ground truth; with truth, each mask's IoU against it in its panel's title.
+def mask_sources(images, masks: dict, truth=None, row_labels: list[str] | None = None, title: str = "") -> Figure:
+    """For a few crops: the image, then each source's mask (e.g. GrabCut, Grad-CAM, learned), then
+    the ground truth; with truth, each mask's IoU against it in its panel's title.
 
     Args:
-        images: (N, 3, H, W) uint8. masks: source name -> (N, H, W) bool.
-        truth: optional (N, H, W) bool ground-truth masks.
+        images: N (3, H, W) uint8 crops (an array or a list; crops of one row may differ in size
+            from another's). masks: source name -> N (H, W) bool masks.
+        truth: optional N (H, W) bool ground-truth masks (an entry None: that crop has none).
+        row_labels: optional, one per crop, written left of its row (e.g. which folder).
     """
     n, names = len(images), list(masks)
-    columns = 1 + len(names) + (truth is not None)
-    fig, axes = plt.subplots(n, columns, figsize=(1.9 * columns, 2 * n), squeeze=False)
+    truth = [None] * n if truth is None else list(truth)
+    columns = 1 + len(names) + any(t is not None for t in truth)
+    fig, axes = plt.subplots(n, columns, figsize=(1.9 * columns, 2 * n + 0.3 * bool(title)), squeeze=False)
     for i in range(n):
-        panels = [(images[i].transpose(1, 2, 0), "crop")]
+        panels = [(np.asarray(images[i]).transpose(1, 2, 0), "crop")]
         for name in names:
             label = name
-            if truth is not None:
+            if truth[i] is not None:
                 union = (masks[name][i] | truth[i]).sum()
                 label += f"\nIoU {(masks[name][i] & truth[i]).sum() / union if union else 1.0:.2f}"
             panels.append((masks[name][i], label))
-        if truth is not None:
-            panels.append((truth[i], "truth"))
+        if columns > 1 + len(names):
+            panels.append((truth[i], "truth") if truth[i] is not None else (None, "no truth"))
         for ax, (panel, label) in zip(axes[i], panels):
-            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1 if panel.ndim == 2 else None)
+            if panel is not None:
+                ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0,
+                          vmax=1 if panel.ndim == 2 else None)  # fmt: skip
             ax.set_title(label, fontsize=8)
-            ax.set_axis_off()
+            ax.set_xticks([]), ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+        if row_labels:
+            axes[i][0].set_ylabel(row_labels[i], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return tight(fig)
 
 
