@@ -103,7 +103,12 @@ def _mask_figure(args) -> None:
         labels += [name] * n
         for source in sources:
             masks[source] += list(arrays[source])
-    save_figure(mask_sources(images, masks, truth, row_labels=labels, title=args.title), args.out)
+    fig = mask_sources(images, masks, truth, row_labels=labels)
+    if args.title:  # above the laid-out panels, with room made for it
+        height = fig.get_figheight()
+        fig.subplots_adjust(top=fig.subplotpars.top - 0.35 / height)
+        fig.suptitle(args.title, fontsize=9, y=1 - 0.1 / height, va="top")
+    save_figure(fig, args.out)
     print(f"{len(images)} crops of {len(args.runs)} runs in {args.out}")
 
 
