@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cnnlab import figures
+from cnnlab import figures, figures_gradcam
 from cnnlab.data.arrays import load_images
 from cnnlab.data.sets import gradcam_crops, load_chain, split_rows
 from cnnlab.data.strategies import BASELINE, MASK_SOURCE, eval_images, train_images
@@ -117,8 +117,8 @@ def main(p, args):
             for name, lg in logits.items() if test.labelled else ():
                 write_csv(folder / f"{name}.csv", pd.DataFrame({"actual": [classes[k] for k in test_labels],
                                                                 "predicted": [classes[k] for k in lg.argmax(1)]}))
-        shown = figures.strategies(metrics) | figures.test_figures(test, classes, views, logits, models, best, seeds[0],
-                                                                     device())  # fmt: skip
+        shown = figures.strategies(metrics) | figures_gradcam.test_figures(test, classes, views, logits, models, best,
+                                                                             seeds[0], device())  # fmt: skip
         gradcam_rows, _ = gradcam_crops(args.masked, seeds[0], crops.splits["train"])
         gradcam = load_images(args.masked / f"seed{seeds[0]}").splits["shortcut"]
         sources, arrays = figures.mask_source_examples(crops.splits["train"], chain, gradcam, gradcam_rows, seeds[0],

@@ -12,12 +12,12 @@ import sys
 
 import pandas as pd
 
-from cnnlab import figures
+from cnnlab import figures_learned, page
 from cnnlab.data.arrays import load_images
 from cnnlab.io import atomic_file, write_json
 from cnnlab.stage import run_stage, write_figures
 from cnnlab.tracking import stage_run
-from cnnlab.train.checkpoint import load_model
+from cnnlab.train.study import load_study_model
 
 
 def draw(p, args) -> tuple[dict, dict, dict, pd.DataFrame, dict]:
@@ -32,17 +32,17 @@ def draw(p, args) -> tuple[dict, dict, dict, pd.DataFrame, dict]:
 
     def model_and_data(key):
         dataset = cell[key].split("-")[0]
-        return load_model(args.study / cell[key] / "model.pt", "cpu")[0], load_images(args.prepared / dataset)
+        return load_study_model(args.study / cell[key] / "model.pt", "cpu")[0], load_images(args.prepared / dataset)
 
     v = p.visualize
     model, data = model_and_data("features_cell")
-    learned = figures.filters(model, *figures.first_of_each_class(data, v.images), v.filters)
+    learned = figures_learned.filters(model, *figures_learned.first_of_each_class(data, v.images), v.filters)
     model, data = model_and_data("deconv_cell")
-    learned |= figures.deconvolutions(model, figures.first_of_each_class(data, v.images)[0])
+    learned |= figures_learned.deconvolutions(model, figures_learned.first_of_each_class(data, v.images)[0])
     model, data = model_and_data("class_images_cell")
-    shown, table, metrics = figures.class_image_figure(model, data.classes, data.image_size, v.class_images, p.seed,
-                                                       cell["class_images_cell"])  # fmt: skip
-    augment = figures.augmentations(p.augment, load_images(args.prepared / cell["augment_dataset"]), p.seed)
+    shown, table, metrics = figures_learned.class_image_figure(model, data.classes, data.image_size, v.class_images,
+                                                               p.seed, cell["class_images_cell"])  # fmt: skip
+    augment = figures_learned.augmentations(p.augment, load_images(args.prepared / cell["augment_dataset"]), p.seed)
     return used, learned | shown, augment, table, metrics
 
 
@@ -56,7 +56,7 @@ def main(p, args):
         write_figures(augment, args.reports / "augment", run)
         objects = (source, pd.read_csv(args.table))
         with atomic_file(args.reports / "index.html") as f:
-            f.write(figures.page(p, args.reports, objects, args.study_metrics, used, class_table))
+            f.write(page.page(p, args.reports, objects, args.study_metrics, used, class_table))
         run.log_artifact(args.reports / "index.html")
         shown = len(list(args.reports.glob("*/*.png"))) + len(list(args.reports.glob("study/*/*.png")))
         metrics = {"figures": shown, "used": {key: cell for key, (cell, _) in used.items()},

@@ -16,8 +16,8 @@ LAYERS = [
     {"data"},
     {"models"},
     {"attribution", "train"},
-    {"figures", "tracking"},
-    {"predict", "warm"},  # classifying new images; the stage scripts' start-up
+    {"figures", "page", "tracking"},  # a stage's figures of its results; the report page
+    {"figures_gradcam", "figures_learned", "predict", "warm"},  # figures from models; new images; start-up
     {"serving"},  # the MLflow model: predict's preprocessing around a network
     {"stage", "serving_model", "serving_masker"},  # what the stage scripts start from; MLflow's model files
     {"cli"},  # the command line

@@ -11,6 +11,7 @@ from torch import nn
 from cnnlab.errors import WeightsError
 from cnnlab.io import atomic_file
 from cnnlab.models import ObjectsCNN
+from cnnlab.models.mask_net import MaskNet
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, *, optimizer=None, **extra) -> None:
@@ -22,36 +23,27 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, optimizer=None, **ext
         torch.save(state, f)
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a model from a checkpoint (an ObjectsCNN, the masker's MaskNet, or a study family by
-    its `arch`); returns (model in eval mode, the whole state)."""
+def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
+    """The whole state a checkpoint holds (weights, arch, usage, ...), read with weights_only."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model not found; run `dvc repro` to train it")
-    state = torch.load(path, map_location=device, weights_only=True)
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild an objects-chain model from a checkpoint (an ObjectsCNN or the masker's MaskNet, by
+    its `arch`); returns (model in eval mode, the whole state). A study model (its arch has a
+    `family`) is rebuilt by cnnlab.train.study.load_study_model, so the chain never imports the
+    study's model zoo."""
+    state = read_checkpoint(path, device)
     arch = state["arch"]
     if arch.get("family") == "mask_net":
-        from cnnlab.models.mask_net import MaskNet
-
         model = MaskNet(arch["width"])
     elif "family" in arch:
-        from cnnlab.models.zoo import rebuild  # the study's families import torchvision: only when needed
-
-        model = rebuild(arch)
+        raise WeightsError(f"{path} holds a {arch['family']} (a study model); load it with "
+                           "cnnlab.train.study.load_study_model")  # fmt: skip
     else:
         model = ObjectsCNN(**arch)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), state
-
-
-def load_backbone(path: str | Path, family: str) -> tuple[dict, str]:
-    """The backbone weights of the pretrain stage's checkpoint (the head left out) for a transfer
-    model of `family`, and how to describe them ("pretrained on <dataset> (<source>)")."""
-    from cnnlab.models.transfer import backbone_state_dict
-
-    model, state = load_model(path)
-    if model.arch["family"] != family:
-        raise WeightsError(f"{path} holds a {model.arch['family']} backbone, not a {family} "
-                           "(transfer.pretrain must be of the family that loads it)")  # fmt: skip
-    usage = state["usage"]
-    return backbone_state_dict(model), f"pretrained on {usage['dataset']} ({usage['source']})"

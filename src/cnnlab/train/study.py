@@ -17,11 +17,11 @@ from torch import nn
 
 from cnnlab.config import Augment, StudyModel, needs_pretrained
 from cnnlab.data.arrays import ImageSet
-from cnnlab.errors import ParamsError
+from cnnlab.errors import ParamsError, WeightsError
 from cnnlab.metrics import classification_metrics
-from cnnlab.models.zoo import build_model
+from cnnlab.models.zoo import build_model, rebuild
 from cnnlab.tensors import TensorData, evaluate, predict, seed_everything
-from cnnlab.train.checkpoint import load_backbone
+from cnnlab.train.checkpoint import read_checkpoint
 from cnnlab.train.loop import FitResult, fingerprint, fit
 
 
@@ -147,3 +147,25 @@ def run_study(
         model=final, init=init, fit=result, retrain=retrained, metrics=metrics, report=report, labels=labels,
         predictions=preds, probabilities=probs, seconds=time.perf_counter() - start,
     )  # fmt: skip
+
+
+def load_study_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a study model (one of cnnlab.models.zoo's families) from its checkpoint; returns
+    (model in eval mode, the whole state)."""
+    state = read_checkpoint(path, device)
+    model = rebuild(state["arch"])
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), state
+
+
+def load_backbone(path: str | Path, family: str) -> tuple[dict, str]:
+    """The backbone weights of the pretrain stage's checkpoint (the head left out) for a transfer
+    model of `family`, and how to describe them ("pretrained on <dataset> (<source>)")."""
+    from cnnlab.models.transfer import backbone_state_dict
+
+    model, state = load_study_model(path)
+    if model.arch["family"] != family:
+        raise WeightsError(f"{path} holds a {model.arch['family']} backbone, not a {family} "
+                           "(transfer.pretrain must be of the family that loads it)")  # fmt: skip
+    usage = state["usage"]
+    return backbone_state_dict(model), f"pretrained on {usage['dataset']} ({usage['source']})"

@@ -1,0 +1,118 @@
+"""Each stage's code dependencies in dvc.yaml are exactly its script and the cnnlab modules that
+script reaches by importing, directly or through other modules, at the top or inside a function:
+so editing a module reruns the stages that run it, and no other.
+
+Left out on purpose (they change no output of a stage): the modules that only word errors or log
+(errors, tracking), the MLflow model's serving code (serving, serving_model, serving_masker: they
+shape the logged model, not a file DVC tracks) and the warm start-up server (warm); and package
+`__init__.py` files that hold nothing but a docstring.
+
+On a failure the message gives each stage's exact list to put in dvc.yaml."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO
+
+SRC = REPO / "src"
+LEFT_OUT = {"cnnlab.errors", "cnnlab.tracking", "cnnlab.serving", "cnnlab.serving_model", "cnnlab.serving_masker",
+            "cnnlab.warm"}  # fmt: skip
+CODE = ("src/", "stages/")
+
+
+def _file(module: str) -> Path | None:
+    """The source file of a cnnlab module or package (None for a name that is not a module)."""
+    path = SRC.joinpath(*module.split("."))
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
+
+
+def _imported(path: Path) -> set[str]:
+    """The cnnlab modules a file imports (the parent packages too: importing runs their __init__)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            parts = name.split(".")
+            found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1) if parts[0] == "cnnlab"}
+    return {m for m in found if _file(m) is not None}
+
+
+def _only_docstring(path: Path) -> bool:
+    body = ast.parse(path.read_text()).body
+    return all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body)
+
+
+def closure(script: Path) -> set[str]:
+    """The script and every cnnlab module it reaches, as paths relative to the repository."""
+    seen, todo = set(), _imported(script)
+    while todo:
+        module = todo.pop()
+        if module in seen or module in LEFT_OUT:
+            continue
+        seen.add(module)
+        todo |= _imported(_file(module))
+    files = {_file(m) for m in seen}
+    return {script.relative_to(REPO).as_posix()} | {
+        f.relative_to(REPO).as_posix() for f in files if not (f.name == "__init__.py" and _only_docstring(f))
+    }
+
+
+def stages(dvc: dict) -> dict[str, tuple[Path, set[str]]]:
+    """Stage name -> (its script, the code files listed in its deps)."""
+    out = {}
+    for name, stage in dvc["stages"].items():
+        cmd = stage["cmd"] if isinstance(stage["cmd"], str) else " ".join(stage["cmd"])
+        script = re.search(r"stages/\w+\.py", cmd)
+        assert script, f"stage {name}: no stages/<script>.py in its cmd"
+        listed = {d for d in stage.get("deps", []) if isinstance(d, str) and d.startswith(CODE)}
+        out[name] = (REPO / script.group(0), listed)
+    return out
+
+
+def differences(dvc: dict) -> list[str]:
+    """One line per stage whose listed code deps are not its script's import closure."""
+    wrong = []
+    for name, (script, listed) in stages(dvc).items():
+        want = closure(script)
+        if listed != want:
+            wrong.append(f"{name}: missing {sorted(want - listed)}, not imported {sorted(listed - want)}; "
+                         f"should be {sorted(want)}")  # fmt: skip
+    return wrong
+
+
+def _dvc() -> dict:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())
+
+
+def test_every_stage_depends_on_exactly_the_code_it_runs():
+    assert differences(_dvc()) == []
+
+
+def test_a_dependency_taken_out_of_or_added_to_dvc_yaml_is_named():
+    dvc = _dvc()
+    removed, added = copy.deepcopy(dvc), copy.deepcopy(dvc)
+    removed["stages"]["masker"]["deps"].remove("src/cnnlab/train/masker.py")
+    added["stages"]["crop"]["deps"].append("src/cnnlab/train/loop.py")
+    assert [line.split(":")[0] for line in differences(removed)] == ["masker"]
+    assert "missing ['src/cnnlab/train/masker.py']" in differences(removed)[0]
+    assert "not imported ['src/cnnlab/train/loop.py']" in differences(added)[0]
+
+
+def test_the_closure_follows_imports_inside_functions_and_leaves_tracking_out():
+    evaluate = closure(REPO / "stages/evaluate.py")
+    assert "src/cnnlab/models/objects_cnn.py" in evaluate  # through the checkpoint loader
+    assert "src/cnnlab/train/masker.py" not in evaluate  # only the masker and train_classifier run it
+    assert not {"src/cnnlab/tracking.py", "src/cnnlab/errors.py", "src/cnnlab/serving.py"} & evaluate
+    assert "src/cnnlab/models/zoo.py" not in closure(REPO / "stages/train_classifier.py")  # no study model
