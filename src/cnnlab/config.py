@@ -30,8 +30,8 @@ Unit = Annotated[float, Field(ge=0, le=1)]  # between 0 and 1
 Rate = Annotated[float, Field(ge=0, lt=1)]  # in [0, 1): momentum, dropout
 # dataset and model names become folder names and are joined as <dataset>-<model>
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$")]
-STRATEGIES = ("none", "report", "segment", "segment_learned", "mixed_rand", "mixed_rand_learned", "oracle")
 Strategy = Literal["none", "report", "segment", "segment_learned", "mixed_rand", "mixed_rand_learned", "oracle"]
+STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)  # the one list of cures, in the comparison's order
 
 
 class Section(BaseModel):

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from cnnlab.config import STRATEGIES as CONFIG_STRATEGIES
 from cnnlab.data.arrays import load_images
 from cnnlab.predict import load_predictor
 from cnnlab.tracking import flat_metrics
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 STAGES = ["generate", "crop", "backgrounds", "segment", "masker", "background_classifier", "gradcam_mask",
           "train_classifier", "evaluate"]  # fmt: skip
-STRATEGIES = ["none", "report", "segment", "segment_learned", "mixed_rand", "mixed_rand_learned", "oracle"]
+STRATEGIES = list(CONFIG_STRATEGIES)  # the default objects.strategies: every cure
 # the evaluate stage logs one MLflow run per strategy beside its own
 RUN_STAGES = sorted(STAGES + [f"evaluate/{s}" for s in STRATEGIES])
 STUDY = [f"study@{d}-{m}" for d in ("cifar10", "imagenet10") for m in ("simple_cnn", "resnet")]

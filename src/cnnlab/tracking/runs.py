@@ -1,34 +1,13 @@
-"""MLflow tracking: the only module that imports mlflow (but for cnnlab.serving, the model
-class that MLflow itself loads).
-
-One store for everything. By default a SQLite file ``mlflow.db`` (and artifacts in
-``mlartifacts/``) at the repository root, found through ``DVC_ROOT`` so that queued DVC
-experiments, which run in a temporary copy of the repository, log into the same store.
-``MLFLOW_TRACKING_URI`` overrides it.
-
-One MLflow experiment, ``cnnlab``, holds one parent run per DVC experiment (``DVC_EXP_NAME``, or
-``repro-<commit>`` for a plain ``dvc repro``) with all of params.yaml as its params and the
-headline metrics (the ``summary`` stage), and under it one child run per stage execution, tagged
-with the DVC experiment name, the stage, the git commit and the data source. The MLflow UI's
-table then compares experiments one row each. Metric names group with ``/``
-(``none/seed0/val_acc``).
-
-If the store stops answering in the middle of a run (a server restarted, a network drop), the
-stage still finishes and writes its outputs: the run's remaining records (metrics, tags, figures,
-artifacts, models, its end) are kept in ``mlflow-pending/<run id>/`` at the repository root, the
-stage says so at the end, and ``cnnlab-sync`` (``python -m cnnlab.tracking sync``) writes them
-once the store is back.
-"""
+"""MLflow runs: one parent run per DVC experiment, one child run per stage execution, and what a
+stage logs into its run (params, metrics per epoch, figures, artifacts, models, lineage)."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,65 +15,25 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from tqdm import tqdm
-
 from cnnlab.errors import TrackingError
-
-EXPERIMENT = "cnnlab"  # every run: a parent per DVC experiment, a child per stage execution
-EXPERIMENT_ROLE = "experiment"  # tag cnnlab.role of a DVC experiment's parent run
-SYSTEM_METRICS_INTERVAL_S = 2  # seconds between samples of CPU, memory (and GPU) on training runs
-SAMPLING_INTERVAL_VARIABLE = "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"  # set: its value instead
-STORE_FILE = "mlflow.db"
-ARTIFACT_DIR = "mlartifacts"
-PENDING_DIR = "mlflow-pending"  # records a run could not write to its store, until `cnnlab-sync`
-SYNC_COMMAND = "cnnlab-sync"
-
-
-def repo_root() -> Path:
-    """The DVC repository root: DVC_ROOT when DVC runs the stage, else the nearest folder
-    above the working directory that holds .dvc/ (or the working directory)."""
-    env = os.environ.get("DVC_ROOT")
-    if env:
-        return Path(env).resolve()
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / ".dvc").is_dir():
-            return folder
-    return here
-
-
-def default_uri() -> str:
-    return f"sqlite:///{repo_root() / STORE_FILE}"
-
-
-def warm_up() -> None:
-    """What MLflow otherwise builds in every process that logs a model: its map of the installed
-    packages (about 3 s). The warm server (cnnlab.warm) calls it once for all stage processes."""
-    from mlflow.utils.requirements_utils import _init_packages_to_modules_map
-
-    _init_packages_to_modules_map()
-
-
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
-
-
-def git_commit(cwd: str | Path | None = None) -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
-
-
-def dvc_experiment_name(commit: str | None = None) -> str:
-    """DVC_EXP_NAME inside `dvc exp run`; for a plain `dvc repro`, a name from the git commit."""
-    name = os.environ.get("DVC_EXP_NAME")
-    if name:
-        return name
-    commit = commit or git_commit()
-    return f"repro-{commit[:7]}" if commit != "unknown" else "repro-nogit"
-
+from cnnlab.tracking.lineage import dvc_digest, dvc_experiment_name, git_commit
+from cnnlab.tracking.outbox import PendingRecords, pending_runs
+from cnnlab.tracking.store import (
+    EXPERIMENT,
+    EXPERIMENT_ROLE,
+    PENDING_DIR,
+    SAMPLING_INTERVAL_VARIABLE,
+    STORE_FILE,
+    SYNC_COMMAND,
+    SYSTEM_METRICS_INTERVAL_S,
+    check_store,
+    default_uri,
+    experiment_named,
+    mlflow_module,
+    reason,
+    repo_root,
+    tracking_uri,
+)
 
 _experiment_params: dict[str, Any] = {}
 
@@ -108,162 +47,6 @@ def use_params(flat: dict[str, Any]) -> None:
 
 def _params_hash() -> str:
     return hashlib.sha256(json.dumps(_experiment_params, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _mlflow():
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    import mlflow
-
-    return mlflow
-
-
-@contextlib.contextmanager
-def _creation_lock(uri: str):
-    """One process at a time opens a SQLite store: the first to open a new one creates its tables,
-    and two doing it at once (queued experiments run two at a time) fail with "table ... already
-    exists". A lock file beside the database (mlflow.db.lock); no lock where fcntl is missing."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    try:
-        import fcntl
-
-        fd = os.open(uri.removeprefix("sqlite:///") + ".lock", os.O_CREAT | os.O_RDWR, 0o644)
-    except (ImportError, OSError):
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def check_store() -> str:
-    """Make sure the tracking store answers; returns its URI.
-
-    Raises:
-        TrackingError: with the URI and what to set, before any training starts.
-    """
-    mlflow = _mlflow()
-    uri = tracking_uri()
-    try:
-        mlflow.set_tracking_uri(uri)
-        with _creation_lock(uri):
-            client = mlflow.MlflowClient(uri)
-            client.search_experiments(max_results=1)
-    except Exception as e:  # any failure to reach the store
-        raise TrackingError(
-            f"MLflow tracking store {uri} cannot be reached ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
-            "Start that server, or set MLFLOW_TRACKING_URI to a reachable store "
-            "(unset it to use the default SQLite file mlflow.db at the repository root)."
-        ) from None
-    return uri
-
-
-def _experiment_id(mlflow, name: str) -> str:
-    exp = mlflow.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if mlflow.get_tracking_uri() == default_uri():
-        # Absolute, so runs from a queued experiment's temporary copy land beside mlflow.db
-        # (MLflow's own default, ./mlruns, would be inside that copy and lost).
-        location = (repo_root() / ARTIFACT_DIR / name).as_uri()
-    try:
-        return mlflow.create_experiment(name, artifact_location=location)
-    except Exception:
-        # Another process created it meanwhile.
-        exp = mlflow.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
-
-
-def _reason(e: BaseException) -> str:
-    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
-
-
-class PendingRecords:
-    """The records of one run that its store did not take, on disk in ``mlflow-pending/<run id>/``:
-    ``meta.json`` (store, experiment, run name, tags, why), ``records.jsonl`` (one record per
-    line, appended and fsynced) and ``files/`` (copies of figures, artifacts and saved models)."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.records = folder / "records.jsonl"
-        self.files = folder / "files"
-
-    @classmethod
-    def open(cls, run_id: str, meta: dict) -> "PendingRecords":
-        pending = cls(repo_root() / PENDING_DIR / run_id)
-        pending.files.mkdir(parents=True, exist_ok=True)
-        meta_file = pending.folder / "meta.json"
-        if not meta_file.exists():
-            meta_file.write_text(json.dumps({"run_id": run_id, **meta}, indent=1))
-        return pending
-
-    def add(self, op: str, **fields) -> None:
-        with open(self.records, "a") as f:
-            f.write(json.dumps({"op": op, **fields}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    def new_file(self, name: str) -> Path:
-        """A fresh path under files/ for a copy of `name`."""
-        n = sum(1 for _ in self.files.iterdir())
-        return self.files / f"{n:04d}-{Path(name).name}"
-
-    def count(self) -> int:
-        return len(self.records.read_text().splitlines()) if self.records.exists() else 0
-
-
-def pending_runs(root: Path | None = None) -> list[Path]:
-    """Folders of runs whose records are waiting for `cnnlab-sync`."""
-    folder = (root or repo_root()) / PENDING_DIR
-    return sorted(p.parent for p in folder.glob("*/meta.json"))
-
-
-_LOCKS: dict[Path, tuple[tuple[int, int], dict[str, str]]] = {}
-
-
-def _locked_outputs(lock: Path) -> dict[str, str]:
-    """{path: md5} of every output in dvc.lock; parsed once per version of the file (it is large:
-    0.15 s a parse in pure Python on a 2-core VM, and a stage asks once per input)."""
-    import yaml
-
-    try:
-        st = lock.stat()
-    except OSError:
-        return {}
-    stamp = (st.st_mtime_ns, st.st_size)
-    if lock in _LOCKS and _LOCKS[lock][0] == stamp:
-        return _LOCKS[lock][1]
-    loader = yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader  # libyaml: 10x faster
-    stages = (yaml.load(lock.read_text(), Loader=loader) or {}).get("stages", {})
-    outs = {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", []) if "md5" in out}
-    _LOCKS[lock] = (stamp, outs)
-    return outs
-
-
-def dvc_digest(path: str | Path) -> tuple[str, str]:
-    """(digest, how it was made) of a stage's input, for its lineage: DVC's own md5 from dvc.lock
-    when a stage outputs it (written as soon as that stage finished, or restored it); for a folder
-    that holds several outputs, an md5 of theirs; for anything else (a dataset folder of your
-    own), an md5 of its listing (paths, sizes, modification times), said as such."""
-    rel = Path(os.path.relpath(Path(path).resolve(), Path.cwd())).as_posix()
-    outs = _locked_outputs(Path("dvc.lock").resolve())
-    if rel in outs:
-        return outs[rel], "dvc.lock"
-    inner = sorted((p, h) for p, h in outs.items() if p.startswith(rel + "/"))
-    if inner:
-        return hashlib.md5(json.dumps(inner).encode()).hexdigest(), "md5 of the dvc.lock hashes of the outputs in it"
-    root = Path(path)
-    files = sorted(root.rglob("*")) if root.is_dir() else [root]
-    listing = [(f.relative_to(root).as_posix() if root.is_dir() else f.name, f.stat().st_size, f.stat().st_mtime_ns)
-               for f in files if f.is_file()]  # fmt: skip
-    return hashlib.md5(json.dumps(listing).encode()).hexdigest(), "md5 of its file listing (not a DVC output)"
 
 
 class StageRun:
@@ -292,7 +75,7 @@ class StageRun:
                 call()
                 return
             except Exception as e:  # the store failed: keep this and every later record on disk
-                self.failure = _reason(e)
+                self.failure = reason(e)
                 self.pending = PendingRecords.open(self.run_id, {**self._meta, "uri": self.uri, "error": self.failure})
                 print(
                     f"warning: MLflow store {self.uri} failed ({self.failure}); this run's records are kept in "
@@ -505,10 +288,10 @@ def log_experiment_metrics(metrics: dict[str, Any], tags: dict[str, str] | None 
     parent run and set its end time to now. Returns {"experiment": the DVC experiment's name,
     "run_id": the parent run's id}. Fails with :class:`TrackingError` if the store cannot be reached."""
     uri = check_store()
-    mlflow = _mlflow()
+    mlflow = mlflow_module()
     commit = git_commit()
     name = dvc_experiment_name(commit)
-    run_id = _experiment_run(mlflow, _experiment_id(mlflow, EXPERIMENT), name, commit)
+    run_id = _experiment_run(mlflow, experiment_named(mlflow, EXPERIMENT), name, commit)
     now = int(time.time() * 1000)
     from mlflow.entities import Metric, RunTag
 
@@ -546,7 +329,7 @@ def stage_run(
         yield _OtherRank()  # type: ignore[misc]
         return
     uri = check_store()
-    mlflow = _mlflow()
+    mlflow = mlflow_module()
     waiting = pending_runs()
     if waiting:
         print(
@@ -563,7 +346,7 @@ def stage_run(
         "git.commit": commit,
         "cnnlab.data_source": data_source or "n/a",
     }
-    experiment_id = _experiment_id(mlflow, EXPERIMENT)
+    experiment_id = experiment_named(mlflow, EXPERIMENT)
     tags["mlflow.parentRunId"] = _experiment_run(mlflow, experiment_id, exp_name, commit)
     run_name = f"{exp_name}/{stage}"
     if system_metrics:
@@ -607,7 +390,7 @@ def load_logged_model(uri: str):
             "whose pipeline logged the model, or set MLFLOW_TRACKING_URI to its store"
         )
     check_store()
-    mlflow = _mlflow()
+    mlflow = mlflow_module()
     try:
         info = mlflow.models.get_model_info(uri)
         metadata = info.metadata or {}
@@ -621,7 +404,7 @@ def load_logged_model(uri: str):
             graph, parts = mlflow.pytorch.load_model(uri, device="cpu"), {}
     except Exception as e:  # unknown name or version, a run without that model, a broken store
         raise TrackingError(
-            f"{uri}: no such model in MLflow store {tracking_uri()} ({_reason(e)}); "
+            f"{uri}: no such model in MLflow store {tracking_uri()} ({reason(e)}); "
             "registered names: cnnlab-objects-<strategy>, cnnlab-objects-background, cnnlab-<dataset>-<model>"
         ) from None
     if graph is None:
@@ -629,104 +412,3 @@ def load_logged_model(uri: str):
     from cnnlab.tensors import frozen
 
     return (graph if "pytorch" not in info.flavors else frozen(graph)), metadata, parts
-
-
-def _replay(client, run_id: str, record: dict, files: Path) -> None:
-    from mlflow.entities import Metric, Param
-
-    op = record["op"]
-    if op == "metrics":
-        step, ts = record["step"], record["timestamp"]
-        client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v in record["values"].items()])
-    elif op == "params":
-        client.log_batch(run_id, params=[Param(k, v) for k, v in record["values"].items()])
-    elif op == "tag":
-        client.set_tag(run_id, record["key"], record["value"])
-    elif op == "artifact":
-        path = files / record["file"]
-        if path.is_dir():
-            client.log_artifacts(run_id, str(path), record["folder"])
-        else:
-            # a kept copy has a numbered name; the store gets the original one
-            target = files / "_upload" / record["name"]
-            target.parent.mkdir(exist_ok=True)
-            shutil.copy2(path, target)
-            client.log_artifact(run_id, str(target), record["folder"])
-            shutil.rmtree(target.parent)
-    elif op == "register":  # the model went in as the run's artifacts above; a version of it now
-        import mlflow
-
-        mlflow.register_model(f"runs:/{run_id}/{record['path']}", record["name"], tags=record["tags"])
-    elif op == "end":
-        client.set_terminated(run_id, record["status"], end_time=record["end_time"])
-    else:
-        raise ValueError(f"unknown record {op!r}")
-
-
-def sync(root: Path | None = None, uri: str | None = None) -> list[str]:
-    """Write every pending run's records to its store (or to `uri`), oldest first, then delete
-    them. Resumable: each run's progress is saved after every record.
-
-    Returns the ids of the runs written. Raises TrackingError if a store still does not answer.
-    """
-    mlflow = _mlflow()
-    synced = []
-    for folder in pending_runs(root):
-        meta = json.loads((folder / "meta.json").read_text())
-        target = uri or meta["uri"]
-        mlflow.set_tracking_uri(target)
-        client = mlflow.MlflowClient(target)
-        try:
-            client.search_experiments(max_results=1)
-        except Exception as e:
-            raise TrackingError(
-                f"MLflow store {target} still cannot be reached ({_reason(e)}); {folder} is kept. "
-                f"Start it, or pass --uri to write the records to another store."
-            ) from None
-        run_id = meta["run_id"]
-        try:
-            client.get_run(run_id)
-        except Exception:  # another store, or the run never reached it: a new run with the same name and tags
-            experiment_id = _experiment_id(mlflow, meta["experiment"])
-            run_id = client.create_run(experiment_id, tags=meta["tags"], run_name=meta["run_name"]).info.run_id
-        progress = folder / "applied"
-        done = int(progress.read_text()) if progress.exists() else 0
-        records = (folder / "records.jsonl").read_text().splitlines() if (folder / "records.jsonl").exists() else []
-        for i, line in enumerate(tqdm(records, desc=f"sync {meta['run_name']}", unit="record")):
-            if i < done:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a record cut off by a crash while it was written
-                if i == len(records) - 1:
-                    break
-                raise
-            _replay(client, run_id, record, folder / "files")
-            progress.write_text(str(i + 1))
-        shutil.rmtree(folder)
-        synced.append(run_id)
-    return synced
-
-
-def sync_main(argv: list[str] | None = None) -> None:
-    """`cnnlab-sync`: write the records that MLflow runs kept in mlflow-pending/ to their store."""
-    parser = argparse.ArgumentParser(prog=SYNC_COMMAND, description=sync_main.__doc__)
-    parser.add_argument("--uri", help="write to this tracking store instead of the one each run used")
-    parser.add_argument("--root", type=Path, help="repository root (default: the one above the working directory)")
-    args = parser.parse_args(argv)
-    waiting = pending_runs(args.root)
-    if not waiting:
-        print(f"nothing to sync: no runs in {(args.root or repo_root()) / PENDING_DIR}")
-        return
-    try:
-        synced = sync(args.root, args.uri)
-    except TrackingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    print(f"wrote {len(synced)} run(s) to the store: {', '.join(synced)}")
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] != ["sync"]:
-        sys.exit("usage: python -m cnnlab.tracking sync [--uri URI] [--root DIR]")
-    sync_main(sys.argv[2:])

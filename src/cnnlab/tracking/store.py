@@ -1,0 +1,123 @@
+"""The tracking store: where it is (the SQLite file at the repository root, or
+MLFLOW_TRACKING_URI), whether it answers, and the one MLflow experiment every run goes to."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from cnnlab.errors import TrackingError
+
+EXPERIMENT = "cnnlab"  # every run: a parent per DVC experiment, a child per stage execution
+EXPERIMENT_ROLE = "experiment"  # tag cnnlab.role of a DVC experiment's parent run
+SYSTEM_METRICS_INTERVAL_S = 2  # seconds between samples of CPU, memory (and GPU) on training runs
+SAMPLING_INTERVAL_VARIABLE = "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"  # set: its value instead
+STORE_FILE = "mlflow.db"
+ARTIFACT_DIR = "mlartifacts"
+PENDING_DIR = "mlflow-pending"  # records a run could not write to its store, until `cnnlab-sync`
+SYNC_COMMAND = "cnnlab-sync"
+
+
+def repo_root() -> Path:
+    """The DVC repository root: DVC_ROOT when DVC runs the stage, else the nearest folder
+    above the working directory that holds .dvc/ (or the working directory)."""
+    env = os.environ.get("DVC_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".dvc").is_dir():
+            return folder
+    return here
+
+
+def default_uri() -> str:
+    return f"sqlite:///{repo_root() / STORE_FILE}"
+
+
+def warm_up() -> None:
+    """What MLflow otherwise builds in every process that logs a model: its map of the installed
+    packages (about 3 s). The warm server (cnnlab.warm) calls it once for all stage processes."""
+    from mlflow.utils.requirements_utils import _init_packages_to_modules_map
+
+    _init_packages_to_modules_map()
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+
+
+def mlflow_module():
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    import mlflow
+
+    return mlflow
+
+
+@contextlib.contextmanager
+def creation_lock(uri: str):
+    """One process at a time opens a SQLite store: the first to open a new one creates its tables,
+    and two doing it at once (queued experiments run two at a time) fail with "table ... already
+    exists". A lock file beside the database (mlflow.db.lock); no lock where fcntl is missing."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    try:
+        import fcntl
+
+        fd = os.open(uri.removeprefix("sqlite:///") + ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_store() -> str:
+    """Make sure the tracking store answers; returns its URI.
+
+    Raises:
+        TrackingError: with the URI and what to set, before any training starts.
+    """
+    mlflow = mlflow_module()
+    uri = tracking_uri()
+    try:
+        mlflow.set_tracking_uri(uri)
+        with creation_lock(uri):
+            client = mlflow.MlflowClient(uri)
+            client.search_experiments(max_results=1)
+    except Exception as e:  # any failure to reach the store
+        raise TrackingError(
+            f"MLflow tracking store {uri} cannot be reached ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+            "Start that server, or set MLFLOW_TRACKING_URI to a reachable store "
+            "(unset it to use the default SQLite file mlflow.db at the repository root)."
+        ) from None
+    return uri
+
+
+def experiment_named(mlflow, name: str) -> str:
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if mlflow.get_tracking_uri() == default_uri():
+        # Absolute, so runs from a queued experiment's temporary copy land beside mlflow.db
+        # (MLflow's own default, ./mlruns, would be inside that copy and lost).
+        location = (repo_root() / ARTIFACT_DIR / name).as_uri()
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except Exception:
+        # Another process created it meanwhile.
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def reason(e: BaseException) -> str:
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
