@@ -23,7 +23,7 @@ from cnnlab.stage import device, run_stage, write_figures
 from cnnlab.tensors import TensorData, predict
 from cnnlab.tracking import stage_run
 from cnnlab.train.checkpoint import load_model
-from cnnlab.train.evaluate import comparison, comparison_table, score_classifier
+from cnnlab.train.scoring import comparison, comparison_table, score_classifier
 
 
 def paired_rows(crops) -> np.ndarray | None:

@@ -14,8 +14,8 @@ from cnnlab.io import atomic_dir, write_csv, write_json
 from cnnlab.stage import device, log_model, run_stage
 from cnnlab.tracking import stage_run
 from cnnlab.train import distributed
+from cnnlab.train.cell import run_study
 from cnnlab.train.checkpoint import save_checkpoint
-from cnnlab.train.study import run_study
 
 
 def main(p, args):

@@ -17,7 +17,7 @@ from cnnlab.data.arrays import load_images
 from cnnlab.io import atomic_file, write_json
 from cnnlab.stage import run_stage, write_figures
 from cnnlab.tracking import stage_run
-from cnnlab.train.study import load_study_model
+from cnnlab.train.cell import load_study_model
 
 
 def draw(p, args) -> tuple[dict, dict, dict, pd.DataFrame, dict]:

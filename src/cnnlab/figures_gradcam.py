@@ -10,7 +10,7 @@ from cnnlab.attribution.gradcam import gradcam_masks
 from cnnlab.data.arrays import Split
 from cnnlab.figures import EXAMPLES, GRID, Figures, confusions, wrong_first
 from cnnlab.tensors import memory_format, to_float
-from cnnlab.viz.features import gradcam_compare
+from cnnlab.viz.attribution import gradcam_compare
 from cnnlab.viz.plots import prediction_grid
 
 

@@ -13,7 +13,7 @@ from cnnlab.data.arrays import ImageSet
 from cnnlab.data.augment import per_image_steps
 from cnnlab.figures import Figures
 from cnnlab.tensors import to_float
-from cnnlab.viz.features import augmentation_grid, class_image_grid, deconv_panel, filters_and_maps
+from cnnlab.viz.attribution import augmentation_grid, class_image_grid, deconv_panel, filters_and_maps
 
 
 def first_of_each_class(data: ImageSet, count: int) -> tuple[np.ndarray, list[str]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from cnnlab.config import Params
-from cnnlab.viz.report import Section, render_report
+from cnnlab.viz.report import PageSection, render_report
 
 CHAIN = ("evaluate", "train_classifier", "background_classifier", "gradcam_mask", "masker", "segment", "backgrounds",
          "crop")  # fmt: skip
@@ -65,22 +65,22 @@ def page(p: Params, reports: Path, objects: tuple[str, pd.DataFrame], study_metr
     learned = "; ".join(f"{key.removesuffix('_cell')}: {cell}" + (f" ({note})" if note else "")
                         for key, (cell, note) in used.items() if key.endswith("_cell"))  # fmt: skip
     sections = [
-        Section("Objects chain", "objects", f"data: {source}. Cures of the background shortcut, each trained with "
+        PageSection("Objects chain", "objects", f"data: {source}. Cures of the background shortcut, each trained with "
                 f"seeds {p.objects.seed_list(p.seed)}: mean ± sd over seeds. none = crops as they are; report = "
                 f"class {p.backgrounds.classes[0]}'s background blacked out by Grad-CAM; segment = every crop's "
                 "background blacked out (GrabCut), train and test; mixed_rand = objects on random backgrounds; "
                 "*_learned = the same with the learned masker's masks; oracle = ground-truth masks (an upper bound).",
                 tables=[("evaluate: cure strategies over seeds", objects_table(table))], figures=chain),
-        Section("Study: CIFAR-10 / ImageNet10", "study", "one row per dataset x model cell. The transfer cells ("
+        PageSection("Study: CIFAR-10 / ImageNet10", "study", "one row per dataset x model cell. The transfer cells ("
                 f"{', '.join(p.transfer.models)}) train on the first {p.transfer.train_per_class or 'all'} training "
                 f"images per class; a 'pretrained' backbone is {p.transfer.pretrain} trained from scratch on "
                 f"{p.transfer.source} by the pretrain stage.",
                 tables=[("study metrics", study_table(study_metrics, cells))]),
-        *[Section(cell, f"study-{cell}", figures=listed(reports, f"study/{cell}")) for cell in cells],
-        Section("What the networks learned", "features", learned,
+        *[PageSection(cell, f"study-{cell}", figures=listed(reports, f"study/{cell}")) for cell in cells],
+        PageSection("What the networks learned", "features", learned,
                 tables=[("class images: the model's confidence for the target class", class_table)],
                 figures=listed(reports, "features")),
-        Section("Augmentation", "augment", used["augment_dataset"][1], figures=listed(reports, "augment")),
+        PageSection("Augmentation", "augment", used["augment_dataset"][1], figures=listed(reports, "augment")),
     ]  # fmt: skip
     subtitle = f"workspace of this `dvc repro`; data: {source} (objects), {', '.join(p.study.datasets)} (study)"
     return render_report("cnnlab report", subtitle, sections)

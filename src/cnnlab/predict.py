@@ -60,7 +60,7 @@ def load_predictor(spec: str, device: torch.device) -> Predictor:
         from cnnlab.train.checkpoint import load_model, read_checkpoint
 
         if read_checkpoint(path).get("arch", {}).get("family") not in (None, "mask_net"):
-            from cnnlab.train.study import load_study_model as load_model  # the study's model zoo
+            from cnnlab.train.cell import load_study_model as load_model  # the study's model zoo
         model, state = load_model(path, device)
         usage, masker = state.get("usage"), _masker_of(state, device)
     if not usage:

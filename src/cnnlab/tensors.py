@@ -90,7 +90,7 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device, chunk:
         return torch.cat([model(to_float(images[i : i + chunk].to(device), fmt)).float().cpu() for i in starts])
 
 
-def evaluate(model: nn.Module, data: TensorData, device: torch.device) -> tuple[float, float]:
+def loss_and_accuracy(model: nn.Module, data: TensorData, device: torch.device) -> tuple[float, float]:
     """(mean cross-entropy loss, accuracy) of the model on the data; for per-pixel labels
     (N, H, W) the accuracy is the mean over images of their pixel accuracy."""
     logits = predict(model, data.images, device)

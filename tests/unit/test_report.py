@@ -5,15 +5,16 @@ import numpy as np
 import pandas as pd
 
 from cnnlab.viz.plots import confusion_matrices, training_curves
-from cnnlab.viz.report import Section, render_report
+from cnnlab.viz.report import PageSection, render_report
 from tests.browser import ARTIFACTS, inspect_page
 
 
-def _sections() -> list[Section]:
+def _sections() -> list[PageSection]:
     table = pd.DataFrame({"cell": ["a-x", "b<y>"], "val acc": [0.5, 0.25]})
     return [
-        Section("Objects", "objects", "note & more", tables=[("metrics", table)], figures=[("curves", "o/curves.png")]),
-        Section("Study", "study", figures=[("confusion", "s/confusion.png"), ("missing", "s/none.png")]),
+        PageSection("Objects", "objects", "note & more", tables=[("metrics", table)],
+                    figures=[("curves", "o/curves.png")]),  # fmt: skip
+        PageSection("Study", "study", figures=[("confusion", "s/confusion.png"), ("missing", "s/none.png")]),
     ]
 
 

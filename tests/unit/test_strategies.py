@@ -10,8 +10,8 @@ from cnnlab.data.segment import grabcut_mask, segment_split
 from cnnlab.data.strategies import STRATEGIES, ChainData, eval_images, train_images, unavailable
 from cnnlab.io import pack_folder
 from cnnlab.metrics import mean_curves, over_seeds, paired_difference
-from cnnlab.train.evaluate import score_classifier
 from cnnlab.train.loop import TensorData
+from cnnlab.train.scoring import score_classifier
 
 
 def _chain(truth=True):

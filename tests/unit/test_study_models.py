@@ -13,8 +13,8 @@ from cnnlab.errors import ParamsError, WeightsError
 from cnnlab.models import transfer, zoo
 from cnnlab.models.imagenet10_cnn import ImageNet10CNN
 from cnnlab.models.layers import Dropout
+from cnnlab.train.cell import load_backbone
 from cnnlab.train.checkpoint import save_checkpoint
-from cnnlab.train.study import load_backbone
 from tests.conftest import make_params
 
 MODELS = make_params().models  # in params.yaml every family has a model of its own name

@@ -12,8 +12,8 @@ from cnnlab.data.arrays import ImageSet, Split
 from cnnlab.metrics import classification_metrics
 from cnnlab.models.zoo import build_model
 from cnnlab.tensors import TensorData
+from cnnlab.train.cell import run_study
 from cnnlab.train.loop import fit
-from cnnlab.train.study import run_study
 from tests.conftest import make_params
 
 CPU = torch.device("cpu")
@@ -137,7 +137,7 @@ def test_study_reports_and_retraining_on_train_and_val():
 def test_a_transfer_cell_resumes_only_from_a_checkpoint_of_the_same_pretrained_backbone(tmp_path, monkeypatch):
     from cnnlab.errors import WeightsError
     from cnnlab.models import zoo
-    from cnnlab.train import study
+    from cnnlab.train import cell as study
     from cnnlab.train.checkpoint import save_checkpoint
 
     def offline(family):

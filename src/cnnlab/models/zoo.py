@@ -66,7 +66,7 @@ def build_model(
     Transfer models load their backbone by `weights`: imagenet (torchvision's ImageNet weights; where
     these cannot be had, by `fallback`: the pretrained backbone, random weights, or a
     :class:`WeightsError`), pretrained (`pretrained`: the pretrain stage's backbone weights and
-    how to describe them, from :func:`cnnlab.train.study.load_backbone`) or none.
+    how to describe them, from :func:`cnnlab.train.cell.load_backbone`) or none.
     """
     # the family's own settings (not its training): what rebuilds the model from a checkpoint
     own = cfg.model_dump(exclude=set(StudyModel.model_fields))

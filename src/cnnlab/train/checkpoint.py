@@ -34,7 +34,7 @@ def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild an objects-chain model from a checkpoint (an ObjectsCNN or the masker's MaskNet, by
     its `arch`); returns (model in eval mode, the whole state). A study model (its arch has a
-    `family`) is rebuilt by cnnlab.train.study.load_study_model, so the chain never imports the
+    `family`) is rebuilt by cnnlab.train.cell.load_study_model, so the chain never imports the
     study's model zoo."""
     state = read_checkpoint(path, device)
     arch = state["arch"]
@@ -42,7 +42,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
         model = MaskNet(arch["width"])
     elif "family" in arch:
         raise WeightsError(f"{path} holds a {arch['family']} (a study model); load it with "
-                           "cnnlab.train.study.load_study_model")  # fmt: skip
+                           "cnnlab.train.cell.load_study_model")  # fmt: skip
     else:
         model = ObjectsCNN(**arch)
     model.load_state_dict(state["model"])

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from cnnlab.config import Training
 from cnnlab.errors import ParamsError
-from cnnlab.tensors import TensorData, autocast, evaluate, memory_format, to_float
+from cnnlab.tensors import TensorData, autocast, loss_and_accuracy, memory_format, to_float
 from cnnlab.train import distributed
 from cnnlab.train.checkpoint import save_checkpoint
 
@@ -299,7 +299,7 @@ def fit(
             )
         row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc)
         if val is not None:
-            row["val_loss"], row["val_acc"] = evaluate(model, val, device)
+            row["val_loss"], row["val_acc"] = loss_and_accuracy(model, val, device)
         result.history.append(row)
         bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k != "epoch"})
         if on_epoch is not None:

@@ -10,7 +10,7 @@ import pandas as pd
 
 
 @dataclass
-class Section:
+class PageSection:
     """One group of the page (a stage or a study cell)."""
 
     title: str
@@ -42,7 +42,7 @@ def _table(caption: str, frame: pd.DataFrame, table_id: str) -> str:
                         f"<caption>{html.escape(caption)}</caption>", 1)  # fmt: skip
 
 
-def render_report(title: str, subtitle: str, sections: list[Section]) -> str:
+def render_report(title: str, subtitle: str, sections: list[PageSection]) -> str:
     """The whole page as a string: a table of contents, then each section's note, tables and figures."""
     nav = " ".join(f'<a href="#{html.escape(s.anchor)}">{html.escape(s.title)}</a>' for s in sections)
     parts = [

@@ -20,7 +20,7 @@ from cnnlab.data.arrays import ImageSet
 from cnnlab.errors import ParamsError, WeightsError
 from cnnlab.metrics import classification_metrics
 from cnnlab.models.zoo import build_model, rebuild
-from cnnlab.tensors import TensorData, evaluate, predict, seed_everything
+from cnnlab.tensors import TensorData, loss_and_accuracy, predict, seed_everything
 from cnnlab.train.checkpoint import read_checkpoint
 from cnnlab.train.loop import FitResult, fingerprint, fit
 
@@ -107,8 +107,8 @@ def run_study(
             on_epoch=report_epoch("fit"), augment=augment, name=f"{data.name}-{name}",
         )  # fmt: skip
     retrained = None
-    train_loss, train_acc = evaluate(model, train, device)
-    val_loss, _ = evaluate(model, val, device)
+    train_loss, train_acc = loss_and_accuracy(model, train, device)
+    val_loss, _ = loss_and_accuracy(model, val, device)
     probs = {split: _scores(model, t.images, classes, device) for split, t in (("train", train), ("val", val))}
     val_summary, report = classification_metrics(labels["val"], probs["val"].argmax(1), data.classes)
     final = model

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.train.evaluate import score_classifier
 from cnnlab.train.loop import TensorData
+from cnnlab.train.scoring import score_classifier
 
 
 class BrightnessNet(nn.Module):
