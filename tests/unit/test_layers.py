@@ -81,3 +81,18 @@ def test_the_training_layer_loads_neither_mlflow_nor_matplotlib():
             "print(sorted(k for k in sys.modules if k.split('.')[0] in ('mlflow', 'matplotlib')))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_no_function_in_the_library_is_over_60_lines():
+    """A function of src/ reads on one screen: at most 60 lines, its docstring left out."""
+    long = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = node.body[0]
+                docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                start = node.body[1].lineno if docstring and len(node.body) > 1 else first.lineno
+                lines = node.end_lineno - start + 1
+                if lines > 60:
+                    long.append(f"{path.relative_to(SRC.parent)}:{node.lineno} {node.name}, {lines} lines")
+    assert long == []

@@ -142,28 +142,52 @@ def read_objects(root: str | Path) -> ObjectsDataset:
             "'Bring your own data')"
         )
     boxes_path = root / "boxes.csv"
-    if not boxes_path.is_file():
-        raise DatasetError(f"{boxes_path} not found; every dataset folder needs a boxes.csv ({','.join(BOX_COLUMNS)})")
-    rows = read_csv(boxes_path, BOX_COLUMNS)
-    if rows.empty:
-        raise DatasetError(f"{boxes_path}: no rows; add one row per image")
+    rows = _read_boxes(boxes_path)
+    class_dirs = _class_dirs(root)
+    classes = tuple(p.name for p in class_dirs)
+    rows = _whole_number_boxes(rows, boxes_path)
+    sizes = [_checked_row(root, r, f"{boxes_path} {_line(i)} ({r.path})", classes)
+             for i, r in enumerate(rows.itertuples(index=False))]  # fmt: skip
+    rows = rows.assign(width=[w for w, _ in sizes], height=[h for _, h in sizes],
+                       mask=[_mask_path(root, path) for path in rows.path])  # fmt: skip
+    _check_listed(root, rows, class_dirs, boxes_path)
+    if (root / "test_labels.csv").is_file():
+        rows = _with_test_labels(root / "test_labels.csv", rows, classes, boxes_path)
+    rows = pd.concat([rows, _paired_rows(root, rows)], ignore_index=True)
+    source = _describe_source(root, given)
+    return ObjectsDataset(root=root, classes=classes, rows=rows.reset_index(drop=True), source=source)
 
+
+def _class_dirs(root: Path) -> list[Path]:
+    """The class folders of train/, by name; each must hold images."""
     train = root / "train"
     class_dirs = sorted((p for p in train.iterdir() if p.is_dir()), key=lambda p: p.name) if train.is_dir() else []
     if not class_dirs:
         raise DatasetError(f"{root / 'train'}: no class folders; expected train/<class>/<image>")
-    classes = tuple(p.name for p in class_dirs)
     for d in class_dirs:
         if not _image_files(d):
             raise DatasetError(
                 f"class '{d.name}' is empty: {d} holds no .png/.jpg images; add images or remove the folder"
             )
+    return class_dirs
 
+
+def _read_boxes(boxes_path: Path) -> pd.DataFrame:
+    """boxes.csv, with its columns and at least one row."""
+    if not boxes_path.is_file():
+        raise DatasetError(f"{boxes_path} not found; every dataset folder needs a boxes.csv ({','.join(BOX_COLUMNS)})")
+    rows = read_csv(boxes_path, BOX_COLUMNS)
+    if rows.empty:
+        raise DatasetError(f"{boxes_path}: no rows; add one row per image")
+    return rows
+
+
+def _whole_number_boxes(rows: pd.DataFrame, boxes_path: Path) -> pd.DataFrame:
+    """The rows, one per image, with box coordinates as whole numbers of pixels."""
     dup = rows.path.duplicated(keep="first")
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
         raise DatasetError(f"{boxes_path} {_line(i)}: path {rows.path[i]} appears twice; keep one row per image")
-
     coords = {}
     for col in ("x", "y", "w", "h"):
         values = pd.to_numeric(rows[col], errors="coerce")
@@ -175,85 +199,85 @@ def read_objects(root: str | Path) -> ObjectsDataset:
                 f"got {rows[col][i]!r}"
             )
         coords[col] = values.astype(np.int64)
-    rows = rows.assign(**coords)
+    return rows.assign(**coords)
 
-    widths, heights, masks = [], [], []
-    for i, r in enumerate(rows.itertuples(index=False)):
-        where = f"{boxes_path} {_line(i)} ({r.path})"
-        parts = Path(r.path).parts
-        if r.split == "train":
-            if len(parts) != 3 or parts[0] != "train":
-                raise DatasetError(f"{where}: train paths must look like train/<class>/<name>")
-            if r.label == "":
-                raise DatasetError(f"{where}: train row without a label; set label to its class ({parts[1]})")
-            if r.label not in classes:
-                raise DatasetError(
-                    f"{where}: unknown class '{r.label}'; classes are the folders of train/: {', '.join(classes)}"
-                )
-            if parts[1] != r.label:
-                raise DatasetError(f"{where}: label '{r.label}' does not match its folder '{parts[1]}'")
-        elif r.split == "test":
-            if len(parts) != 2 or parts[0] != "test":
-                raise DatasetError(f"{where}: test paths must look like test/<name>")
-            if r.label != "":
-                raise DatasetError(f"{where}: test rows carry no label; put test labels in test_labels.csv")
-        else:
-            raise DatasetError(f"{where}: split must be 'train' or 'test', got '{r.split}'")
-        if Path(r.path).suffix.lower() not in IMAGE_SUFFIXES:
-            raise DatasetError(f"{where}: not a .png/.jpg image path")
-        image_path = root / r.path
-        if not image_path.is_file():
-            raise DatasetError(f"{where}: image {image_path} does not exist; add it or delete the row")
-        try:
-            with Image.open(_readable(image_path)) as im:
-                width, height = im.size
-        except (UnidentifiedImageError, OSError) as e:
+
+def _check_split_and_label(r, where: str, classes: tuple[str, ...]) -> None:
+    parts = Path(r.path).parts
+    if r.split == "train":
+        if len(parts) != 3 or parts[0] != "train":
+            raise DatasetError(f"{where}: train paths must look like train/<class>/<name>")
+        if r.label == "":
+            raise DatasetError(f"{where}: train row without a label; set label to its class ({parts[1]})")
+        if r.label not in classes:
             raise DatasetError(
-                f"{image_path}: unreadable image ({e}); replace the file or delete it and its row"
-            ) from None
-        if r.w <= 0 or r.h <= 0:
-            raise DatasetError(f"{where}: zero-size box (w={r.w}, h={r.h}); boxes need w > 0 and h > 0")
-        if r.x < 0 or r.y < 0 or r.x + r.w > width or r.y + r.h > height:
-            raise DatasetError(
-                f"{where}: box x={r.x} y={r.y} w={r.w} h={r.h} lies outside the {width}x{height} image; "
-                "fix the box (x,y is the top-left pixel)"
+                f"{where}: unknown class '{r.label}'; classes are the folders of train/: {', '.join(classes)}"
             )
-        widths.append(width)
-        heights.append(height)
-        masks.append(_mask_path(root, r.path))
-    rows = rows.assign(width=widths, height=heights, mask=masks)
+        if parts[1] != r.label:
+            raise DatasetError(f"{where}: label '{r.label}' does not match its folder '{parts[1]}'")
+    elif r.split == "test":
+        if len(parts) != 2 or parts[0] != "test":
+            raise DatasetError(f"{where}: test paths must look like test/<name>")
+        if r.label != "":
+            raise DatasetError(f"{where}: test rows carry no label; put test labels in test_labels.csv")
+    else:
+        raise DatasetError(f"{where}: split must be 'train' or 'test', got '{r.split}'")
 
+
+def _checked_row(root: Path, r, where: str, classes: tuple[str, ...]) -> tuple[int, int]:
+    """(width, height) of a row's image, once its split, label, path and box are checked."""
+    _check_split_and_label(r, where, classes)
+    if Path(r.path).suffix.lower() not in IMAGE_SUFFIXES:
+        raise DatasetError(f"{where}: not a .png/.jpg image path")
+    image_path = root / r.path
+    if not image_path.is_file():
+        raise DatasetError(f"{where}: image {image_path} does not exist; add it or delete the row")
+    try:
+        with Image.open(_readable(image_path)) as im:
+            width, height = im.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise DatasetError(f"{image_path}: unreadable image ({e}); replace the file or delete it and its row") from None
+    if r.w <= 0 or r.h <= 0:
+        raise DatasetError(f"{where}: zero-size box (w={r.w}, h={r.h}); boxes need w > 0 and h > 0")
+    if r.x < 0 or r.y < 0 or r.x + r.w > width or r.y + r.h > height:
+        raise DatasetError(
+            f"{where}: box x={r.x} y={r.y} w={r.w} h={r.h} lies outside the {width}x{height} image; "
+            "fix the box (x,y is the top-left pixel)"
+        )
+    return width, height
+
+
+def _check_listed(root: Path, rows: pd.DataFrame, class_dirs: list[Path], boxes_path: Path) -> None:
+    """Every image on disk has a row, and every class a row."""
     listed = set(rows.path)
     on_disk = [p for d in class_dirs for p in _image_files(d)] + _image_files(root / "test")
     for p in on_disk:
-        rel = _rel(p, root)
-        if rel not in listed:
+        if _rel(p, root) not in listed:
             raise DatasetError(f"{p}: image without a row in {boxes_path}; add its box or remove the image")
-    for c in classes:
-        if not (rows.label == c).any():
-            raise DatasetError(f"class '{c}' has no rows in {boxes_path}")
+    for d in class_dirs:
+        if not (rows.label == d.name).any():
+            raise DatasetError(f"class '{d.name}' has no rows in {boxes_path}")
 
-    test_labels_path = root / "test_labels.csv"
-    if test_labels_path.is_file():
-        labels = read_csv(test_labels_path, ["path", "label"])
-        test_paths = set(rows.path[rows.split == "test"])
-        lookup = {}
-        for i, r in enumerate(labels.itertuples(index=False)):
-            where = f"{test_labels_path} {_line(i)} ({r.path})"
-            if r.path not in test_paths:
-                raise DatasetError(f"{where}: not a test row of {boxes_path}")
-            if r.label not in classes:
-                raise DatasetError(f"{where}: unknown class '{r.label}'; classes are: {', '.join(classes)}")
-            lookup[r.path] = r.label
-        missing = sorted(test_paths - set(lookup))
-        if missing:
-            raise DatasetError(f"{test_labels_path}: no label for {missing[0]} ({len(missing)} test images unlabelled)")
-        is_test = rows.split == "test"
-        rows.loc[is_test, "label"] = rows.path[is_test].map(lookup)
-    rows = pd.concat([rows, _paired_rows(root, rows)], ignore_index=True)
 
-    source = _describe_source(root, given)
-    return ObjectsDataset(root=root, classes=classes, rows=rows.reset_index(drop=True), source=source)
+def _with_test_labels(path: Path, rows: pd.DataFrame, classes: tuple[str, ...], boxes_path: Path) -> pd.DataFrame:
+    """The rows with the test rows' labels from test_labels.csv (every test row needs one)."""
+    labels = read_csv(path, ["path", "label"])
+    test_paths = set(rows.path[rows.split == "test"])
+    lookup = {}
+    for i, r in enumerate(labels.itertuples(index=False)):
+        where = f"{path} {_line(i)} ({r.path})"
+        if r.path not in test_paths:
+            raise DatasetError(f"{where}: not a test row of {boxes_path}")
+        if r.label not in classes:
+            raise DatasetError(f"{where}: unknown class '{r.label}'; classes are: {', '.join(classes)}")
+        lookup[r.path] = r.label
+    missing = sorted(test_paths - set(lookup))
+    if missing:
+        raise DatasetError(f"{path}: no label for {missing[0]} ({len(missing)} test images unlabelled)")
+    rows = rows.copy()
+    is_test = rows.split == "test"
+    rows.loc[is_test, "label"] = rows.path[is_test].map(lookup)
+    return rows
 
 
 def _paired_rows(root, rows: pd.DataFrame) -> pd.DataFrame:

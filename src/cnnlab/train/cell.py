@@ -62,6 +62,18 @@ def _scores(model: nn.Module, images: torch.Tensor, classes: int, device) -> np.
     return torch.softmax(predict(model, images, device), 1).numpy()
 
 
+def _fit_summary(result: FitResult, retrain_epochs: int) -> dict:
+    """How the fit went, and which model gave the test predictions (0: no retraining)."""
+    return {
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "test_predictions_from": (
+            f"model retrained on train+val for {retrain_epochs} epochs" if retrain_epochs else "the validated model"
+        ),
+    }
+
+
 def run_study(
     data: ImageSet,
     name: str,
@@ -125,22 +137,11 @@ def run_study(
     probs["test"] = _scores(final, torch.from_numpy(np.ascontiguousarray(test.images)), classes, device)
     preds = {split: p.argmax(1) for split, p in probs.items()}
     metrics = {
-        "dataset": data.name,
-        "model": name,
-        "family": cfg.family,
-        "data_source": data.source,
-        "weights": init,
-        "sizes": {split: len(s) for split, s in data.splits.items()},
-        "single_batch": cfg.single_batch,
-        "train": {"loss": train_loss, "accuracy": train_acc},
-        "val": {"loss": val_loss, **val_summary},
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "stopped_early": result.stopped_early,
-        "test_predictions_from": (
-            f"model retrained on train+val for {cfg.retrain_epochs} epochs" if retrained else "the validated model"
-        ),
-    }
+        "dataset": data.name, "model": name, "family": cfg.family, "data_source": data.source, "weights": init,
+        "sizes": {split: len(s) for split, s in data.splits.items()}, "single_batch": cfg.single_batch,
+        "train": {"loss": train_loss, "accuracy": train_acc}, "val": {"loss": val_loss, **val_summary},
+        **_fit_summary(result, cfg.retrain_epochs if retrained else 0),
+    }  # fmt: skip
     if test.labelled:
         metrics["test"], _ = classification_metrics(labels["test"], preds["test"], data.classes)
     return StudyResult(
