@@ -3,9 +3,9 @@ script reaches by importing, directly or through other modules, at the top or in
 so editing a module reruns the stages that run it, and no other.
 
 Left out on purpose (they change no output of a stage): the modules that only word errors or log
-(errors, the tracking package), the MLflow model's serving code (serving, serving_model, serving_masker: they
-shape the logged model, not a file DVC tracks) and the warm start-up server (warm); and package
-`__init__.py` files that hold nothing but a docstring.
+(errors, params_messages, the tracking package), the MLflow model's serving code (serving,
+serving_model, serving_masker: they shape the logged model, not a file DVC tracks) and the warm
+start-up server (warm); and package `__init__.py` files that hold nothing but a docstring.
 
 On a failure the message gives each stage's exact list to put in dvc.yaml."""
 
@@ -21,7 +21,7 @@ import yaml
 from tests.conftest import REPO
 
 SRC = REPO / "src"
-LEFT_OUT = ("cnnlab.errors", "cnnlab.tracking", "cnnlab.serving", "cnnlab.warm")  # and what is in them (prefixes)
+LEFT_OUT = ("cnnlab.errors", "cnnlab.params_messages", "cnnlab.tracking", "cnnlab.serving", "cnnlab.warm")  # prefixes
 CODE = ("src/", "stages/")
 
 

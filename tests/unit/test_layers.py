@@ -11,7 +11,7 @@ from tests.conftest import REPO
 SRC = REPO / "src" / "cnnlab"
 # lowest first; a module may import its own package and lower layers, never a neighbour on its layer
 LAYERS = [
-    {"errors", "tensors"},  # what everything shares: errors, tensors, batching, prediction, memory format
+    {"errors", "params_messages", "tensors"},  # shared: errors and their wording, tensors, prediction, memory format
     {"io", "config", "metrics", "viz"},  # files, params, metric definitions, pure plotting
     {"data"},
     {"models"},
