@@ -32,4 +32,4 @@ def main(p, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "root", "out", "figures", doc=__doc__)
+    run_stage(main, "root", "figures", doc=__doc__, out="background patches, crop.size px, with their class")

@@ -22,12 +22,14 @@ from cnnlab.config import load_params
 from cnnlab.errors import CnnlabError
 from cnnlab.io import write_text
 
+ARGS = {"out": "the stamp file written when every key is valid"}
 STAMP = "params.yaml: every key checked by cnnlab.config (types, ranges, names)\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="the stamp file written when every key is valid")
+    for name, text in ARGS.items():
+        parser.add_argument(f"--{name}", type=Path, required=True, help=text)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     args = parser.parse_args(argv)
     try:

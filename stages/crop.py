@@ -1,5 +1,6 @@
 """Stage crop: check the dataset folder, cut every image (train, test, paired) to its box and
-resize to crop.size."""
+resize to crop.size; draw each seed's stratified train/val split of the train crops (splits.csv),
+the one split every step of the chain validates on."""
 
 from cnnlab.warm import handoff
 
@@ -9,6 +10,7 @@ from cnnlab import figures
 from cnnlab.data.arrays import ImageSet, save_images
 from cnnlab.data.crops import crop_split
 from cnnlab.data.objects import read_objects
+from cnnlab.data.split import write_splits
 from cnnlab.io import atomic_dir
 from cnnlab.stage import run_stage, write_figures
 from cnnlab.tracking import stage_run
@@ -22,9 +24,12 @@ def main(p, args):
         crops = ImageSet("crops", ds.source, list(ds.classes), {s: crop_split(ds, s, p.crop.size) for s in splits})
         with atomic_dir(args.out) as tmp:
             save_images(crops, tmp)
+        train = crops.splits["train"]
+        write_splits(args.splits, train.index.id, train.labels(crops.classes), p.classifier.val_fraction,
+                     p.objects.seed_list(p.seed))  # fmt: skip
         run.log_metrics({f"{name}_crops": len(split) for name, split in crops.splits.items()})
         write_figures(figures.crop_examples(crops), args.figures, run)
 
 
 if __name__ == "__main__":
-    run_stage(main, "root", "out", "figures", doc=__doc__)
+    run_stage(main, "root", "splits", "figures", doc=__doc__, out="crops of every split, crop.size px")

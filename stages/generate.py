@@ -24,4 +24,4 @@ def main(p, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "out", doc=__doc__)
+    run_stage(main, doc=__doc__, out="the generated dataset (a zip in the objects format)")

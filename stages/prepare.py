@@ -25,4 +25,5 @@ def main(p, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "out", names=("dataset",), doc=__doc__)
+    run_stage(main, doc=__doc__, names={"dataset": "a dataset name of params.yaml datasets"},
+              out="the prepared dataset folder (train, val and test arrays)")  # fmt: skip

@@ -11,7 +11,8 @@ import pandas as pd
 
 from cnnlab.data.sources import load_dataset
 from cnnlab.io import atomic_dir, write_csv, write_json
-from cnnlab.stage import device, log_model, run_stage
+from cnnlab.serving import log_model
+from cnnlab.stage import device, run_stage
 from cnnlab.tracking import stage_run
 from cnnlab.train import distributed
 from cnnlab.train.cell import run_study
@@ -52,4 +53,5 @@ def main(p, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "out", "checkpoints", "metrics", doc=__doc__)
+    run_stage(main, "checkpoints", doc=__doc__, out="pretrained backbones, one folder per model",
+              metrics="folder of metrics JSON, one per model")  # fmt: skip

@@ -39,4 +39,5 @@ def main(p, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "root", "crops", "out", "metrics", "figures", doc=__doc__)
+    run_stage(main, "root", "crops", "figures", doc=__doc__, out="GrabCut masks of every split, <split>_masks.npy",
+              metrics="metrics JSON: mask quality per split")  # fmt: skip

@@ -15,7 +15,8 @@ from cnnlab.data.arrays import load_images
 from cnnlab.data.split import first_per_class
 from cnnlab.errors import ParamsError
 from cnnlab.io import atomic_dir, write_csv, write_json
-from cnnlab.stage import device, log_model, run_stage, write_figures
+from cnnlab.serving import log_model
+from cnnlab.stage import device, run_stage, write_figures
 from cnnlab.tracking import stage_run
 from cnnlab.train import distributed
 from cnnlab.train.cell import run_study
@@ -84,5 +85,8 @@ def main(p, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "prepared", "out", "checkpoints", "metrics", "figures", names=("dataset", "model"),
-              options=("pretrained",), doc=__doc__)  # fmt: skip
+    run_stage(main, "prepared", "checkpoints", "figures", doc=__doc__,
+              names={"dataset": "a dataset of params.yaml datasets", "model": "a model of params.yaml models"},
+              options={"pretrained": "pretrained backbones (pretrain stage), for the transfer cells"},
+              out="the cell's model and its test predictions",
+              metrics="folder: metrics JSON, classification report, curves, confusion CSVs")  # fmt: skip

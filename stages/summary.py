@@ -62,4 +62,7 @@ def main(p, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "evaluation", "study", "out", "logged", doc=__doc__)
+    run_stage(main, doc=__doc__, evaluation="the evaluate stage's metrics JSON",
+              study="folder of the study cells' metrics (one folder per cell)",
+              out="folder of the headline metrics, one JSON per group and name",
+              logged="text file: the metrics logged to the DVC experiment's parent MLflow run")  # fmt: skip

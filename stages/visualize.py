@@ -66,4 +66,8 @@ def main(p, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "evaluation", "study", "prepared", "study_metrics", "table", "reports", "metrics_out", doc=__doc__)
+    run_stage(main, doc=__doc__, prepared="folder of the prepared datasets", evaluation="the evaluate stage's metrics",
+              study="folder of the study cells' models", study_metrics="folder of the study cells' metrics",
+              table="the objects comparison CSV (evaluate stage)",
+              reports="the reports folder: its figures and the HTML page",
+              metrics_out="metrics JSON: what the page shows")  # fmt: skip

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
 
 from cnnlab.errors import ParamsError
 from cnnlab.params_messages import params_messages
@@ -324,6 +324,7 @@ class Params(Section):
     study: Study
     transfer: Transfer
     datasets: dict[Name, Dataset]
+    model_defaults: dict[Name, Any]  # applied to `models` before validation (_with_model_defaults)
     models: dict[Name, Model]
     augment: Augment
     visualize: Visualize
@@ -454,6 +455,38 @@ def _check_transfer(p: Params) -> None:
                               f"backbone, a {pre.family} (transfer.pretrain: {t.pretrain})")  # fmt: skip
 
 
+FAMILIES = {tag: member for member in typing.get_args(typing.get_args(Model)[0])
+            for tag in typing.get_args(member.model_fields["family"].annotation)}  # fmt: skip
+
+
+def _with_model_defaults(data: dict) -> dict:
+    """`data` with `model_defaults` applied: each block of `models` starts from the defaults its
+    family has a setting for (`weights` only reaches the transfer families), and its own keys win.
+    A default no family has, or of the wrong type, is named as `model_defaults.<key>`."""
+    defaults, models = data.get("model_defaults"), data.get("models")
+    if not isinstance(defaults, dict) or not isinstance(models, dict):
+        return data  # validation names what is wrong with them
+    fields = {}
+    for member in FAMILIES.values():
+        fields |= {k: f for k, f in member.model_fields.items() if k != "family" and k not in fields}
+    if unknown := sorted(set(defaults) - set(fields)):
+        raise ParamsError(f"params key 'model_defaults.{unknown[0]}': no model family has this setting; the "
+                          f"settings are {', '.join(sorted(fields))}")  # fmt: skip
+    inner = create_model("ModelDefaults", __base__=Section, **{k: (fields[k].annotation, fields[k]) for k in defaults})
+    outer = create_model("Defaults", __base__=Section, model_defaults=(inner, ...))
+    try:
+        outer.model_validate_json(json.dumps({"model_defaults": defaults}, default=str))
+    except ValidationError as e:
+        raise ParamsError("\n".join(params_messages(e.errors(), outer))) from None
+    resolved = {}
+    for name, block in models.items():
+        family = block.get("family") if isinstance(block, dict) else None
+        member = FAMILIES.get(family) if isinstance(family, str) else None
+        shared = {k: v for k, v in defaults.items() if member is not None and k in member.model_fields}
+        resolved[name] = {**shared, **block} if member is not None else block
+    return {**data, "models": resolved}
+
+
 def parse_params(data: Any) -> Params:
     """Validate a params mapping (as read from params.yaml) and return :class:`Params`.
 
@@ -468,6 +501,7 @@ def parse_params(data: Any) -> Params:
             raise ParamsError("params key 'classifier.lr' is not used: set the top-level 'lr' instead")
         if "lr" in data:  # the 8-class classifier's learning rate is the top-level `lr`
             data = {**data, "classifier": {**classifier, "lr": data["lr"]}}
+    data = _with_model_defaults(data)
     try:
         params = Params.model_validate_json(json.dumps(data, default=str))
     except ValidationError as e:

@@ -36,14 +36,32 @@ import base64
 import binascii
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+if TYPE_CHECKING:
+    import torch
+
 BOX = ("x", "y", "w", "h")
 MODEL_FILE = Path(__file__).with_name("serving_model.py")  # MLflow's model-from-code file (python_model)
 MASKER_FILE = Path(__file__).with_name("serving_masker.py")  # the same for the learned masker
+
+
+def log_model(run, model: torch.nn.Module, name: str, images, *, registered: str, metadata: dict, tags: dict,
+              parts: dict | None = None) -> None:  # fmt: skip
+    """Log a trained model to its stage's MLflow run and register it as a new version of
+    `registered` (every trained model is logged this way: an MLflow pyfunc model that takes image
+    files and returns class probabilities, cnnlab.serving; a learned masker, metadata kind
+    "masker", returns masks), with two of `images` ((N, 3, H, W) uint8) as its example, `metadata`
+    (what `cnnlab predict` and the served model need: kind, classes, input size, preprocessing),
+    version `tags` and the other networks it uses (`parts`: a segment_learned model's masker)."""
+    python_model = MASKER_FILE if metadata["kind"] == "masker" else MODEL_FILE
+    parts = {k: v.cpu() for k, v in (parts or {}).items()}
+    run.log_model(model.cpu(), name.replace("_", "-"), images[:2], registered=registered, metadata=metadata,
+                  tags=tags, python_model=python_model, signature=signature(metadata), parts=parts)  # fmt: skip
 
 
 def signature(usage: dict):

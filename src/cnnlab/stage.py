@@ -42,6 +42,11 @@ def set_deterministic(on: bool) -> None:
     torch.backends.cudnn.benchmark = not on and torch.cuda.is_available()
 
 
+def inputs(args, *names: str) -> dict[str, Path]:
+    """The stage's input paths by argument name: its MLflow run's lineage (tracking.stage_run)."""
+    return {name: getattr(args, name) for name in names}
+
+
 def write_figures(figures: dict, folder: Path, run) -> None:
     """Save a stage's figures (name -> matplotlib Figure) as the PNGs of `folder`, replacing it
     atomically, and log them to the stage's MLflow run under figures/."""
@@ -51,22 +56,6 @@ def write_figures(figures: dict, folder: Path, run) -> None:
         for name, figure in figures.items():
             save_figure(figure, tmp / name)
     run.log_artifact(folder, "figures")
-
-
-def log_model(run, model: torch.nn.Module, name: str, images, *, registered: str, metadata: dict, tags: dict,
-              parts: dict | None = None) -> None:  # fmt: skip
-    """Log a trained model to its stage's MLflow run and register it as a new version of
-    `registered` (every trained model is logged this way: an MLflow pyfunc model that takes image
-    files and returns class probabilities, cnnlab.serving; a learned masker, metadata kind
-    "masker", returns masks), with two of `images` ((N, 3, H, W) uint8) as its example, `metadata`
-    (what `cnnlab predict` and the served model need: kind, classes, input size, preprocessing),
-    version `tags` and the other networks it uses (`parts`: a segment_learned model's masker)."""
-    from cnnlab import serving
-
-    python_model = serving.MASKER_FILE if metadata["kind"] == "masker" else serving.MODEL_FILE
-    parts = {k: v.cpu() for k, v in (parts or {}).items()}
-    run.log_model(model.cpu(), name.replace("_", "-"), images[:2], registered=registered, metadata=metadata,
-                  tags=tags, python_model=python_model, signature=serving.signature(metadata), parts=parts)  # fmt: skip
 
 
 class Interrupted(BaseException):
@@ -90,24 +79,29 @@ def _interrupted(signum, frame):
 
 def run_stage(
     main: Callable[[Params, argparse.Namespace], None],
-    *paths: str,
+    *shared: str,
     doc: str = "",
-    names: tuple[str, ...] = (),
-    options: tuple[str, ...] = (),
+    names: dict[str, str] | None = None,
+    options: dict[str, str] | None = None,
+    **own: str,
 ) -> None:
-    """Parse the stage's name arguments (strings), path arguments and optional paths
-    (`--<option>`), load and check params.yaml, seed, and run `main`.
+    """Parse the stage's arguments, all named as in dvc.yaml's `cmd` (`--crops data/interim/crops`):
+    required paths, `shared` (help from cnnlab.arguments) and `own` (name=help); `names`
+    (name -> help: required strings); `options` (optional paths); load and check params.yaml,
+    seed, and run `main`.
 
     A known error (bad params, bad dataset, unreachable tracking store, ...) ends the process
     with exit code 1 and a one-line message instead of a traceback.
     """
-    parser = argparse.ArgumentParser(description=doc)
-    for n in names:
-        parser.add_argument(n)
-    for p in paths:
-        parser.add_argument(p, type=Path)
-    for o in options:
-        parser.add_argument(f"--{o}", type=Path, default=None)
+    from cnnlab.arguments import SHARED
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, text in (names or {}).items():
+        parser.add_argument(f"--{name}", required=True, help=text)
+    for name, text in {**{name: SHARED[name] for name in shared}, **own}.items():
+        parser.add_argument(f"--{name}", type=Path, required=True, help=text)
+    for name, text in (options or {}).items():
+        parser.add_argument(f"--{name}", type=Path, default=None, help=text)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     args = parser.parse_args()
     # Ctrl-C (SIGINT to the terminal's process group: DVC and this stage) and SIGTERM (a `kill`, a

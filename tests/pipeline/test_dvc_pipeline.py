@@ -499,3 +499,18 @@ def test_a_model_param_reruns_only_that_models_cells(tiny_repo):
     exp = sh("dvc exp run -S models.resnet.epochs=2 study", repo)
     ran = set(re.findall(r"Running stage '([^']+)'", exp.stdout))
     assert ran == {"check_params", "study@cifar10-resnet", "study@imagenet10-resnet"}  # the check: any params edit
+    # `-S` edits the key in the model's own block; the shared block stays one block (nothing is
+    # expanded into the models) and `dvc params diff` names exactly the key that changed
+    diff = json.loads(sh("dvc params diff --json", repo).stdout)["params.yaml"]
+    assert diff == {"models.resnet.epochs": {"old": TINY["models"]["resnet"]["epochs"], "new": 2}}
+    written = yaml.safe_load((repo / "params.yaml").read_text())
+    assert written["model_defaults"] == TINY["model_defaults"]
+    assert written["models"]["resnet"].keys() == TINY["models"]["resnet"].keys()
+    # a shared setting is every cell's: one changed in model_defaults leaves every cell out of date
+    sh("git checkout params.yaml && dvc checkout -q", repo)
+    exp = sh("dvc exp run -S model_defaults.momentum=0.5 study@cifar10-simple_cnn", repo)
+    assert set(re.findall(r"Running stage '([^']+)'", exp.stdout)) == {"check_params", "study@cifar10-simple_cnn"}
+    diff = json.loads(sh("dvc params diff --json", repo).stdout)["params.yaml"]
+    assert diff == {"model_defaults.momentum": {"old": 0.9, "new": 0.5}}
+    status = sh("dvc status study --json", repo).stdout
+    assert all(f"study@{cell}" in status for cell in ("imagenet10-simple_cnn", "cifar10-resnet", "imagenet10-resnet"))

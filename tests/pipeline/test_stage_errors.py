@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 
 def _crop(tmp_path, root, params=TINY):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    cmd = (f"{sys.executable} {REPO / 'stages/crop.py'} {root} {tmp_path / 'crops'} {tmp_path / 'figures'} "
+    cmd = (f"{sys.executable} {REPO / 'stages/crop.py'} --root {root} --out {tmp_path / 'crops'} "
+           f"--splits {tmp_path / 'splits.csv'} --figures {tmp_path / 'figures'} "
            f"--params {tmp_path / 'params.yaml'}")  # fmt: skip
     return sh(cmd, tmp_path, check=False)
 

@@ -38,6 +38,12 @@ def test_repository_params_yaml_is_valid():
 def test_deleting_any_key_fails_naming_it(path):
     """Every setting lives in params.yaml: nothing falls back to a default in the code."""
     key = ".".join(path)  # a deleted `source` or `family` leaves its entry without a kind: named as such
+    if path[0] == "model_defaults":  # a shared setting gone: the models that took it are missing it
+        key = rf"models\.\w+\.{path[-1]}"
+    if path[0] == "models" and path[-1] in REPO_PARAMS["model_defaults"]:  # a model's own value gone: the shared one
+        p = parse_params(_without(path))
+        assert getattr(p.models[path[1]], path[-1]) == REPO_PARAMS["model_defaults"][path[-1]]
+        return
     with pytest.raises(ParamsError, match=rf"'{key}' is missing|'{'.'.join(path[:-1])}' needs a '{path[-1]}'"):
         parse_params(_without(path))
 
@@ -156,7 +162,8 @@ def test_load_params_names_the_file_and_every_problem(tmp_path):
                      "(see the comments there, or git diff params.yaml)",
                      f"{path}: unknown params key 'batchsize' in the top level; valid keys: seed, lr, deterministic, "
                      "launcher, objects, generate, crop, segment, masker, backgrounds, background_classifier, gradcam, "
-                     "classifier, study, transfer, datasets, models, augment, visualize, tracking"]  # fmt: skip
+                     "classifier, study, transfer, datasets, model_defaults, models, augment, visualize, "
+                     "tracking"]  # fmt: skip
 
 
 def test_load_params_applies_overrides():
@@ -292,3 +299,34 @@ def test_params_file_is_only_yaml_and_not_found_is_clear(tmp_path):
     with pytest.raises(ParamsError, match="mapping of keys at the top level"):
         parse_params([1, 2])
     assert Path(REPO / "params.yaml").is_file()
+
+
+def test_models_start_from_model_defaults_and_their_own_keys_win():
+    p = make_params({"model_defaults": {"batch_size": 32}, "models": {"resnet": {"batch_size": 16}}})
+    assert p.models["resnet"].batch_size == 16  # its own key
+    assert {p.models[m].batch_size for m in p.models if m != "resnet"} == {32}  # the shared one, everywhere else
+    assert p.models["mobilenet_v3"].head_hidden == REPO_PARAMS["model_defaults"]["head_hidden"]
+    assert "head_hidden" not in p.models["resnet"].model_dump()  # a key its family lacks is not applied
+    assert all("batch_size" not in block for block in REPO_PARAMS["models"].values())  # said once, in params.yaml
+
+
+@pytest.mark.parametrize(
+    "defaults, message",
+    [
+        ({"batch_sise": 8}, "'model_defaults.batch_sise': no model family has this setting; the settings are .*batch"),
+        ({"batch_size": 0}, "'model_defaults.batch_size' must be >= 1, got 0"),
+        ({"optimizer": "rmsprop"}, "'model_defaults.optimizer'.*valid names: adam, sgd"),
+    ],
+)
+def test_a_bad_model_default_is_named_as_such(defaults, message):
+    with pytest.raises(ParamsError, match=message):
+        make_params({"model_defaults": defaults})
+
+
+def test_the_real_data_delta_adds_keys_its_model_blocks_do_not_write():
+    """configs/real.yaml sets batch sizes per model; params.yaml says them once in model_defaults,
+    so `cnnlab overrides` adds them to the model's block (`+models.x.key=`), as DVC needs."""
+    from cnnlab.cli import overrides
+
+    args = overrides(yaml.safe_load((REPO / "configs/real.yaml").read_text()), REPO_PARAMS)
+    assert "+models.simple_cnn.batch_size=256" in args and "models.simple_cnn.lr=0.001" in args

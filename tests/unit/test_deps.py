@@ -2,8 +2,8 @@
 script reaches by importing, directly or through other modules, at the top or inside a function:
 so editing a module reruns the stages that run it, and no other.
 
-Left out on purpose (they change no output of a stage): the modules that only word errors or log
-(errors, params_messages, the tracking package), the MLflow model's serving code (serving,
+Left out on purpose (they change no output of a stage): the modules that only word errors, help
+or logs (errors, params_messages, arguments, the tracking package), the MLflow model's serving code (serving,
 serving_model, serving_masker: they shape the logged model, not a file DVC tracks) and the warm
 start-up server (warm); and package `__init__.py` files that hold nothing but a docstring.
 
@@ -21,7 +21,8 @@ import yaml
 from tests.conftest import REPO
 
 SRC = REPO / "src"
-LEFT_OUT = ("cnnlab.errors", "cnnlab.params_messages", "cnnlab.tracking", "cnnlab.serving", "cnnlab.warm")  # prefixes
+LEFT_OUT = ("cnnlab.errors", "cnnlab.params_messages", "cnnlab.arguments", "cnnlab.tracking", "cnnlab.serving",
+            "cnnlab.warm")  # prefixes  # fmt: skip
 CODE = ("src/", "stages/")
 
 
@@ -115,3 +116,70 @@ def test_the_closure_follows_imports_inside_functions_and_leaves_tracking_out():
     assert "src/cnnlab/train/masker.py" not in evaluate  # only the masker and train_classifier run it
     assert not {"src/cnnlab/tracking/runs.py", "src/cnnlab/errors.py", "src/cnnlab/serving.py"} & evaluate
     assert "src/cnnlab/models/zoo.py" not in closure(REPO / "stages/train_classifier.py")  # no study model
+
+
+def declared_arguments(script: Path) -> dict[str, str]:
+    """The named arguments a stage script declares, name -> kind: its run_stage call's shared
+    names (help from cnnlab.arguments) and own keywords (name=help) are "required", `names`
+    strings "name", `options` paths "option" (check_params: its ARGS dict)."""
+    from cnnlab.arguments import SHARED
+
+    found = {}
+    for node in ast.walk(ast.parse(script.read_text())):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ARGS":
+            found |= dict.fromkeys(ast.literal_eval(node.value), "required")
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "run_stage":
+            for arg in node.args[1:]:
+                assert arg.value in SHARED, f"{script.name}: --{arg.value} has no help in cnnlab.arguments"
+                found[arg.value] = "required"
+            for kw in (kw for kw in node.keywords if kw.arg != "doc"):
+                value = ast.literal_eval(kw.value)
+                if kw.arg in ("names", "options"):
+                    found |= dict.fromkeys(value, kw.arg[:-1])
+                else:
+                    assert value.strip(), f"{script.name}: --{kw.arg} has no help"
+                    found[kw.arg] = "required"
+    return found
+
+
+def cmd_arguments(cmd: str) -> dict[str, str]:
+    """`--name value` pairs of a stage's cmd (every argument of a cnnlab stage is named)."""
+    words = cmd.split()
+    start = next(i for i, w in enumerate(words) if re.fullmatch(r"stages/\w+\.py", w)) + 1
+    rest = words[start:]
+    assert len(rest) % 2 == 0 and all(w.startswith("--") for w in rest[::2]), f"positional argument in: {cmd}"
+    return {flag[2:]: value for flag, value in zip(rest[::2], rest[1::2])}
+
+
+def argument_mismatches(dvc: dict) -> list[str]:
+    """One line per stage whose cmd's arguments are not the ones its script declares, or whose
+    path arguments are neither deps nor outs of the stage."""
+    wrong = []
+    for name, stage in dvc["stages"].items():
+        cmd = stage["cmd"]
+        script = REPO / re.search(r"stages/\w+\.py", cmd).group(0)
+        declared, given = declared_arguments(script), cmd_arguments(cmd)
+        required = {k for k, kind in declared.items() if kind != "option"}
+        if not required <= set(given) <= set(declared) | {"params"}:
+            wrong.append(f"{name}: cmd gives {sorted(given)}, {script.name} declares {sorted(declared)}")
+        outs = [o for key in ("outs", "metrics", "plots") for o in stage.get(key, [])]
+        listed = {str(d) for d in stage.get("deps", [])} | {o if isinstance(o, str) else next(iter(o)) for o in outs}
+        for arg, value in given.items():
+            inside = any(path.startswith(f"{value}/") for path in listed)  # a folder of outputs
+            scratch = value.startswith("data/checkpoints/")  # per-epoch checkpoints: neither, on purpose
+            if declared.get(arg) != "name" and value not in listed and not inside and not scratch:
+                wrong.append(f"{name}: --{arg} {value} is neither a dep nor an out")
+    return wrong
+
+
+def test_every_stage_cmd_names_exactly_the_arguments_its_script_declares():
+    assert argument_mismatches(_dvc()) == []
+
+
+def test_an_argument_missing_from_a_cmd_or_unknown_to_its_script_is_named():
+    dvc = _dvc()
+    dvc["stages"]["evaluate"]["cmd"] = dvc["stages"]["evaluate"]["cmd"].replace(" --splits data/interim/splits.csv", "")
+    dvc["stages"]["crop"]["cmd"] += " --colour red"
+    wrong = argument_mismatches(dvc)
+    assert [line.split(":")[0] for line in wrong] == ["crop", "crop", "evaluate"], wrong
+    assert "--colour red is neither a dep nor an out" in wrong[1]

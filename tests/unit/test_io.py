@@ -70,10 +70,11 @@ def test_a_stage_that_hits_a_full_disk_ends_with_one_clear_line(tmp_path, monkey
     from cnnlab.stage import run_stage
 
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    monkeypatch.setattr(sys, "argv", ["stage", str(tmp_path / "out.json"), "--params", str(tmp_path / "params.yaml")])
+    argv = ["stage", "--out", str(tmp_path / "out.json"), "--params", str(tmp_path / "params.yaml")]
+    monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.setattr(os, "fsync", _disk_full)
     with pytest.raises(SystemExit) as exit_:
-        run_stage(lambda p, args: write_json(args.out, {"x": 1}), "out")
+        run_stage(lambda p, args: write_json(args.out, {"x": 1}), out="a JSON file")
     assert exit_.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot write") and "disk is full" in err and "\n" not in err

@@ -11,14 +11,15 @@ from tests.conftest import REPO
 SRC = REPO / "src" / "cnnlab"
 # lowest first; a module may import its own package and lower layers, never a neighbour on its layer
 LAYERS = [
-    {"errors", "params_messages", "tensors"},  # shared: errors and their wording, tensors, prediction, memory format
+    {"errors", "params_messages", "arguments", "tensors"},  # shared: errors and wording, arguments' help, tensors
     {"io", "config", "metrics", "viz"},  # files, params, metric definitions, pure plotting
     {"data"},
     {"models"},
     {"attribution", "train"},
     {"figures", "page", "tracking"},  # a stage's figures of its results; the report page
     {"figures_gradcam", "figures_learned", "predict", "warm"},  # figures from models; new images; start-up
-    {"serving"},  # the MLflow model: predict's preprocessing around a network
+    {"serving"},  # the MLflow model: predict's preprocessing around a network; logging a model
+    {"chain"},  # the objects chain's steps, each once per seed
     {"stage", "serving_model", "serving_masker"},  # what the stage scripts start from; MLflow's model files
     {"cli"},  # the command line
 ]

@@ -144,7 +144,7 @@ def test_a_study_model_resizes_and_centre_crops(tmp_path):
 def _register(tmp_path, monkeypatch, strategy):
     """A checkpoint's model logged and registered as the pipeline does: cnnlab-objects-<strategy>/1."""
     from cnnlab import tracking
-    from cnnlab.stage import log_model
+    from cnnlab.serving import log_model
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
@@ -164,7 +164,7 @@ def test_the_registered_masker_masks_new_images_as_the_pipeline_masks_its_crops(
     import mlflow.pyfunc
 
     from cnnlab import tracking
-    from cnnlab.stage import log_model
+    from cnnlab.serving import log_model
     from cnnlab.train.masker import refined_masks
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

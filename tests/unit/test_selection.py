@@ -11,6 +11,7 @@ import torch
 from cnnlab.data.arrays import ImageSet, save_images
 from cnnlab.data.crops import crop_split
 from cnnlab.data.objects import read_objects
+from cnnlab.data.split import write_splits
 from cnnlab.models import ObjectsCNN
 from cnnlab.train.checkpoint import save_checkpoint
 from tests.conftest import REPO, make_params
@@ -38,6 +39,8 @@ def test_threshold_selection_never_reads_the_test_set(tiny_objects, tmp_path, mo
             "gradcam": {"candidates": [0.0, 0.3, 0.6]},
         }
     )
+    splits_csv = tmp_path / "splits.csv"
+    write_splits(splits_csv, splits["train"].index.id, splits["train"].labels(list(ds.classes)), 0.34, [0, 1])
     models = tmp_path / "bg"
     for seed in (0, 1):
         torch.manual_seed(seed)
@@ -45,8 +48,8 @@ def test_threshold_selection_never_reads_the_test_set(tiny_objects, tmp_path, mo
     stage = _stage()
 
     def run(name):
-        args = argparse.Namespace(crops=crops, model=models, out=tmp_path / name, metrics=tmp_path / f"{name}.json",
-                                  figures=tmp_path / f"{name}_figures")  # fmt: skip
+        args = argparse.Namespace(crops=crops, splits=splits_csv, model=models, out=tmp_path / name,
+                                  metrics=tmp_path / f"{name}.json", figures=tmp_path / f"{name}_figures")  # fmt: skip
         stage.main(p, args)
         return json.loads(args.metrics.read_text())
 

@@ -6,7 +6,8 @@ import mlflow
 import pytest
 
 from cnnlab import tracking
-from cnnlab.stage import log_model, write_figures
+from cnnlab.serving import log_model
+from cnnlab.stage import write_figures
 
 
 @pytest.fixture

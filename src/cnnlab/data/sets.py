@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from cnnlab.data.arrays import ImageSet, Split, load_images
 from cnnlab.data.strategies import ChainData
@@ -46,8 +45,3 @@ def gradcam_crops(masked_dir: str | Path, seed: int, train: Split) -> tuple[np.n
     position = {name: i for i, name in enumerate(train.index.id)}
     return np.array([position[name] for name in masked.index.id], np.int64), masked.images
 
-
-def split_rows(splits_csv: str | Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, val rows) of the train split for one seed, as train_classifier drew them."""
-    subset = pd.read_csv(splits_csv)[f"seed{seed}"].to_numpy()
-    return np.flatnonzero(subset == "train"), np.flatnonzero(subset == "val")

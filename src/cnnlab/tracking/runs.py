@@ -32,6 +32,7 @@ from cnnlab.tracking.store import (
     mlflow_module,
     reason,
     repo_root,
+    shown,
     tracking_uri,
 )
 
@@ -78,7 +79,7 @@ class StageRun:
                 self.failure = reason(e)
                 self.pending = PendingRecords.open(self.run_id, {**self._meta, "uri": self.uri, "error": self.failure})
                 print(
-                    f"warning: MLflow store {self.uri} failed ({self.failure}); this run's records are kept in "
+                    f"warning: MLflow store {shown(self.uri)} failed ({self.failure}); this run's records are kept in "
                     f"{self.pending.folder} until `{SYNC_COMMAND}`",
                     file=sys.stderr,
                 )
@@ -158,7 +159,7 @@ class StageRun:
         """The trained torch model as an MLflow pyfunc model "from code" (`python_model`, the file
         that defines it: cnnlab.serving, no pickle) with the network exported by torch.export as
         its artifact `network`, registered as a new version of model `registered`; every trained
-        model of cnnlab is logged this way (cnnlab.stage.log_model).
+        model of cnnlab is logged this way (cnnlab.serving.log_model).
 
         Args:
             images: a few (N, 3, S, S) uint8 images the model takes (N >= 2 keeps the exported
@@ -233,7 +234,7 @@ class StageRun:
             print(
                 f"warning: MLflow did not get {self.pending.count()} records of run {self.run_id} "
                 f"({self.failure}). Outputs and metrics/ are complete; the records are kept in "
-                f"{self.pending.folder}. When {self.uri} answers again, run `{SYNC_COMMAND}` "
+                f"{self.pending.folder}. When {shown(self.uri)} answers again, run `{SYNC_COMMAND}` "
                 "(python -m cnnlab.tracking sync) to write them to the store.",
                 file=sys.stderr,
             )
@@ -404,7 +405,7 @@ def load_logged_model(uri: str):
             graph, parts = mlflow.pytorch.load_model(uri, device="cpu"), {}
     except Exception as e:  # unknown name or version, a run without that model, a broken store
         raise TrackingError(
-            f"{uri}: no such model in MLflow store {tracking_uri()} ({reason(e)}); "
+            f"{uri}: no such model in MLflow store {shown(tracking_uri())} ({reason(e)}); "
             "registered names: cnnlab-objects-<strategy>, cnnlab-objects-background, cnnlab-<dataset>-<model>"
         ) from None
     if graph is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 from cnnlab.errors import TrackingError
@@ -46,6 +47,11 @@ def warm_up() -> None:
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+
+
+def shown(uri: str) -> str:
+    """`uri` fit for a message: a password in it (postgresql://user:secret@host/db) as ***."""
+    return re.sub(r"(://[^/:@]+:)[^/@]*@", r"\1***@", uri)
 
 
 def mlflow_module():
@@ -92,10 +98,12 @@ def check_store() -> str:
             client = mlflow.MlflowClient(uri)
             client.search_experiments(max_results=1)
     except Exception as e:  # any failure to reach the store
+        where = f"MLFLOW_TRACKING_URI={shown(uri)}" if os.environ.get("MLFLOW_TRACKING_URI") else shown(uri)
         raise TrackingError(
-            f"MLflow tracking store {uri} cannot be reached ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
-            "Start that server, or set MLFLOW_TRACKING_URI to a reachable store "
-            "(unset it to use the default SQLite file mlflow.db at the repository root)."
+            f"MLflow tracking store {where} cannot be reached ({type(e).__name__}: {shown(reason(e))}). "
+            "Start that server or fix the address (user, password, host, port, database), or set "
+            "MLFLOW_TRACKING_URI to a reachable store (unset it to use the default SQLite file mlflow.db at the "
+            "repository root)."
         ) from None
     return uri
 
@@ -120,4 +128,7 @@ def experiment_named(mlflow, name: str) -> str:
 
 
 def reason(e: BaseException) -> str:
-    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+    """The exception's type and first line; for a database error, the driver's own message
+    (SQLAlchemy's first line is its generic wrapper)."""
+    text = str(e.orig) if hasattr(e, "orig") and e.orig is not None else str(e)
+    return f"{type(e).__name__}: {(text.strip().splitlines() or [''])[0][:200]}"

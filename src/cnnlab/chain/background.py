@@ -1,0 +1,86 @@
+"""The background classifier of the chain: the report's first CNN tells the shortcut class's
+background (label 0) from the contrast class's (label 1), on crop-sized patches, once per seed
+(each seed its own split of the patches and initial weights)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from cnnlab import figures
+from cnnlab.chain.seeds import PerSeed, SeedResult, for_each_seed, log_means
+from cnnlab.data.arrays import ImageSet
+from cnnlab.data.split import stratified_split
+from cnnlab.io import atomic_dir, write_csv, write_json
+from cnnlab.models import ObjectsCNN
+from cnnlab.serving import log_model
+from cnnlab.tensors import TensorData
+from cnnlab.train.checkpoint import save_checkpoint
+from cnnlab.train.distributed import device
+from cnnlab.train.loop import fit
+
+
+def tracked_params(p) -> dict:
+    """The settings the stage's MLflow run records."""
+    seeds = p.objects.seed_list(p.seed)
+    return {"seeds": ",".join(map(str, seeds)), "crop.size": p.crop.size,
+            **p.background_classifier.flat("background_classifier.")}  # fmt: skip
+
+
+@dataclass
+class BackgroundClassifiers:
+    """One classifier per seed, with what it takes to use them (`usage`, for cnnlab predict)."""
+
+    source: str
+    classes: list[str]
+    seeds: PerSeed
+    sizes: dict[str, int]  # train_patches, val_patches
+    usage: dict
+
+    @property
+    def metrics(self) -> dict:
+        return {"data_source": self.source, "classes": self.classes, **self.sizes, "over_seeds": self.seeds.over_seeds}
+
+    def save(self, *, models: Path, metrics: Path, curves: Path) -> None:
+        """Each seed's checkpoint (models/seed<N>.pt), the metrics and the mean training curves."""
+        with atomic_dir(models) as tmp:
+            for seed, model in self.seeds.models.items():
+                save_checkpoint(tmp / f"seed{seed}.pt", model, classes=self.classes, usage=self.usage)
+        write_csv(curves, pd.DataFrame(self.seeds.curves))
+        write_json(metrics, self.metrics)
+
+    def figures(self) -> dict:
+        return figures.curves(self.seeds.curves, "background classifier (mean over seeds)")
+
+
+def train_background_classifiers(p, backgrounds: ImageSet, run) -> BackgroundClassifiers:
+    """Fit the classifier of every seed on the patches of the two classes of backgrounds.classes,
+    each fit and model logged to `run` (the stage's MLflow run)."""
+    cfg, classes = p.background_classifier, list(p.backgrounds.classes)
+    patches = backgrounds.splits["patches"]
+    keep = patches.index.label.isin(classes).to_numpy()
+    labels = (patches.index.label[keep] == classes[1]).astype(int).to_numpy()  # 0: the shortcut class's
+    data = TensorData.from_numpy(patches.images[keep], labels)
+    usage = {"kind": "objects", "classes": [f"background {c}" for c in classes], "input_size": p.crop.size,
+             "strategy": "none"}  # fmt: skip
+    sizes = {}
+
+    def one_seed(seed: int) -> SeedResult:
+        train_idx, val_idx = stratified_split(labels, cfg.val_fraction, seed)
+        sizes.update(train_patches=len(train_idx), val_patches=len(val_idx))
+        torch.manual_seed(seed)
+        model = ObjectsCNN(2, cfg.hidden, p.crop.size)
+        train, val = data.subset(train_idx), data.subset(val_idx)
+        name = f"seed{seed}"
+        result = fit(model, train, val, cfg, seed=seed, device=device(), name=name, on_epoch=run.epoch_logger(name))
+        log_model(run, model, name, val.images, registered="cnnlab-objects-background", metadata=usage,
+                  tags={"seed": seed})  # fmt: skip
+        return SeedResult(result.summary(), model, result.history)
+
+    out = BackgroundClassifiers(backgrounds.source, classes, for_each_seed(p.objects.seed_list(p.seed), one_seed),
+                                sizes, usage)  # fmt: skip
+    log_means(run, out.metrics["over_seeds"])
+    return out

@@ -1,0 +1,143 @@
+"""The chain's 8-class CNN (the report's second), trained for every cure strategy
+(objects.strategies) and every seed (objects.seeds) with the same settings. One seed gives every
+strategy the same train/val split (splits.csv) and the same initial weights, so strategies compare
+in pairs. Each (strategy, seed) checkpoints every epoch and resumes where an interrupted run stopped;
+under torchrun, the processes share each fit and rank 0 writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from cnnlab import figures
+from cnnlab.chain.seeds import SeedResult, for_each_seed
+from cnnlab.data.arrays import ImageSet
+from cnnlab.data.sets import gradcam_crops
+from cnnlab.data.split import read_split
+from cnnlab.data.strategies import MASK_SOURCE, TEST_TIME_MASKS, ChainData, train_images, unavailable
+from cnnlab.io import atomic_dir, write_csv, write_json
+from cnnlab.models import ObjectsCNN
+from cnnlab.serving import log_model
+from cnnlab.tensors import TensorData
+from cnnlab.train import distributed
+from cnnlab.train.checkpoint import load_model, save_checkpoint
+from cnnlab.train.loop import fingerprint, fit
+
+
+def tracked_params(p) -> dict:
+    """The settings the stage's MLflow run records (and each fit's resume fingerprint holds)."""
+    return {"seeds": ",".join(map(str, p.objects.seed_list(p.seed))), "strategies": ",".join(p.objects.strategies),
+            "crop.size": p.crop.size, "shortcut_class": p.backgrounds.classes[0], **p.classifier.flat("classifier.")}
+
+
+def test_time_masker(maskers: Path, strategy: str, seed: int):
+    """The learned masker that masks a `strategy` model's test crops (segment_learned), or None."""
+    if strategy in TEST_TIME_MASKS and MASK_SOURCE[strategy] == "learned":
+        return load_model(maskers / f"seed{seed}.pt")[0]
+    return None
+
+
+def usage(p, strategy: str, classes: list[str]) -> dict:
+    """What it takes to use a model of `strategy` on new images (cnnlab predict): crops of
+    crop.size px, and the settings that mask them at test time: GrabCut's for `segment`, the
+    learned masker's colour refinement for `segment_learned` (the masker itself goes with the model)."""
+    learned = strategy in TEST_TIME_MASKS and MASK_SOURCE[strategy] == "learned"
+    masker = p.masker.model_dump(include={"width", "colour_components", "colour_prior"})
+    return {"kind": "objects", "classes": classes, "input_size": p.crop.size, "strategy": strategy,
+            "segment": p.segment.model_dump() if strategy == "segment" else None,
+            "masker": masker if learned else None}  # fmt: skip
+
+
+@dataclass
+class TrainedStrategies:
+    """Every (strategy, seed)'s model, the metrics over seeds per strategy and the mean curves."""
+
+    p: object
+    classes: list[str]
+    maskers: Path
+    metrics: dict
+    models: dict[tuple[str, int], torch.nn.Module] = field(default_factory=dict)
+    curves: dict[str, list[dict]] = field(default_factory=dict)
+    finished: list[Path] = field(default_factory=list)  # per-epoch checkpoints: nothing to resume
+
+    def save(self, *, models: Path, metrics: Path, curves: Path) -> None:
+        """models/<strategy>/seed<N>.pt (with the masker of its test crops, if learned), the
+        metrics, one curves CSV per strategy."""
+        with atomic_dir(models) as tmp:
+            for (strategy, seed), model in self.models.items():
+                extra = {}
+                if masker := test_time_masker(self.maskers, strategy, seed):
+                    extra["masker"] = {"arch": dict(masker.arch), "model": masker.state_dict()}
+                save_checkpoint(tmp / strategy / f"seed{seed}.pt", model, classes=self.classes,
+                                usage=usage(self.p, strategy, self.classes), **extra)  # fmt: skip
+        with atomic_dir(curves) as tmp:
+            for strategy, rows in self.curves.items():
+                write_csv(tmp / f"{strategy}.csv", pd.DataFrame(rows))
+        write_json(metrics, self.metrics)
+
+    def figures(self) -> dict:
+        shown = {}
+        for strategy, rows in self.curves.items():
+            shown |= figures.curves(rows, f"8-class CNN, {strategy} (mean over seeds)", f"curves_{strategy}.png")
+        return shown
+
+    def log(self, run) -> None:
+        """The means over seeds of each strategy (and the number of processes) to `run`."""
+        run.log_metrics({s: {k: v["mean"] for k, v in m.items() if isinstance(v, dict)}
+                         for s, m in self.metrics["strategies"].items()}, prefix="mean/")  # fmt: skip
+        if "processes" in self.metrics:
+            run.log_metrics({"processes": self.metrics["processes"]})
+
+
+def train_strategies(p, crops: ImageSet, chain: ChainData, *, splits: Path, masked: Path, maskers: Path,
+                     checkpoints: Path, run) -> TrainedStrategies:  # fmt: skip
+    """Fit every available strategy on every seed; a strategy the data cannot serve is skipped
+    with the reason in its metrics. `masked`: the gradcam_mask stage's crops; `maskers`: the masker
+    stage's models; `checkpoints`: where each fit checkpoints every epoch."""
+    seeds, train = p.objects.seed_list(p.seed), crops.splits["train"]
+    labels, settings = train.labels(crops.classes), {"classes": crops.classes, **tracked_params(p)}
+    out = TrainedStrategies(p, crops.classes, maskers, {"data_source": crops.source, "lr": p.classifier.lr,
+                                                        "seeds": seeds, "strategies": {}})  # fmt: skip
+    for strategy in p.objects.strategies:
+        if why := unavailable(strategy, chain):
+            print(f"note: strategy {strategy!r} skipped: {why}")
+            out.metrics["strategies"][strategy] = {"skipped": why}
+            continue
+
+        def one_seed(seed: int) -> SeedResult:
+            gradcam = gradcam_crops(masked, seed, train) if strategy == "report" else None
+            data = TensorData.from_numpy(train_images(strategy, chain, seed, gradcam), labels)
+            split = read_split(splits, seed, train.index.id)
+            name = f"{strategy}-seed{seed}"
+            model, result = fit_one(p, run, data, split, seed, name, settings, checkpoints, maskers)
+            out.models[(strategy, seed)] = model
+            out.finished.append(checkpoints / f"{name}.pt")
+            return SeedResult(result.summary(), history=result.history)
+
+        per_seed = for_each_seed(seeds, one_seed)
+        out.metrics["strategies"][strategy], out.curves[strategy] = per_seed.over_seeds, per_seed.curves
+    if distributed.world_size() > 1:
+        out.metrics["processes"] = distributed.world_size()
+    return out
+
+
+def fit_one(p, run, data: TensorData, split, seed: int, name: str, settings: dict, checkpoints: Path, maskers: Path):
+    """One (strategy, seed): the seed's split and initial weights (the same for every strategy),
+    a fit that resumes from its checkpoint if params, seed and data are the same, logged to `run`."""
+    train, val = data.subset(split[0]), data.subset(split[1])
+    torch.manual_seed(seed)
+    model = ObjectsCNN(len(settings["classes"]), p.classifier.hidden, p.crop.size)
+    result = fit(
+        model, train, val, p.classifier, seed=seed, device=distributed.device(), checkpoint=checkpoints / f"{name}.pt",
+        fingerprint=fingerprint({"model": name, **settings}, train, val), name=name,
+        on_epoch=run.epoch_logger(name.replace("-seed", "/seed")),
+    )  # fmt: skip
+    strategy = name.split("-seed")[0]
+    masker = test_time_masker(maskers, strategy, seed)
+    log_model(run, model, name, val.images, registered=f"cnnlab-objects-{strategy}",
+              metadata=usage(p, strategy, settings["classes"]), tags={"strategy": strategy, "seed": seed},
+              parts={"masker": masker} if masker else None)  # fmt: skip
+    return model, result
