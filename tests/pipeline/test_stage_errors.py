@@ -58,8 +58,9 @@ def _stage(tmp_path, args, params):
 
 def test_unknown_model_name_fails_before_training_with_the_valid_names(tmp_path):
     params = {**TINY, "study": {"datasets": ["cifar10"], "models": ["simple_cnn", "vgg16"]}}
-    out = _stage(tmp_path, f"study.py cifar10 vgg16 {tmp_path}/prep {tmp_path}/out {tmp_path}/ck {tmp_path}/m "
-                           f"{tmp_path}/fig", params)  # fmt: skip
+    args = (f"--dataset cifar10 --model vgg16 --prepared {tmp_path}/prep --out {tmp_path}/out "
+            f"--checkpoints {tmp_path}/ck --metrics {tmp_path}/m --figures {tmp_path}/fig")  # fmt: skip
+    out = _stage(tmp_path, f"study.py {args}", params)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "'study.models[1]': unknown name 'vgg16'; valid names: " in out.stderr  # the declared models
     assert "simple_cnn" in out.stderr.rsplit("valid names: ", 1)[1]
@@ -68,7 +69,7 @@ def test_unknown_model_name_fails_before_training_with_the_valid_names(tmp_path)
 
 def test_missing_real_dataset_offline_fails_with_how_to_get_it(tmp_path):
     params = merge(TINY, {"datasets": {"cifar10_real": {"root": str(tmp_path / "raw"), "download": False}}})
-    out = _stage(tmp_path, f"prepare.py cifar10_real {tmp_path}/prepared", params)
+    out = _stage(tmp_path, f"prepare.py --dataset cifar10_real --out {tmp_path}/prepared", params)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "error: CIFAR-10 not found" in out.stderr and "download: true" in out.stderr
     assert not (tmp_path / "prepared").exists()
