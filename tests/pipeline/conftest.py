@@ -173,12 +173,14 @@ def served(cmd: list[str], cwd: Path, env: dict, ready: str):
 
 
 @contextlib.contextmanager
-def mlflow_server(folder: Path, port: int | None = None):
-    """`mlflow server` on 127.0.0.1 (at a free port unless given) with its store in `folder`;
-    yields its URI and stops it, with all its workers, afterwards."""
+def mlflow_server(folder: Path, port: int | None = None, backend: str | None = None):
+    """`mlflow server` on 127.0.0.1 (at a free port unless given) with its runs in `backend` (a
+    database URI; default: a SQLite file in `folder`) and its artifacts in `folder`; yields its URI
+    and stops it, with all its workers, afterwards."""
     port = port or free_port()
+    backend = backend or f"sqlite:///{folder / 'server.db'}"
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "art"),
+           "--backend-store-uri", backend, "--artifacts-destination", str(folder / "art"),
            "--workers", "1"]  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     uri = f"http://127.0.0.1:{port}"

@@ -38,9 +38,9 @@ def test_every_case_measures_both_sides(results):
     assert 0 < results["flops"]["fraction"] < 1.5
     assert results["machine"]["cores"] >= 1 and "stand-in" in results["inputs"]
     assert {g["case"] for g in results["goals"]} == {
-        "training", "gradcam", "flops", "pipeline", "pipeline_noop", "tests", "study", "transfer"
+        "training", "gradcam", "flops", "pipeline", "pipeline_noop", "pull", "tests", "study", "transfer"
     }  # fmt: skip
-    for case in ("pipeline", "tests", "study", "transfer"):  # --quick leaves out the clean repro and the suite
+    for case in ("pipeline", "pull", "tests", "study", "transfer"):  # --quick leaves out the clean repro and the suite
         assert next(g for g in results["goals"] if g["case"] == case)["verdict"] == "not run"
 
 
@@ -129,3 +129,25 @@ def test_the_batched_ensemble_trains_exactly_the_separate_models():
         grouped.zero_grad()
         loss_fn(grouped(x).reshape(-1, 4), y.reshape(-1)).mul(3).backward()
         torch.optim.SGD(grouped.parameters(), lr=0.5).step()
+
+
+@pytest.mark.slow
+def test_the_pull_case_times_a_fresh_clone_that_pulls_and_reruns_nothing(tmp_path):
+    import subprocess
+
+    bench = benchmarks()
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = bench.clean_env()
+
+    def run(cmd: str, cwd=repo) -> str:
+        return subprocess.run(cmd, shell=True, cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+    (repo / "in.txt").write_text("x")
+    run("git init -q && dvc init -q && dvc stage add -q -n copy -d in.txt -o out.txt 'cp in.txt out.txt'")
+    run("dvc repro -q")
+    pulled = bench.bench_pull(repo, tmp_path, env)
+    assert pulled["pull_s"] > 0 and pulled["pulled_noop_s"] > 0
+    assert (tmp_path / "fresh" / "out.txt").read_text() == "x"  # restored, not recomputed
+    (row,) = [r for r in bench.summary_rows({"pipeline": {"clean_s": 100.0, **pulled}}) if r[0] == "pull"]
+    assert float(row[1]) == pytest.approx((pulled["pull_s"] + pulled["pulled_noop_s"]) / 100, rel=0.01)

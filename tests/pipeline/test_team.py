@@ -1,0 +1,161 @@
+"""A team on real servers (docs/team.md): two clones play two machines with one bare git remote,
+one DVC remote over SSH (OpenSSH's sshd) and one MLflow tracking server on PostgreSQL, all on
+127.0.0.1 with throwaway data and keys. .ci/run installs Debian's postgresql and openssh-server
+where they are missing."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import time
+
+import mlflow
+import pytest
+
+from tests.pipeline.conftest import clean_env, copy_repo, free_port, mlflow_server, sh
+from tests.servers import SSHD, postgres, postgres_bin, ssh_server
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(postgres_bin() is None, reason="no PostgreSQL server: install Debian's postgresql"),
+    pytest.mark.skipif(not SSHD.exists(), reason="no SSH server: install Debian's openssh-server"),
+]
+
+
+def _machine(repo, ssh, origin=None) -> None:
+    """What each member types once: the remote's user and key, kept out of git (config.local)."""
+    sh(f"dvc remote modify --local storage user {ssh.user} && dvc remote modify --local storage keyfile {ssh.keyfile}",
+       repo)  # fmt: skip
+    committed = sh("git show HEAD:.dvc/config", repo).stdout
+    assert "keyfile" not in committed and "user =" not in committed  # no credential in the repository
+    assert "keyfile" in (repo / ".dvc/config.local").read_text()
+    assert ".dvc/config.local" not in sh("git ls-files", repo).stdout
+
+
+def _ran(out) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", out.stdout + getattr(out, "stderr", ""))
+
+
+class Output:
+    """A process's merged output, read as it comes (to act on a line before it ends)."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.text = ""
+        self.thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self.thread.start()
+
+    def _read(self, process) -> None:
+        for line in process.stdout:
+            self.text += line
+
+    def wait_for(self, pattern: str, process: subprocess.Popen, seconds: float = 300) -> None:
+        deadline = time.monotonic() + seconds
+        while not re.search(pattern, self.text):
+            assert process.poll() is None and time.monotonic() < deadline, f"no {pattern!r} in:\n{self.text[-3000:]}"
+            time.sleep(0.1)
+
+
+def test_two_machines_share_outputs_experiments_and_one_mlflow_server(chain_template, tmp_path):
+    origin, storage = tmp_path / "origin.git", tmp_path / "dvc-storage"
+    port, art = free_port(), tmp_path / "mlflow"
+    with postgres() as db, ssh_server(tmp_path / "ssh") as ssh:
+        with mlflow_server(art, port, backend=db.uri()) as uri:
+            env = clean_env() | {"MLFLOW_TRACKING_URI": uri}
+            # machine 1: the tiny pipeline has run; its parent run goes to the server; remote and push
+            one = copy_repo(chain_template, tmp_path / "one")
+            branch = sh("git branch --show-current", one).stdout.strip()
+            sh(f"git init -q --bare --initial-branch {branch} {origin} && mkdir {storage}", tmp_path)
+            sh(f"dvc remote add -d storage {ssh.url(storage)} && git add .dvc/config && git commit -qm remote", one)
+            _machine(one, ssh)
+            sh("dvc repro -f -s summary", one, env=env)  # logs the run's parent run to the server
+            sh("git add -A && (git diff --cached --quiet || git commit -qm 'the run, logged')", one)
+            sh(f"git remote add origin {origin} && git push -q origin HEAD && dvc push", one)
+            exp = sh("dvc exp run -S lr=0.05 -n m1 summary", one, env=env)
+            assert "train_classifier" in _ran(exp)
+            sh("dvc exp push origin m1", one)
+
+            # machine 2: clone, pull, and nothing to recompute
+            two = tmp_path / "two"
+            sh(f"git clone -q {origin} {two}", tmp_path)
+            _machine(two, ssh)
+            sh("dvc pull --with-deps summary", two)  # every output of the run (the tiny run stops before the page)
+            assert "up to date" in sh("dvc status --with-deps summary", two).stdout.lower()
+            assert _ran(sh("dvc repro summary", two, env=env)) == []
+            assert (two / "data/models/classifier/none/seed0.pt").read_bytes() == (
+                chain_template / "data/models/classifier/none/seed0.pt").read_bytes()  # fmt: skip
+            sh("dvc exp pull origin m1", two)
+            shown = json.loads(sh("dvc exp show --json", two).stdout)
+            names = {r.get("name") for rev in shown for exp in (rev.get("experiments") or []) for r in exp["revs"]}
+            assert "m1" in names, shown
+
+            # machine 2's own experiment; the MLflow server dies during its training and comes back
+            run = subprocess.Popen("dvc exp run -S lr=0.02 -S classifier.epochs=6 -n m2 summary", shell=True, cwd=two,
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+            out = Output(run)
+            out.wait_for(r"Running stage 'train_classifier'", run)
+            client = mlflow.MlflowClient(uri)
+            experiment = client.get_experiment_by_name("cnnlab").experiment_id
+            deadline = time.monotonic() + 120
+            while not client.search_runs([experiment], "tags.`dvc.experiment` = 'm2' and tags.`dvc.stage` = "
+                                         "'train_classifier'"):  # fmt: skip
+                assert run.poll() is None and time.monotonic() < deadline, out.text[-3000:]
+                time.sleep(0.2)
+        # (the server and all its workers are killed here)
+        out.wait_for(r"records are kept in", run)
+        with mlflow_server(art, port, backend=db.uri()):  # back, the same database
+            assert run.wait(600) == 0, out.text[-3000:]
+            assert "cnnlab-sync" in out.text
+            synced = sh("cnnlab-sync", two, env=env)
+            assert re.search(r"wrote [1-9]\d* run\(s\) to the store", synced.stdout), synced.stdout
+            assert not (two / "mlflow-pending").exists() or not any((two / "mlflow-pending").iterdir())
+            sh("dvc exp push origin m2", two)
+
+            # the server holds one parent run per experiment, from both machines, with their models
+            runs = client.search_runs([experiment], "tags.`cnnlab.role` = 'experiment'")
+            parents = {r.data.tags.get("dvc.experiment"): r for r in runs}
+            assert {"m1", "m2"} <= set(parents), sorted(parents)
+            for name in ("m1", "m2"):
+                parent = parents[name].info.run_id
+                stage_runs = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent}'")
+                assert {r.data.tags["dvc.stage"] for r in stage_runs} >= {"train_classifier", "evaluate"}, name
+                ids = {r.info.run_id for r in stage_runs}
+                versions = client.search_model_versions("name='cnnlab-objects-none'")
+                assert any(v.run_id in ids for v in versions), f"no model registered by {name}'s runs"
+            assert parents["m1"].data.params["lr"] == "0.05" and parents["m2"].data.params["lr"] == "0.02"
+        # machine 1 sees machine 2's experiment
+        sh("dvc exp pull origin m2", one)
+        assert "m2" in sh("dvc exp list --all-commits", one).stdout
+
+
+def test_wrong_team_settings_are_named_and_lose_nothing(tmp_path, monkeypatch):
+    from cnnlab.errors import TrackingError
+    from cnnlab.tracking import check_store
+
+    # a DVC remote at a wrong address: `dvc push` stops naming it, and the local data stay
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "data.txt").write_text("kept")
+    closed = free_port()
+    sh(f"git init -q && dvc init -q && dvc add -q data.txt && dvc remote add -d storage ssh://127.0.0.1:{closed}/dvc",
+       repo)  # fmt: skip
+    out = sh("dvc push", repo, check=False)  # DVC's own message names the host and port it could not reach
+    assert out.returncode != 0 and f"('127.0.0.1', {closed})" in out.stderr, out.stderr
+    assert (repo / "data.txt").read_text() == "kept" and "up to date" in sh("dvc status", repo).stdout.lower()
+
+    with postgres() as db:
+        # a wrong database password: named as the setting it is in, the password never shown
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", db.uri(password="not-the-password"))
+        with pytest.raises(TrackingError) as wrong:
+            check_store()
+        message = str(wrong.value)
+        assert "MLFLOW_TRACKING_URI=postgresql://cnnlab:***@127.0.0.1" in message, message
+        assert "password authentication failed" in message and "not-the-password" not in message, message
+        # ... and the right one reaches the store (MLflow creates its tables in the database)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", db.uri())
+        assert check_store() == db.uri()
+    # an unreachable tracking server: named, before any training starts
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{closed}")
+    with pytest.raises(TrackingError, match=rf"MLFLOW_TRACKING_URI=http://127.0.0.1:{closed} cannot be reached"):
+        check_store()
