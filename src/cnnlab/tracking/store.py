@@ -84,6 +84,23 @@ def creation_lock(uri: str):
         os.close(fd)
 
 
+DATABASES = ("postgresql", "mysql", "mssql")  # MLflow's database stores other than SQLite
+
+
+def _reach_database(uri: str) -> None:
+    """One connection to a database store, failing at once with the database's reason (a wrong
+    password, no such database, nothing listening): MLflow retries a refused connection for about
+    100 s before it says why."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 10} if uri.startswith("postgresql") else {})
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
 def check_store() -> str:
     """Make sure the tracking store answers; returns its URI.
 
@@ -93,6 +110,8 @@ def check_store() -> str:
     mlflow = mlflow_module()
     uri = tracking_uri()
     try:
+        if uri.split("://")[0].split("+")[0] in DATABASES:
+            _reach_database(uri)
         mlflow.set_tracking_uri(uri)
         with creation_lock(uri):
             client = mlflow.MlflowClient(uri)
@@ -100,7 +119,7 @@ def check_store() -> str:
     except Exception as e:  # any failure to reach the store
         where = f"MLFLOW_TRACKING_URI={shown(uri)}" if os.environ.get("MLFLOW_TRACKING_URI") else shown(uri)
         raise TrackingError(
-            f"MLflow tracking store {where} cannot be reached ({type(e).__name__}: {shown(reason(e))}). "
+            f"MLflow tracking store {where} cannot be reached ({shown(reason(e))}). "
             "Start that server or fix the address (user, password, host, port, database), or set "
             "MLFLOW_TRACKING_URI to a reachable store (unset it to use the default SQLite file mlflow.db at the "
             "repository root)."
