@@ -4,6 +4,8 @@ in one run on one machine. Prints a table and writes metrics/benchmarks.json.
     python benchmarks/run.py                   # everything (14 min on a 2-core AMD EPYC VM, 26-37 on a Xeon VM)
     python benchmarks/run.py --skip pipeline tests   # the in-process cases only (~2 min)
     python benchmarks/run.py --quick           # tiny sizes: checks that the suite runs
+    python benchmarks/run.py --skip training gradcam flops data pipeline tests --baseline 61ab966
+                                               # the masker stage: HEAD against commit 61ab966
 
 Cases (see README "Benchmarks"):
   training   cnnlab's train_one_epoch vs a bare PyTorch loop: same model, data, batch, order
@@ -13,6 +15,8 @@ Cases (see README "Benchmarks"):
   pipeline   `dvc repro` from a clean clone, stage by stage, then a no-op `dvc repro`; the study
              cells' test accuracies of that run, and what pretraining gains in the transfer cells
   tests      the README's `pytest` in a fresh clone
+  masker     the masker stage (`dvc repro -f -s masker`) in a fresh clone of HEAD and, with
+             --baseline REV, of REV, side by side (each clone runs its own code); the ratio
   gpu_epoch  (GPU only) a CIFAR-10-shaped simple_cnn epoch with the data on the GPU vs a DataLoader
 
 Inputs: the pipeline's crops and background classifier when `dvc repro` has made them (the
@@ -56,11 +60,22 @@ GOALS = {  # issues 6 and 15
     "pipeline_noop": ("no-op dvc repro, s", "<=", 2.0),
     "pull": ("fresh clone: dvc pull + no-op dvc repro, share of a clean dvc repro", "<=", 0.10),
     "tests": ("pytest, s", "<=", 720.0),
+    # the masks issue: the masker at a quarter of its seconds at 61ab966, same machine, same run
+    "masker": ("masker stage, HEAD / --baseline seconds", "<=", 0.25),
     "study": ("lowest test accuracy of a from-scratch study cell", ">=", 0.80),
     # a pretrained backbone against the same one from random weights (both frozen, both fine-tuned):
     # 0.10 is five standard errors of an accuracy on the stand-ins' 500 test images
     "transfer": ("lowest test-accuracy gain of a pretrained backbone over a random one", ">=", 0.10),
 }
+
+
+def head_commit() -> str:
+    """The commit measured (HEAD; `+changes` where the work tree differs from it)."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return git("rev-parse", "--short", "HEAD") + ("+changes" if changed else "")
 
 
 def machine() -> dict:
@@ -371,6 +386,37 @@ def bench_pipeline() -> dict:
     }
 
 
+def time_masker(rev: str, tmp: Path) -> dict:
+    """The masker stage of commit `rev` in a fresh clone with its own code (PYTHONPATH): its
+    inputs made first (untimed), then `dvc repro -f -s masker` timed; the masks' IoU it reports."""
+    clone = tmp / rev.replace("/", "_")
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "-q", rev], cwd=clone, check=True)
+    env = clean_env() | {"TQDM_DISABLE": "1", "PYTHONPATH": str(clone / "src")}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, env=env, check=True,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    subprocess.run(["dvc", "repro", "segment", "backgrounds"], cwd=clone, env=env, check=True, capture_output=True)
+    start = time.perf_counter()
+    subprocess.run(["dvc", "repro", "-f", "-s", "masker"], cwd=clone, env=env, check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    over = json.loads((clone / "metrics/masker.json").read_text())["over_seeds"]
+    return {"commit": commit, "seconds": seconds,
+            **{k: over[k]["mean"] for k in ("train_mask_iou", "test_mask_iou") if k in over}}  # fmt: skip
+
+
+def bench_masker(baseline: str | None) -> dict:
+    """The masker stage of HEAD and, with `baseline`, of that commit, one after the other on this
+    machine (:func:`time_masker`); `ratio` = HEAD's seconds / the baseline's."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu = cpu_times()
+        out = {"head": time_masker("HEAD", Path(tmp))}
+        if baseline:
+            out["baseline"] = time_masker(baseline, Path(tmp))
+            out["ratio"] = out["head"]["seconds"] / out["baseline"]["seconds"]
+        out["cpu_steal"] = steal_fraction(cpu, cpu_times())
+    return out
+
+
 def bench_pull(clone: Path, tmp: Path, env: dict) -> dict:
     """What a newcomer pays instead of a clean `dvc repro` (docs/team.md): the run in `clone` is
     committed and pushed to a DVC remote (a folder here: it times DVC's restore, not a network),
@@ -495,6 +541,7 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
         "pipeline_noop": results.get("pipeline", {}).get("noop_s"),
         "pull": _pull_share(results.get("pipeline", {})),
         "tests": results.get("tests", {}).get("seconds"),
+        "masker": results.get("masker", {}).get("ratio"),
         "study": min(
             (c["test_accuracy"] for c in results.get("pipeline", {}).get("study", {}).values()
              if c.get("matrix", "study") == "study" and c["weights"] == "random" and c["test_accuracy"] is not None),
@@ -513,18 +560,19 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
         if case == "tests" and results["tests"].get("returncode"):  # a suite that failed meets no time goal
             verdict = f"NOT met: the suite failed ({results['tests']['summary']})"
         shown = f"{value:.3g}"
-        steal = results.get("tests" if case == "tests" else "pipeline", {}).get("cpu_steal")
-        if case in ("pipeline", "tests") and steal and steal >= 0.01:  # a shared VM's slow spell, said beside the time
+        steal = results.get(case if case in ("tests", "masker") else "pipeline", {}).get("cpu_steal")
+        # a shared VM's slow spell, said beside the time
+        if case in ("pipeline", "tests", "masker") and steal and steal >= 0.01:
             shown += f" ({steal:.0%} of the CPU time stolen by the hypervisor)"
         rows.append((case, shown, f"{what} {op} {goal:g}", verdict))
     return rows
 
 
 def print_table(results: dict) -> None:
-    print(f"\nmachine: {results['machine']}")
+    print(f"\nmachine: {results['machine']}, commit {results.get('commit')}, {results.get('date')}")
     print(f"inputs: {results['inputs']}\n")
     for case, value in results.items():
-        if case in ("machine", "inputs", "goals"):
+        if case in ("machine", "commit", "date", "inputs", "goals"):
             continue
         shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in value.items()}
         print(f"{case:10s} {shown}")
@@ -534,16 +582,18 @@ def print_table(results: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cases = ["training", "gradcam", "flops", "data", "pipeline", "tests", "gpu_epoch"]
+    cases = ["training", "gradcam", "flops", "data", "pipeline", "tests", "masker", "gpu_epoch"]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip", nargs="*", default=[], choices=cases, help="cases to leave out")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the suite runs")
     parser.add_argument("--out", type=Path, default=REPO / "metrics/benchmarks.json")
+    parser.add_argument("--baseline", metavar="REV", help="the masker case: also time commit REV (e.g. 61ab966)")
     args = parser.parse_args(argv)
-    run = [c for c in cases if c not in args.skip and not (args.quick and c in ("pipeline", "tests"))]
+    run = [c for c in cases if c not in args.skip and not (args.quick and c in ("pipeline", "tests", "masker"))]
     repeats = 1 if args.quick else 3
     data, source = crops(args.quick)
-    results: dict = {"machine": machine(), "inputs": source}
+    results: dict = {"machine": machine(), "commit": head_commit(), "date": time.strftime("%Y-%m-%d"),
+                     "inputs": source}  # fmt: skip
     if "training" in run or "flops" in run:
         print("training ...", file=sys.stderr)
         results["training"] = bench_training(data, repeats)
@@ -562,6 +612,9 @@ def main(argv: list[str] | None = None) -> dict:
     if "tests" in run:
         print("tests (pytest in a fresh clone) ...", file=sys.stderr)
         results["tests"] = bench_tests()
+    if "masker" in run:
+        print(f"masker (HEAD{' and ' + args.baseline if args.baseline else ''}, fresh clones) ...", file=sys.stderr)
+        results["masker"] = bench_masker(args.baseline)
     if "gpu_epoch" in run:
         results["gpu_epoch"] = bench_gpu_epoch(args.quick)
     results["goals"] = [dict(zip(("case", "measured", "goal", "verdict"), row)) for row in summary_rows(results)]

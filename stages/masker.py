@@ -1,6 +1,7 @@
-"""Stage masker: the learned foreground masker, one per seed, trained on the training crops'
-GrabCut masks and the background patches, then run on every crop of every split (the masks of the
-`*_learned` cures), resumed after an interruption: cnnlab.chain.maskers."""
+"""Stage masker: the learned foreground masker, one per seed, trained on the training crops' ring
+seeds (their context crops) and the background patches, then run on every crop of every split (the
+masks of the `*_learned` cures), set against GrabCut's masks on the validation crops, resumed after
+an interruption: cnnlab.chain.maskers."""
 
 from cnnlab.warm import handoff
 
@@ -15,18 +16,18 @@ from cnnlab.tracking import stage_run
 
 
 def main(p, args):
-    crops = load_images(args.crops)
+    crops, context = load_images(args.crops), load_images(args.context)
     chain = load_chain(crops, args.segments, args.backgrounds)
-    read = inputs(args, "crops", "segments", "backgrounds")
+    read = inputs(args, "crops", "context", "splits", "segments", "backgrounds")
     with stage_run("masker", tracked_params(p), data_source=crops.source, inputs=read,
                    system_metrics=p.tracking.system_metrics) as run:  # fmt: skip
-        maskers = train_maskers(p, crops, chain, checkpoints=args.checkpoints, run=run)
+        maskers = train_maskers(p, crops, chain, context, args.splits, checkpoints=args.checkpoints, run=run)
         maskers.save(masks=args.out, models=args.models, metrics=args.metrics)
         write_figures(maskers.figures(), args.figures, run)
     remove_finished(maskers.finished)
 
 
 if __name__ == "__main__":
-    run_stage(main, "crops", "segments", "backgrounds", "checkpoints", "figures", doc=__doc__,
+    run_stage(main, "crops", "context", "splits", "segments", "backgrounds", "checkpoints", "figures", doc=__doc__,
               out="masks of every split, seed<N>/<split>_masks.npy", models="the maskers, seed<N>.pt",
               metrics="metrics JSON: mask quality per split, per seed and over seeds")  # fmt: skip

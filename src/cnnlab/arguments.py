@@ -5,6 +5,8 @@ cnnlab.errors: no stage's dependency in dvc.yaml, so rewording it reruns nothing
 SHARED = {
     "root": "the dataset folder (objects format: images/, boxes.csv, optional masks/ and paired/)",
     "crops": "crops of every split, crop.size px (crop stage)",
+    "context": "the crops with crop.context of the photograph around each box; masks: inside the photograph "
+               "(crop stage)",
     "splits": "each seed's train/val split of the training crops (crop stage)",
     "segments": "GrabCut masks of every crop (segment stage)",
     "backgrounds": "background patches, crop.size px (backgrounds stage)",

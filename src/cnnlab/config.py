@@ -69,6 +69,7 @@ class Generate(Section):
 
 class Crop(Section):
     size: Annotated[int, Field(ge=8)]
+    context: Annotated[float, Field(gt=0, le=1)]  # the context crops' margin per side, of the crop's side
 
 
 class Segment(Section):
@@ -107,11 +108,13 @@ class ObjectsNet(Training):
 
 
 class Masker(Section):
-    """The learned foreground masker (cnnlab.train.masker): a MaskNet per seed, trained on GrabCut's
-    masks of the training crops and on background patches, then on its own refined masks. No
+    """The learned foreground masker (cnnlab.train.masker): a MaskNet per seed, trained on the ring
+    seeds of the training crops and on background patches, then on its own refined masks. No
     validation split: it has no labels to validate on that it was not trained to copy."""
 
     width: Count  # channels of the U-Net's first level (then 2x, 4x)
+    seed_bins: Annotated[int, Field(ge=2, le=32)]  # ring seeds: colour histogram bins per channel
+    seed_margin: Annotated[float, Field(ge=0)]  # ring seeds: log-likelihood ratio an object pixel must pass (nats)
     rounds: Count  # trainings: the first on GrabCut's masks, each next on the previous one's
     patch_ratio: Positive  # background patches per training crop in its training set (all, at most)
     affinity: Annotated[float, Field(ge=0)]  # weight of the colour-affinity term (0 = off)
@@ -344,6 +347,13 @@ class Params(Section):
             return wanted, ""
         why = "not set" if wanted is None else f"{wanted!r} is not in the study matrix"
         return cells[0], f"visualize.{key} {why}: using {cells[0]!r}"
+
+    def segment_settings(self) -> dict:
+        """The keyword arguments of cnnlab.data.segment.grabcut_crop: GrabCut's (`segment`) and its
+        fallback's (crop.context, masker.seed_bins, masker.seed_margin). A segment model carries
+        them (its usage record), so new images are masked as the pipeline masked its crops."""
+        fallback = {"context": self.crop.context, "bins": self.masker.seed_bins, "margin": self.masker.seed_margin}
+        return {**self.segment.model_dump(), "fallback": fallback}
 
     def augment_dataset(self) -> tuple[str, str]:
         """The dataset of the augmentation figure (as :meth:`cell`, for study.datasets)."""

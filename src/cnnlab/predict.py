@@ -170,6 +170,10 @@ NO_MASKER = ("a segment_learned model masks test crops with the masker it was tr
              "segment model (GrabCut masks from the box) or a mixed_rand_learned model (no test-time masks)")
 
 
+OLD_MASKER = ("this model's masker was saved before maskers carried their ring-seed settings (masker.seed_bins, "
+              "masker.seed_margin, crop.context): run `dvc repro` to save it again")
+
+
 def _check_boxes(usage: dict, boxes) -> None:
     """A segment or segment_learned model needs every image's box (`boxes`: None, or a list with None
     where a row has none, or a path -> box mapping)."""
@@ -181,34 +185,44 @@ def _check_boxes(usage: dict, boxes) -> None:
 def prepare_image(image: np.ndarray, usage: dict, box: Box | None, masker: torch.nn.Module | None = None) -> np.ndarray:
     """(3, S, S) uint8: a decoded (H, W, 3) uint8 image as the model's training prepared it.
     Objects models: cut to `box` (None: the whole image), resized to the crop size, and masked from
-    the box for a segment model (GrabCut) or a segment_learned one (`masker`, the learned masker
-    refined by the crop's colours, cnnlab.train.masker.refined_masks); study models: shorter side
+    the box for a segment model (GrabCut, cnnlab.data.segment.grabcut_crop) or a segment_learned
+    one (`masker`: :func:`learned_mask`); study models: shorter side
     resized, centre-cropped. `cnnlab predict` and the MLflow model (cnnlab.serving) both come here."""
     size = usage["input_size"]
     if usage["kind"] == "study":
         from cnnlab.data.sources import square
 
         return square(torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1), size).numpy()
-    from cnnlab.data.crops import crop_mask, crop_resize
+    from cnnlab.data.crops import crop_resize
 
     strategy = usage.get("strategy")
     if strategy in MASKED_BY and box is None:
         raise CnnlabError(NEEDS_BOXES.format(strategy, MASKED_BY[strategy]))
     crop = crop_resize(image, box or (0, 0, image.shape[1], image.shape[0]), size)
     if strategy == "segment":
-        from cnnlab.data.segment import grabcut_mask
+        from cnnlab.data.segment import grabcut_crop
 
-        return crop * crop_mask(grabcut_mask(image, box, **usage["segment"]), box, size)[None].astype(np.uint8)
+        return crop * grabcut_crop(image, box, size, **usage["segment"])[0][None].astype(np.uint8)
     if strategy in LEARNED_MASKS:  # never unmasked: it was trained and scored on masked crops
         if masker is None:
             raise CnnlabError(NO_MASKER)
-        from cnnlab.train.masker import refined_masks
-
-        settings = usage["masker"]
-        where = next(masker.parameters()).device
-        mask = refined_masks(masker, crop[None], settings["colour_components"], settings["colour_prior"], where)[0]
-        return crop * mask[None].astype(np.uint8)
+        return crop * learned_mask(masker, image, box, crop, usage["masker"])[None].astype(np.uint8)
     return crop
+
+
+def learned_mask(masker: torch.nn.Module, image: np.ndarray, box: Box, crop: np.ndarray, settings: dict) -> np.ndarray:
+    """(S, S) bool: the mask the masker stage gives the crop `crop` of `box` in `image`: the learned
+    masker's probability refined by the crop's colours, with the same fallbacks
+    (cnnlab.train.masker.predict_masks), from the crop's context (crop.context around the box)."""
+    from cnnlab.data.crops import context_crop, context_pad
+    from cnnlab.train.masker import Masking, predict_masks
+
+    if "seed_bins" not in settings:
+        raise CnnlabError(OLD_MASKER)
+    size = crop.shape[-1]
+    context, valid = context_crop(image, box, size, context_pad(size, settings["context"]))
+    where = next(masker.parameters()).device
+    return predict_masks(masker, crop[None], context[None], valid[None], Masking.of(settings), where)[0][0]
 
 
 def prepare_images(images: list[np.ndarray], usage: dict, boxes: list[Box | None] | None,

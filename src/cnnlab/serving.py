@@ -163,21 +163,19 @@ class ForegroundMasker(ImageClassifier):
     to the crop size and masked as the pipeline masks its crops; see the module's docstring."""
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        import torch
         from PIL import Image
 
         from cnnlab.data.crops import crop_resize
         from cnnlab.errors import DatasetError
-        from cnnlab.train.masker import refined_masks
+        from cnnlab.predict import learned_mask
 
         frame, images = _images(model_input)
         boxes = _boxes(frame, images, self.usage)
         if None in boxes:
             raise DatasetError(f"row {boxes.index(None)}: the masker needs the object's box (columns x, y, w, h)")
-        crops = np.stack([crop_resize(image, box, self.usage["input_size"]) for image, box in zip(images, boxes)])
-        settings = self.usage
-        masks = refined_masks(self.network, crops, settings["colour_components"], settings["colour_prior"],
-                              torch.device("cpu"))  # fmt: skip
+        size = self.usage["input_size"]
+        masks = np.stack([learned_mask(self.network, image, box, crop_resize(image, box, size), self.usage)
+                          for image, box in zip(images, boxes)])  # fmt: skip
         pngs = []
         for mask in masks:
             buffer = io.BytesIO()

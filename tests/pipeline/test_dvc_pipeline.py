@@ -16,9 +16,10 @@ import yaml
 from cnnlab.config import STRATEGIES as CONFIG_STRATEGIES
 from cnnlab.config import parse_params
 from cnnlab.data.arrays import load_images
+from cnnlab.data.strategies import RECOMMENDABLE
 from cnnlab.predict import load_predictor
 from cnnlab.tracking import flat_metrics
-from cnnlab.train.masker import refined_masks
+from cnnlab.train.masker import Masking, predict_masks
 from tests.browser import chromium, draw_plots, find_chromium, inspect_page
 from tests.conftest import REPO
 from tests.pipeline.conftest import TINY, clean_env, mlflow_server, sh
@@ -111,11 +112,13 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
             assert set(m[key]["per_seed"]) == {"0", "1"} and m[key]["sd"] >= 0
         assert -1 <= m["bg_gap"]["mean"] <= 1
         assert (repo / f"data/models/classifier/{strategy}/seed1.pt").is_file()
-    assert ev["comparison"]["best"] in STRATEGIES[:-1]  # never the oracle
+    # chosen on validation among the cures that mask or randomise their validation crops, never the oracle
+    assert ev["comparison"]["recommended"] in RECOMMENDABLE and "best_on_test" in ev["comparison"]
     assert "better" in ev["comparison"]["segment_minus_none"]["test_accuracy"]
     table = (repo / "metrics/objects_comparison.csv").read_text().splitlines()
     assert table[0].startswith("strategy,note,val_accuracy_mean,val_accuracy_sd") and len(table) == 1 + 7
-    assert table[0].endswith(",train_mask_iou_mean,train_mask_iou_sd,test_mask_iou_mean,test_mask_iou_sd")
+    assert table[0].endswith(",train_mask_iou_mean,train_mask_iou_sd,test_mask_iou_mean,test_mask_iou_sd,"
+                             "test_mask_degenerate_mean,test_mask_degenerate_sd")
     for strategy in ("segment", "segment_learned", "mixed_rand", "mixed_rand_learned"):  # mask quality beside accuracy
         assert 0 <= ev["strategies"][strategy]["test_mask_iou"]["mean"] <= 1
     assert ev["strategies"]["oracle"]["test_mask_iou"]["mean"] == 1.0
@@ -132,9 +135,13 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     saved = torch.load(repo / "data/models/masker/seed1.pt", weights_only=True)["model"]
     assert all(torch.equal(learned.masker.state_dict()[k], v) for k, v in saved.items())
     test_crops = load_images(repo / "data/interim/crops", ["test"]).splits["test"].images
-    settings = learned.usage["masker"]
-    again = refined_masks(learned.masker, test_crops, settings["colour_components"], settings["colour_prior"], "cpu")
+    context = load_images(repo / "data/interim/context", ["test"]).splits["test"]
+    masking = Masking.of(learned.usage["masker"])
+    again, _ = predict_masks(learned.masker, test_crops, context.images, context.masks, masking, "cpu")
     assert (again == np.load(repo / "data/interim/learned/seed1/test_masks.npy")).mean() > 0.99
+    for split in ("train", "test"):  # never degenerate, and the run says against what it checked the masks
+        assert masker["over_seeds"][f"{split}_degenerate_fraction"]["mean"] == 0
+    assert masker["validation"]["says"] and masker["validation"]["grabcut_mask_iou"] is not None
     grad = json.loads((repo / "metrics/gradcam_mask.json").read_text())
     assert 0 <= grad["over_seeds"]["mask_iou"]["mean"] <= 1 and grad["crops"] == 5
     assert grad["per_seed"]["0"]["threshold_chosen_by"].startswith("best mask IoU on the")
@@ -142,6 +149,8 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     assert 0 <= bg["over_seeds"]["val_accuracy"]["mean"] <= 1
     seg = json.loads((repo / "metrics/segment.json").read_text())
     assert 0 <= seg["test"]["mask_iou"] <= 1 and seg["paired"]["crops"] == 16
+    assert seg["test"]["degenerate_fraction"] == 0 and seg["test"]["from_grabcut"] + seg["test"]["from_ring_seeds"] \
+        + seg["test"]["from_ellipse"] == pytest.approx(1)
     preds = (repo / "data/evaluation/test_predictions.csv").read_text().splitlines()
     assert preds[0] == "path,label" and len(preds) == 1 + 16
     curves = (repo / "metrics/curves/classifier/report.csv").read_text().splitlines()
@@ -150,8 +159,8 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     # one MLflow run per stage (evaluate: per strategy), all in one store at the repository root
     runs = _runs(repo)
     assert sorted(r.data.tags["dvc.stage"] for r in runs) == RUN_STAGES
-    best = [r for r in runs if r.data.tags.get("cnnlab.best") == "true"]
-    assert len(best) == 1 and best[0].data.tags["cnnlab.strategy"] == ev["comparison"]["best"]
+    best = [r for r in runs if r.data.tags.get("cnnlab.recommended") == "true"]
+    assert len(best) == 1 and best[0].data.tags["cnnlab.strategy"] == ev["comparison"]["recommended"]
     assert {m.step for m in mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_metric_history(
         best[0].info.run_id, "per_seed/test_accuracy")} == {0, 1}  # fmt: skip
     assert not (repo / "mlruns").exists()
@@ -227,7 +236,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     eval_run = next(r for r in runs if r.data.tags["dvc.stage"] == "evaluate")
     logged = {a.path for a in client.list_artifacts(eval_run.info.run_id, "figures")}
     assert "figures/confusion_test_normalized.png" in logged
-    assert eval_run.data.tags["cnnlab.best"] == ev["comparison"]["best"]
+    assert eval_run.data.tags["cnnlab.recommended"] == ev["comparison"]["recommended"]
     # every trained model is an MLflow pytorch model (pt2), the study's too, and registered: one
     # version per seed, tagged with the DVC experiment
     models = client.search_logged_models([study_runs[0].info.experiment_id])

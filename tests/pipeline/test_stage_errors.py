@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def _crop(tmp_path, root, params=TINY):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     cmd = (f"{sys.executable} {REPO / 'stages/crop.py'} --root {root} --out {tmp_path / 'crops'} "
-           f"--splits {tmp_path / 'splits.csv'} --figures {tmp_path / 'figures'} "
+           f"--context {tmp_path / 'context'} --splits {tmp_path / 'splits.csv'} --figures {tmp_path / 'figures'} "
            f"--params {tmp_path / 'params.yaml'}")  # fmt: skip
     return sh(cmd, tmp_path, check=False)
 
@@ -31,7 +31,7 @@ def test_bad_box_stops_the_crop_stage_without_output(tiny_objects, tmp_path):
     assert out.returncode == 1
     assert "error:" in out.stderr and "boxes.csv line 5" in out.stderr and "outside the 64x64 image" in out.stderr
     assert "Traceback" not in out.stderr
-    assert not (tmp_path / "crops").exists()
+    assert not (tmp_path / "crops").exists() and not (tmp_path / "context").exists()
     assert not list(tmp_path.glob(".crops*"))
 
 

@@ -37,10 +37,12 @@ def test_every_case_measures_both_sides(results):
         assert results[case]["ratio"] == pytest.approx(results[case][ours] / results[case][theirs])
     assert 0 < results["flops"]["fraction"] < 1.5
     assert results["machine"]["cores"] >= 1 and "stand-in" in results["inputs"]
+    assert results["commit"] and results["date"]  # what was measured, and when
     assert {g["case"] for g in results["goals"]} == {
-        "training", "gradcam", "flops", "pipeline", "pipeline_noop", "pull", "tests", "study", "transfer"
-    }  # fmt: skip
-    for case in ("pipeline", "pull", "tests", "study", "transfer"):  # --quick leaves out the clean repro and the suite
+        "training", "gradcam", "flops", "pipeline", "pipeline_noop", "pull", "tests", "masker", "study",
+        "transfer"}  # fmt: skip
+    # --quick leaves out the clean repro, the suite and the masker's clones
+    for case in ("pipeline", "pull", "tests", "masker", "study", "transfer"):
         assert next(g for g in results["goals"] if g["case"] == case)["verdict"] == "not run"
 
 

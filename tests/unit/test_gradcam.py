@@ -100,8 +100,26 @@ def test_mask_backgrounds_blacks_out_what_is_not_kept():
     assert m["masks_with_truth"] == 4
     assert m["kept_fraction"] == pytest.approx(out.masks.float().mean().item())
     assert 0 <= m["mask_iou"] <= 1 and 0 <= m["bg_classifier_shortcut_rate_after"] <= 1
-    assert m["empty_maps"] == int((~out.masks.flatten(1).any(1)).sum())
+    raw = out.heat >= 0.3  # before the degenerate masks were mended
+    assert m["empty_maps"] == int((~raw.flatten(1).any(1)).sum())
+    assert m["degenerate_fraction"] == 0 and out.masks.flatten(1).float().mean(1).min() >= 0.05
     assert mask_backgrounds(model, images, 0.3, batch_size=64).metrics["mask_iou"] is None
+
+
+def test_a_degenerate_grad_cam_mask_keeps_its_hottest_pixels_or_the_ellipse():
+    from cnnlab.attribution.masking import never_degenerate
+    from cnnlab.data.masks import ellipse
+
+    heat = torch.zeros(4, 5, 5)  # 25 px a crop
+    heat[0, 0, :3] = torch.tensor([0.9, 0.8, 0.7])  # three warm pixels, the threshold keeps none
+    heat[1] = torch.linspace(0, 1, 25).reshape(5, 5)  # the threshold keeps all 25 (> 95%)
+    heat[3] = heat[1]
+    masks = torch.stack([heat[0] >= 0.95, torch.ones(5, 5, dtype=torch.bool), heat[2] >= 0.5, heat[3] >= 0.5])
+    out = never_degenerate(heat, masks)
+    assert out[0].sum() == 2 and out[0, 0, :2].all()  # ceil(5% of 25) = 2: the two hottest pixels
+    assert out[1].sum() == 23 and not out[1, 0, :2].any()  # floor(95% of 25) = 23: all but the two coldest
+    assert torch.equal(out[2], torch.from_numpy(ellipse(5)))  # no evidence at all: the box's ellipse
+    assert torch.equal(out[3], masks[3])  # a sound mask is left as it is
 
 
 def test_fast_path_gives_captums_plain_maps_and_restores_the_weights():

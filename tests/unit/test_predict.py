@@ -74,7 +74,22 @@ def test_a_segment_model_masks_crops_by_grabcut_and_needs_boxes(tmp_path):
     assert 0.2 < black.mean() < 0.8 and not black[8, 8]  # GrabCut kept the object, blacked out around it
 
 
-MASKER = {"width": 4, "colour_components": 1, "colour_prior": 0.25}
+MASKER = {"width": 4, "colour_components": 1, "colour_prior": 0.25, "seed_bins": 8, "seed_margin": 0.75,
+          "context": 0.25}  # fmt: skip
+
+
+def _pipeline_masks(files, box, size=16) -> tuple[np.ndarray, np.ndarray]:
+    """(the crops of `box`, the masks the masker stage gives them): the batched path of the
+    pipeline (context crops as the crop stage cuts them, cnnlab.train.masker.predict_masks)."""
+    from cnnlab.data.crops import context_crop, context_pad
+    from cnnlab.train.masker import Masking, predict_masks
+
+    images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    crops = np.stack([crop_resize(image, box, size) for image in images])
+    context = [context_crop(image, box, size, context_pad(size, MASKER["context"])) for image in images]
+    masks, _ = predict_masks(_masker(), crops, np.stack([c for c, _ in context]), np.stack([v for _, v in context]),
+                             Masking.of(MASKER), CPU)  # fmt: skip
+    return crops, masks
 
 
 def _masker():
@@ -109,8 +124,6 @@ def _learned_model(tmp_path):
 
 
 def test_a_segment_learned_model_masks_crops_with_its_own_masker_and_needs_boxes(tmp_path):
-    from cnnlab.train.masker import refined_masks
-
     folder = _images(tmp_path / "test")
     predictor = load_predictor(str(_learned_model(tmp_path)), CPU)
     files = image_files([str(folder)])
@@ -119,8 +132,7 @@ def test_a_segment_learned_model_masks_crops_with_its_own_masker_and_needs_boxes
     with pytest.raises(CnnlabError, match="segment_learned model masks each crop by the learned masker.*box"):
         prepare(files, predictor.usage, None, predictor.masker)
     crops = prepare(files, predictor.usage, read_boxes(tmp_path / "wide.csv"), predictor.masker)
-    unmasked = np.stack([crop_resize(np.asarray(Image.open(f).convert("RGB")), (5, 5, 40, 30), 16) for f in files])
-    masks = refined_masks(_masker(), unmasked, 1, 0.25, CPU)  # what the masker stage gives these crops
+    unmasked, masks = _pipeline_masks(files, (5, 5, 40, 30))  # what the masker stage gives these crops
     assert 0.05 < masks.mean() < 0.95  # the masker keeps part of each crop ...
     np.testing.assert_array_equal(crops, unmasked * masks[:, None])  # ... and only that part reaches the model
 
@@ -165,7 +177,6 @@ def test_the_registered_masker_masks_new_images_as_the_pipeline_masks_its_crops(
 
     from cnnlab import tracking
     from cnnlab.serving import log_model
-    from cnnlab.train.masker import refined_masks
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
@@ -178,8 +189,7 @@ def test_the_registered_masker_masks_new_images_as_the_pipeline_masks_its_crops(
     out = served.predict(pd.DataFrame({"image": [f.read_bytes() for f in files], "x": 5, "y": 5, "w": 40, "h": 30}))
     assert list(out.columns) == ["mask", "kept_fraction"]
     masks = np.stack([np.asarray(Image.open(io.BytesIO(png))) == 255 for png in out["mask"]])
-    crops = np.stack([crop_resize(np.asarray(Image.open(f).convert("RGB")), (5, 5, 40, 30), 16) for f in files])
-    expected = refined_masks(_masker(), crops, 1, 0.25, CPU)
+    _, expected = _pipeline_masks(files, (5, 5, 40, 30))
     np.testing.assert_array_equal(masks, expected)
     np.testing.assert_allclose(out["kept_fraction"], expected.mean((1, 2)))
     assert 0.05 < expected.mean() < 0.95

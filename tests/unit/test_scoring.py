@@ -41,3 +41,22 @@ def test_unlabelled_test_set_has_no_test_accuracy():
     m, pred = score_classifier(BrightnessNet(), val, val.images, None, val, shortcut=0, num_classes=3, device="cpu")
     assert "test_accuracy" not in m and m["test_shortcut_rate"] == 0.5
     assert isinstance(pred, np.ndarray)
+
+
+def _agg(val, test):
+    return {"val_accuracy": {"mean": val, "sd": 0.0, "per_seed": {"0": val}},
+            "test_accuracy": {"mean": test, "sd": 0.0, "per_seed": {"0": test}}}  # fmt: skip
+
+
+def test_the_recommended_cure_is_chosen_on_validation_among_the_masking_cures_only():
+    from cnnlab.train.scoring import comparison
+
+    results = {"none": _agg(0.95, 0.2),  # the shortcut: high on validation, useless on the test images
+               "report": _agg(0.97, 0.3), "segment": _agg(0.78, 0.77), "segment_learned": _agg(0.76, 0.79),
+               "mixed_rand": _agg(0.60, 0.5), "oracle": _agg(0.99, 0.99), "mixed_rand_learned": {"skipped": "why"}}
+    out = comparison(results)
+    assert out["recommended"] == "segment"  # by validation; the test set would have said segment_learned
+    assert out["best_on_test"] == "segment_learned"
+    assert "segment, segment_learned, mixed_rand" in out["recommended_chosen_by"]
+    only_unmasked = comparison({"none": _agg(0.9, 0.2), "report": _agg(0.8, 0.4), "oracle": _agg(0.99, 0.99)})
+    assert only_unmasked["recommended"] == "none" and "none of" in only_unmasked["recommended_chosen_by"]

@@ -112,11 +112,29 @@ def test_grabcut_finds_a_square_on_a_textured_background():
 def test_segment_split_gives_the_same_masks_with_any_number_of_workers(tiny_objects):
     ds = read_objects(tiny_objects)
     settings = dict(iterations=2, max_side=48, margin=0.25)
-    one = segment_split(ds, "train", 16, workers=1, **settings)
-    assert one.shape == (len(ds.split("train")), 16, 16) and one.any()
-    np.testing.assert_array_equal(segment_split(ds, "train", 16, workers=3, **settings), one)
-    packed = read_objects(pack_folder(tiny_objects, tiny_objects.with_suffix(".zip")))  # members of one ZipFile
-    np.testing.assert_array_equal(segment_split(packed, "train", 16, workers=3, **settings), one)
+    settings["fallback"] = {"context": 0.25, "bins": 8, "margin": 0.75}
+    one, which = segment_split(ds, "train", 16, workers=1, **settings)
+    assert one.shape == (len(ds.split("train")), 16, 16) and one.any() and which.shape == (len(one),)
+    for workers, folder in ((3, ds), (3, read_objects(pack_folder(tiny_objects, tiny_objects.with_suffix(".zip"))))):
+        again, again_which = segment_split(folder, "train", 16, workers=workers, **settings)  # a zip: one ZipFile
+        np.testing.assert_array_equal(again, one)
+        np.testing.assert_array_equal(again_which, which)
+
+
+def test_a_degenerate_grabcut_mask_gives_way_to_the_ring_seeds_then_the_ellipse():
+    from cnnlab.data.segment import SOURCES, grabcut_crop
+
+    image = np.full((64, 64, 3), 90, np.uint8)  # one flat grey: GrabCut has nothing to go by
+    image[24:40, 24:40] = (230, 30, 30)  # a red square in the box...
+    box = (20, 20, 24, 24)
+    fallback = {"context": 0.25, "bins": 8, "margin": 0.75}
+    mask, source = grabcut_crop(image, box, 24, iterations=1, max_side=64, margin=0.25, fallback=fallback)
+    assert SOURCES[source] in ("grabcut", "ring_seeds") and 0.05 <= mask.mean() <= 0.95
+    flat = np.full((64, 64, 3), 90, np.uint8)  # ...and no object at all: nothing but the box's ellipse is sound
+    mask, source = grabcut_crop(flat, box, 24, iterations=1, max_side=64, margin=0.25, fallback=fallback)
+    assert SOURCES[source] == "ellipse" and 0.7 < mask.mean() < 0.85
+    mask, source = grabcut_crop(flat, box, 24, iterations=1, max_side=64, margin=0.25)  # no fallback: as it is
+    assert source == 0
 
 
 class BrightnessNet(torch.nn.Module):

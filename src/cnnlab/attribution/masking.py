@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +12,8 @@ from torch import nn
 from cnnlab.attribution.gradcam import gradcam_masks, threshold_heat
 from cnnlab.config import Gradcam
 from cnnlab.data.arrays import Split
-from cnnlab.metrics import mask_quality
+from cnnlab.data.masks import ellipse
+from cnnlab.metrics import DEGENERATE, mask_quality
 from cnnlab.tensors import predict, to_float
 
 SHORTCUT_BACKGROUND = 0  # background classifier outputs: 0 = shortcut class's background
@@ -24,6 +26,25 @@ class MaskedCrops:
     masks: torch.Tensor  # (N, S, S) bool, True = kept
     heat: torch.Tensor  # (N, S, S) float in [0, 1]
     metrics: dict
+
+
+def never_degenerate(heat: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """`masks` (N, S, S) bool of `heat` (N, S, S), each crop's kept fraction held within
+    cnnlab.metrics.DEGENERATE: a crop that keeps under 5% keeps its hottest 5%, one that keeps over
+    95% its hottest 95% (its own Grad-CAM, a per-crop threshold); a map with no evidence at all
+    (one value everywhere) keeps the box's ellipse."""
+    n, pixels = len(masks), masks[0].numel() if len(masks) else 0
+    kept = masks.flatten(1).float().mean(1)
+    low, high = kept < DEGENERATE[0], kept > DEGENERATE[1]
+    if not (low | high).any():
+        return masks
+    out, flat = masks.clone().flatten(1), heat.flatten(1)
+    rank = flat.argsort(dim=1, descending=True, stable=True).argsort(dim=1, stable=True)  # 0: the hottest pixel
+    for rows, count in ((low, math.ceil(DEGENERATE[0] * pixels)), (high, math.floor(DEGENERATE[1] * pixels))):
+        out[rows] = rank[rows] < count
+    flat_map = flat.amax(1) == flat.amin(1)
+    out[flat_map] = torch.from_numpy(ellipse(masks.shape[-1])).flatten()
+    return out.reshape(n, *masks.shape[1:])
 
 
 def mask_backgrounds(
@@ -50,15 +71,17 @@ def mask_backgrounds(
             threshold): only the threshold is applied again.
 
     Returns:
-        MaskedCrops with metrics: kept_fraction, mask_iou (None without truth), empty_maps (crops
-        with no evidence at all, which go wholly black), and how often the background classifier
-        sees the shortcut background before and after masking (a leakage check).
+        MaskedCrops with metrics: kept_fraction, degenerate_fraction (after :func:`never_degenerate`:
+        0), degenerate_at_threshold (the share before it), mask_iou (None without truth), empty_maps
+        (crops the threshold left empty), and how often the background classifier sees the shortcut
+        background before and after masking (a leakage check).
     """
     if heat is None:
         heat, _ = gradcam_masks(
             model, model.last_conv, to_float(images), NOT_SHORTCUT, threshold, batch_size, device
         )  # fmt: skip
-    masks = threshold_heat(heat, threshold)
+    raw = threshold_heat(heat, threshold)
+    masks = never_degenerate(heat, raw)
     masked = images * masks[:, None]
 
     def shortcut_rate(x):
@@ -71,7 +94,8 @@ def mask_backgrounds(
         if keep.any():  # IoU over the crops that have a ground-truth mask
             metrics["mask_iou"] = mask_quality(masks.numpy()[keep], truth[keep])["mask_iou"]
     metrics |= {
-        "empty_maps": int((~masks.flatten(1).any(1)).sum()),
+        "empty_maps": int((~raw.flatten(1).any(1)).sum()),  # before never_degenerate
+        "degenerate_at_threshold": float(mask_quality(raw.numpy())["degenerate_fraction"]),
         "bg_classifier_shortcut_rate_before": shortcut_rate(images),
         "bg_classifier_shortcut_rate_after": shortcut_rate(masked),
     }

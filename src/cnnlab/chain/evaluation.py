@@ -41,13 +41,19 @@ def paired_rows(crops: ImageSet) -> np.ndarray | None:
     return np.array([position[name.split("/", 1)[1]] for name in crops.splits["paired"].index.id], np.int64)
 
 
-def mask_ious(chain: ChainData, strategy: str, seed: int) -> dict:
-    """{train_mask_iou, test_mask_iou} of a masking strategy's masks against the ground truth
-    (where the folder has it): mask quality beside the cure's accuracy."""
-    if strategy not in MASK_SOURCE or chain.truth is None:
+def mask_stats(chain: ChainData, strategy: str, seed: int) -> dict:
+    """A masking strategy's masks beside its accuracy: {train,test}_mask_degenerate (the share of
+    masks keeping under 5% or over 95% of their crop) and, where the folder has ground truth,
+    {train,test}_mask_iou."""
+    if strategy not in MASK_SOURCE:
         return {}
-    return {f"{split}_mask_iou": mask_quality(chain.masks(strategy, split, seed), chain.truth[split])["mask_iou"]
-            for split in ("train", "test")}  # fmt: skip
+    out = {}
+    for split in ("train", "test"):
+        q = mask_quality(chain.masks(strategy, split, seed), None if chain.truth is None else chain.truth[split])
+        out[f"{split}_mask_degenerate"] = q["degenerate_fraction"]
+        if q["mask_iou"] is not None:
+            out[f"{split}_mask_iou"] = q["mask_iou"]
+    return out
 
 
 @dataclass
@@ -64,8 +70,9 @@ class Evaluation:
     views: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
-    def best(self) -> str:
-        return self.metrics["comparison"].get("best", next(iter(self.models)))
+    def recommended(self) -> str:
+        """The cure the run recommends (chosen on validation: cnnlab.train.scoring.recommend)."""
+        return self.metrics["comparison"].get("recommended", next(iter(self.models)))
 
     @cached_property
     def logits(self) -> dict[str, torch.Tensor]:
@@ -81,15 +88,15 @@ class Evaluation:
         return figures.mask_source_examples(train, self.chain, gradcam, rows, seed, self.crops.source)
 
     def save(self, *, out: Path, metrics: Path, table: Path, confusion: Path, run) -> None:
-        """out/<strategy>/seed<N>_test_predictions.csv, out/test_predictions.csv (the best
+        """out/<strategy>/seed<N>_test_predictions.csv, out/test_predictions.csv (the recommended
         strategy's first seed: the deliverable), out/mask_sources/ (for `cnnlab mask-figure`), the
-        metrics, the comparison table (logged to `run`, tagged with the best strategy) and one
-        confusion CSV per strategy (DVC plots)."""
+        metrics, the comparison table (logged to `run`, tagged with the recommended strategy) and
+        one confusion CSV per strategy (DVC plots)."""
         test, classes = self.crops.splits["test"], self.crops.classes
         with atomic_dir(out) as tmp:
             for (strategy, seed), frame in self.predictions.items():
                 write_csv(tmp / strategy / f"seed{seed}_test_predictions.csv", frame)
-            write_csv(tmp / "test_predictions.csv", self.predictions[(self.best, self.metrics["seeds"][0])])
+            write_csv(tmp / "test_predictions.csv", self.predictions[(self.recommended, self.metrics["seeds"][0])])
             for name, array in self.mask_sources[1].items():
                 save_array(tmp / "mask_sources" / f"{name}.npy", array)
         with atomic_dir(confusion) as folder:  # `dvc plots diff` sets runs side by side
@@ -98,14 +105,14 @@ class Evaluation:
                                                                 "predicted": [classes[k] for k in lg.argmax(1)]}))
         write_csv(table, comparison_table(self.metrics["strategies"]))
         write_json(metrics, self.metrics)
-        run.set_tag("cnnlab.best", self.best)
+        run.set_tag("cnnlab.recommended", self.recommended)
         run.log_artifact(table)
 
     def figures(self) -> dict:
         test, seed = self.crops.splits["test"], self.metrics["seeds"][0]
         shown = figures.strategies(self.metrics)
         shown |= figures_gradcam.test_figures(test, self.crops.classes, self.views, self.logits, self.models,
-                                              self.best, seed, device())  # fmt: skip
+                                              self.recommended, seed, device())  # fmt: skip
         return shown | self.mask_sources[0]
 
 
@@ -159,7 +166,7 @@ def _score(out: Evaluation, strategy: str, seed: int, *, splits: Path, models: P
     out.predictions[(strategy, seed)] = pd.DataFrame({"path": crops.splits["test"].index.id, "label": labels})
     out.models.setdefault(strategy, model)
     out.views.setdefault(strategy, view)
-    return SeedResult({k: v for k, v in m.items() if k != "test_recall"} | mask_ious(chain, strategy, seed))
+    return SeedResult({k: v for k, v in m.items() if k != "test_recall"} | mask_stats(chain, strategy, seed))
 
 
 def log_strategies(metrics: dict) -> None:
@@ -179,5 +186,5 @@ def log_strategies(metrics: dict) -> None:
                               seed, prefix="per_seed/")  # fmt: skip
             diff = metrics["comparison"].get(f"{name}_minus_{BASELINE}", {})
             run.log_metrics({k: v["mean"] for k, v in diff.items()}, prefix=f"minus_{BASELINE}/")
-            if name == metrics["comparison"].get("best"):
-                run.set_tag("cnnlab.best", "true")
+            if name == metrics["comparison"].get("recommended"):
+                run.set_tag("cnnlab.recommended", "true")

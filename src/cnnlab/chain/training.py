@@ -42,12 +42,14 @@ def test_time_masker(maskers: Path, strategy: str, seed: int):
 
 def usage(p, strategy: str, classes: list[str]) -> dict:
     """What it takes to use a model of `strategy` on new images (cnnlab predict): crops of
-    crop.size px, and the settings that mask them at test time: GrabCut's for `segment`, the
-    learned masker's colour refinement for `segment_learned` (the masker itself goes with the model)."""
+    crop.size px, and the settings that mask them at test time: GrabCut's and its fallback's for
+    `segment`, the learned masker's masking for `segment_learned` (cnnlab.train.masker.Masking and
+    crop.context; the masker itself goes with the model)."""
     learned = strategy in TEST_TIME_MASKS and MASK_SOURCE[strategy] == "learned"
-    masker = p.masker.model_dump(include={"width", "colour_components", "colour_prior"})
+    masker = {"context": p.crop.context,
+              **p.masker.model_dump(include={"width", "colour_components", "colour_prior", "seed_bins", "seed_margin"})}
     return {"kind": "objects", "classes": classes, "input_size": p.crop.size, "strategy": strategy,
-            "segment": p.segment.model_dump() if strategy == "segment" else None,
+            "segment": p.segment_settings() if strategy == "segment" else None,
             "masker": masker if learned else None}  # fmt: skip
 
 

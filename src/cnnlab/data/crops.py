@@ -31,20 +31,59 @@ def crop_mask(mask: np.ndarray, box: tuple[int, int, int, int], size: int) -> np
     return out[0].numpy() > 0
 
 
+def context_pad(size: int, context: float) -> int:
+    """Pixels of context on each side of a `size` px crop: `context` of its side, rounded."""
+    return int(round(context * size))
+
+
+def context_crop(image: np.ndarray, box: tuple[int, int, int, int], size: int,
+                 pad: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The box and `pad` crop pixels of the image around it on every side, at the crop's scale:
+    ((3, size + 2 pad, size + 2 pad) uint8, (size + 2 pad, size + 2 pad) bool: inside the image).
+    The central size x size pixels are :func:`crop_resize`'s crop; what lies outside the box is
+    this photograph's own background (the masker's ring, cnnlab.data.masks.ring_seeds), black and
+    not valid where the window leaves the image."""
+    x, y, w, h = box
+    fx, fy = w / size, h / size  # image px per crop px
+    margin = int(np.ceil(pad * max(fx, fy))) + 1
+    height, width = image.shape[:2]
+    framed = np.zeros((height + 2 * margin, width + 2 * margin, 4), np.uint8)
+    framed[margin : margin + height, margin : margin + width, :3] = image
+    framed[margin : margin + height, margin : margin + width, 3] = 1
+    t = torch.from_numpy(framed).permute(2, 0, 1)  # (4, H', W'): RGB and "inside the image"
+    top, left = int(round(y - pad * fy)) + margin, int(round(x - pad * fx)) + margin
+    side = size + 2 * pad
+    window = dict(top=top, left=left, height=int(round(side * fy)), width=int(round(side * fx)), size=[side, side])
+    rgb = TF.resized_crop(t[:3], **window, antialias=True)
+    valid = TF.resized_crop(t[3:], **window, interpolation=InterpolationMode.NEAREST)[0] > 0
+    return rgb.numpy(), valid.numpy()
+
+
 def crop_split(ds: ObjectsDataset, split: str, size: int) -> Split:
     """Crop every image of a split to its box; ground-truth masks are cropped the same way.
     The index: id (the image's path in the folder), label ('' where unknown), has_mask."""
+    return crops_with_context(ds, split, size, 0)[0]
+
+
+def crops_with_context(ds: ObjectsDataset, split: str, size: int, pad: int) -> tuple[Split, Split | None]:
+    """:func:`crop_split`'s crops and, with `pad` > 0, each box with its context
+    (:func:`context_crop`) from the same decoded image: a second Split with the same index, whose
+    `masks` say which pixels lie inside the image (None without `pad`)."""
     rows = ds.split(split)
     images = np.zeros((len(rows), 3, size, size), np.uint8)
     masks = np.zeros((len(rows), size, size), bool)
+    side = size + 2 * pad
+    context, valid = np.zeros((len(rows), 3, side, side), np.uint8), np.zeros((len(rows), side, side), bool)
     for i, r in enumerate(tqdm(rows.itertuples(index=False), total=len(rows), desc=f"crop {split}", unit="img")):
         image = load_rgb(ds.root / r.path)
         box = (r.x, r.y, r.w, r.h)
         images[i] = crop_resize(image, box, size)
+        if pad:
+            context[i], valid[i] = context_crop(image, box, size, pad)
         if r.mask:
             masks[i] = crop_mask(load_mask(ds.root / r.mask, image.shape[:2]), box, size)
     index = pd.DataFrame({"id": rows.path, "label": rows.label, "has_mask": rows["mask"] != ""})
-    return Split(images, index, masks)
+    return Split(images, index, masks), (Split(context, index, valid) if pad else None)
 
 
 def black_out(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:

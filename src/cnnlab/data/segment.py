@@ -3,6 +3,9 @@ with the box as its rectangle, so the pixels around the box seed the background 
 
 No training and no labels: every crop, of every class, in train and test alike, is segmented the
 same way, which is what the `segment` and `mixed_rand` cures need (see cnnlab.data.strategies).
+Where GrabCut's mask of a crop is degenerate (it keeps under 5% or over 95% of the box: on textured
+objects it often keeps nothing), the crop's ring seeds (cnnlab.data.masks.ring_seeds, from the
+photograph around the box) take its place, and where those are degenerate too, the box's ellipse.
 """
 
 from __future__ import annotations
@@ -14,8 +17,26 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
-from cnnlab.data.crops import crop_mask
+from cnnlab.data.crops import context_crop, context_pad, crop_mask
+from cnnlab.data.masks import ellipse, ring_seeds, sound
 from cnnlab.data.objects import ObjectsDataset, load_rgb
+
+SOURCES = ("grabcut", "ring_seeds", "ellipse")  # where a crop's mask came from (grabcut_crop's `which`)
+
+
+
+def grabcut_crop(image: np.ndarray, box: tuple[int, int, int, int], size: int, *, iterations: int, max_side: int,
+                 margin: float, fallback: dict | None = None) -> tuple[np.ndarray, int]:  # fmt: skip
+    """The (size, size) bool mask of the crop of `box`: GrabCut's (:func:`grabcut_mask`), and with
+    `fallback` ({context, bins, margin}: crop.context, masker.seed_bins, masker.seed_margin) the
+    ring seeds' or the ellipse where GrabCut's is degenerate. Returns (mask, its SOURCES index)."""
+    mask = crop_mask(grabcut_mask(image, box, iterations=iterations, max_side=max_side, margin=margin), box, size)
+    if fallback is None or sound(mask[None])[0]:
+        return mask, 0
+    pad = context_pad(size, fallback["context"])
+    context, valid = context_crop(image, box, size, pad)
+    seeds = ring_seeds(context[None], valid[None], pad, bins=fallback["bins"], margin=fallback["margin"])[0]
+    return (seeds, 1) if sound(seeds[None])[0] else (ellipse(size), 2)
 
 
 def grabcut_mask(
@@ -68,9 +89,11 @@ def segment_split(
     iterations: int,
     max_side: int,
     margin: float,
+    fallback: dict | None = None,
     workers: int | None = None,
-) -> np.ndarray:
-    """(N, size, size) bool GrabCut masks of a split's crops, in the order of ds.split(split).
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, size, size) bool GrabCut masks of a split's crops, in the order of ds.split(split), with
+    :func:`grabcut_crop`'s `fallback`, and (N,) int where each came from (SOURCES).
 
     `workers` threads (default: one per CPU core, at most 8) segment crops side by side: OpenCV
     releases the GIL, and its RNG is per thread, so the masks are the same for any number of
@@ -79,16 +102,17 @@ def segment_split(
     rows = ds.split(split)
     reading = threading.Lock()
 
-    def one(r) -> np.ndarray:
+    def one(r) -> tuple[np.ndarray, int]:
         box = (r.x, r.y, r.w, r.h)
         with reading:
             image = load_rgb(ds.root / r.path)
-        return crop_mask(grabcut_mask(image, box, iterations=iterations, max_side=max_side, margin=margin), box, size)
+        return grabcut_crop(image, box, size, iterations=iterations, max_side=max_side, margin=margin,
+                            fallback=fallback)  # fmt: skip
 
-    masks = np.zeros((len(rows), size, size), bool)
+    masks, which = np.zeros((len(rows), size, size), bool), np.zeros(len(rows), np.int64)
     bar = tqdm(total=len(rows), desc=f"segment {split}", unit="img")
     with bar, ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
-        for i, mask in enumerate(pool.map(one, rows.itertuples(index=False))):
-            masks[i] = mask
+        for i, (mask, source) in enumerate(pool.map(one, rows.itertuples(index=False))):
+            masks[i], which[i] = mask, source
             bar.update()
-    return masks
+    return masks, which

@@ -33,6 +33,11 @@ UPPER_BOUND = "oracle"  # reported, never chosen as the best strategy
 MASK_SOURCE = {"segment": "segments", "mixed_rand": "segments", "segment_learned": "learned",
                "mixed_rand_learned": "learned", "oracle": "truth"}  # fmt: skip
 TEST_TIME_MASKS = ("segment", "segment_learned", "oracle")  # strategies that mask test crops too
+# the cures a run may recommend, by validation accuracy: their validation crops are treated as their
+# training crops are (backgrounds blacked out or randomised), so a classifier cannot score there by
+# the training backgrounds; `none` and `report` validate on crops that keep them, so their
+# validation accuracy says nothing of the shifted test images, and the oracle is an upper bound
+RECOMMENDABLE = ("segment", "segment_learned", "mixed_rand", "mixed_rand_learned")
 
 
 def black_fill(images: np.ndarray, masks: np.ndarray) -> np.ndarray:

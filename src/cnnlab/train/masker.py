@@ -1,12 +1,14 @@
 """The learned foreground masker: a small U-Net (cnnlab.models.mask_net) trained, per seed, from
 what the objects chain already has and nothing else.
 
-- Pseudo-labels: GrabCut's masks of the training crops (the segment stage: foreground inside the
-  box, from the box alone). Errors of one image's GrabCut are not those of the next; a network
-  fitted to all of them learns what the objects have in common and averages the rest out (the
-  first round of Khoreva et al. 2017, "Simple Does It").
-- Negatives: every background patch (the backgrounds stage: regions of the training images with
-  the boxes blacked out) is all background, so the masker also learns what the backgrounds look like.
+- Pseudo-labels: each training crop's ring seeds (cnnlab.data.masks.ring_seeds: the object by its
+  own photograph's colours, the background's learned from the pixels just outside the box).
+  Errors of one image's seeds are not those of the next; a network fitted to all of them learns
+  what the objects have in common and averages the rest out (the first round of Khoreva et al.
+  2017, "Simple Does It"). GrabCut's masks started it before: on textured objects they were empty
+  for a third of the crops of one folder and the masks learned from them no better.
+- Negatives: background patches (the backgrounds stage: regions of the training images with the
+  boxes blacked out) are all background, so the masker also learns what the backgrounds look like.
 - A colour-affinity term (the pairwise loss of Tian et al. 2021, BoxInst): two neighbouring pixels
   of like colour should get the same label, which pulls the masks onto colour edges.
 - Each crop's own colours (:func:`colour_refine`): the network's mask of a crop seeds two colour
@@ -15,6 +17,8 @@ what the objects chain already has and nothing else.
   crops learns shapes but fills holes and concavities; the crop's colours put them back.
 - Rounds (Simple Does It's recursive training): the refined masks of the training crops are the
   next round's pseudo-labels.
+- Never degenerate (cnnlab.data.masks.first_sound): a crop whose refined mask keeps under 5% or
+  over 95% of it takes the network's own mask, then its ring seeds, then the box's ellipse.
 
 No ground-truth mask and no test label trains it; ground truth, where the folder has it, only scores
 the masks (cnnlab.metrics.mask_quality).
@@ -23,6 +27,7 @@ the masks (cnnlab.metrics.mask_quality).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import numpy as np
@@ -30,6 +35,7 @@ import torch
 from torch.nn import functional as F
 
 from cnnlab.config import Masker
+from cnnlab.data.masks import first_sound, ring_seeds, sound
 from cnnlab.models.mask_net import MaskNet
 from cnnlab.tensors import TensorData, predict, to_float
 from cnnlab.train.loop import FitResult, fit
@@ -94,15 +100,23 @@ def _mixture_loglik(x: torch.Tensor, member: torch.Tensor, components: int, iter
     rank = brightness.argsort(1).argsort(1).float()
     group = (rank * components / member.sum(1, keepdim=True).clamp_min(1)).floor().clamp_max(components - 1)
     resp = F.one_hot(group.long(), components).float() * member[..., None]  # (N, P, K)
+    x2 = x * x
+    features = torch.cat([x2, x, torch.ones_like(x[..., :1])], 2)  # (N, P, 7)
     for step in range(iterations + 1):
+        # from sufficient statistics, each pixel's log-likelihood under each Gaussian is one batched
+        # product: -(x^2) / 2var + x mean / var + (constant per component); no (N, P, K, 3) tensor
         weight = resp.sum(1) + 1e-6  # (N, K)
         mean = torch.einsum("npk,npc->nkc", resp, x) / weight[..., None]
-        diff2 = (x[:, :, None] - mean[:, None]) ** 2  # (N, P, K, 3)
-        var = torch.einsum("npk,npkc->nkc", resp, diff2) / weight[..., None] + COLOUR_VARIANCE_FLOOR
-        loglik = -0.5 * ((diff2 / var[:, None]).sum(3) + var.log().sum(2)[:, None] + 3 * math.log(2 * math.pi))
-        loglik = loglik + (weight / weight.sum(1, keepdim=True)).log()[:, None]
-        if step < iterations:
-            resp = loglik.softmax(2) * member[..., None]
+        var = (torch.einsum("npk,npc->nkc", resp, x2) / weight[..., None] - mean**2).clamp_min(0)
+        var = var + COLOUR_VARIANCE_FLOOR
+        inv = 1 / var
+        constant = -0.5 * ((mean**2 * inv).sum(2) + var.log().sum(2) + 3 * math.log(2 * math.pi))
+        constant = constant + (weight / weight.sum(1, keepdim=True)).log()  # (N, K)
+        coef = torch.cat([-0.5 * inv, mean * inv, constant[..., None]], 2).transpose(1, 2)  # (N, 7, K)
+        loglik = torch.bmm(features, coef)  # (N, P, K)
+        if step < iterations:  # softmax over the K components, by hand: torch's is slow for a last dim of 3
+            resp = (loglik - loglik.amax(2, keepdim=True)).exp_()
+            resp = resp * (member / resp.sum(2))[..., None]
     return loglik.logsumexp(2)
 
 
@@ -152,42 +166,73 @@ def foreground(model: torch.nn.Module, images: np.ndarray, device: torch.device)
     return F.softmax(logits, 1)[:, 1].numpy()
 
 
-def predict_masks(model: torch.nn.Module, images: np.ndarray, cfg: Masker, device: torch.device) -> np.ndarray:
-    """bool masks (N, H, W) of uint8 crops: the masker's, refined by each crop's colours
-    (:func:`refined_masks` with cfg's colour settings)."""
-    return refined_masks(model, images, cfg.colour_components, cfg.colour_prior, device)
+@dataclass(frozen=True)
+class Masking:
+    """How a trained masker's probabilities become masks: the settings the pipeline masks its crops
+    with, which a logged masker carries (its usage record) so that new images get the same masks."""
+
+    colour_components: int  # Gaussians per colour model of a crop (0: no refinement)
+    colour_prior: float  # weight of the network's log-odds against the crop's colours
+    seed_bins: int  # ring seeds' colour histogram bins per channel
+    seed_margin: float  # ring seeds' log-likelihood ratio margin (nats)
+
+    @classmethod
+    def of(cls, cfg: Masker | dict) -> "Masking":
+        """The masking settings of params' `masker` section (or a dict holding them, e.g. a usage record)."""
+        get = cfg.get if isinstance(cfg, dict) else lambda k: getattr(cfg, k)
+        return cls(**{f.name: get(f.name) for f in fields(cls)})
 
 
-def refined_masks(model: torch.nn.Module, images: np.ndarray, components: int, prior: float,
-                  device: torch.device) -> np.ndarray:  # fmt: skip
-    """bool masks (N, H, W) of uint8 crops (N, 3, H, W): the masker's probability refined by each
-    crop's colours (:func:`colour_refine`; components 0: the probability >= 0.5 alone). Every crop
-    is masked on its own (no statistic is shared across the batch), so new images (cnnlab predict,
-    the served model) get the masks their crops would get in the pipeline."""
+def seeds_of(context: np.ndarray, valid: np.ndarray, size: int, masking: Masking) -> np.ndarray:
+    """The ring seeds (cnnlab.data.masks.ring_seeds) of crops of `size` px in their context crops."""
+    pad = (context.shape[-1] - size) // 2
+    return ring_seeds(context, valid, pad, bins=masking.seed_bins, margin=masking.seed_margin)
+
+
+def predict_masks(model: torch.nn.Module, images: np.ndarray, context: np.ndarray, valid: np.ndarray,
+                  masking: Masking, device: torch.device) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """bool masks (N, H, W) of uint8 crops (N, 3, H, W) with their context crops and validity
+    (cnnlab.data.crops.context_crop): the masker's probability refined by each crop's colours
+    (:func:`colour_refine`; colour_components 0: the probability >= 0.5 alone), and where that is
+    degenerate the probability >= 0.5, the ring seeds, the box's ellipse (the first that is not).
+    Every crop is masked on its own (no statistic is shared across the batch), so new images
+    (cnnlab predict, the served model) get the masks their crops would get in the pipeline.
+
+    Returns (masks, which (N,): 0 refined, 1 the network's own, 2 ring seeds, 3 ellipse)."""
     p = foreground(model, images, device)
-    if components == 0:
-        return p >= 0.5
-    return colour_refine(images, p, components, prior)
+    own, m = p >= 0.5, masking
+    refined = own if m.colour_components == 0 else colour_refine(images, p, m.colour_components, m.colour_prior)
+    seeds = np.zeros_like(own)
+    need = ~sound(refined) & ~sound(own)  # the ring seeds of the crops that fall back that far only
+    if need.any():
+        seeds[need] = seeds_of(context[need], valid[need], images.shape[-1], m)
+    return first_sound(refined, own, seeds)
+
+
+FALLBACKS = ("refined", "network", "ring_seeds", "ellipse")  # predict_masks' `which`, by position
 
 
 def learn_masks(
-    cfg: Masker, crops: np.ndarray, grabcut: np.ndarray, backgrounds: np.ndarray, seed: int, device: torch.device,
-    fit_kwargs: Callable[[int, TensorData], dict],
-) -> tuple[MaskNet, np.ndarray, list[FitResult]]:  # fmt: skip
-    """The masker of one seed: cfg.rounds rounds, the first (cfg.epochs) on GrabCut's masks of the
-    training crops, each next one (cfg.round_epochs, from the last round's weights) on the previous
-    round's masks of them (:func:`predict_masks`); beside them, cfg.patch_ratio background patches
-    per crop, drawn by the seed.
+    cfg: Masker, crops: np.ndarray, context: np.ndarray, valid: np.ndarray, backgrounds: np.ndarray, seed: int,
+    device: torch.device, fit_kwargs: Callable[[int, TensorData], dict],
+) -> tuple[MaskNet, tuple[np.ndarray, np.ndarray], list[FitResult]]:  # fmt: skip
+    """The masker of one seed: cfg.rounds rounds, the first (cfg.epochs) on the training crops'
+    ring seeds (:func:`seeds_of`, from their context crops and validity), each next one
+    (cfg.round_epochs, from the last round's weights) on the previous round's masks of them
+    (:func:`predict_masks`); beside them, cfg.patch_ratio background patches per crop, drawn by
+    the seed.
 
     fit_kwargs(round, data): the round's arguments for cnnlab.train.loop.fit (checkpoint, name, ...).
-    Returns (the last round's network, its masks of the training crops, each round's FitResult)."""
+    Returns (the last round's network, its (masks, which) of the training crops as predict_masks
+    gives them, each round's FitResult)."""
     count = min(len(backgrounds), round(cfg.patch_ratio * len(crops)))
     patches = backgrounds[np.sort(np.random.default_rng([seed, 11]).choice(len(backgrounds), count, replace=False))]
-    labels, results, model = grabcut, [], None
+    masking = Masking.of(cfg)
+    labels, results, model = seeds_of(context, valid, crops.shape[-1], masking), [], None
     for round_ in range(cfg.rounds):
         data = training_data(crops, labels, patches)
         this = cfg if round_ == 0 else cfg.model_copy(update={"epochs": cfg.round_epochs})
         model, result = train_masker(this, data, seed, device, model, **fit_kwargs(round_, data))
         results.append(result)
-        labels = predict_masks(model, crops, cfg, device)
-    return model, labels, results
+        labels, which = predict_masks(model, crops, context, valid, masking, device)
+    return model, (labels, which), results
