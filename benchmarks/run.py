@@ -4,16 +4,21 @@ in one run on one machine. Prints a table and writes metrics/benchmarks.json.
     python benchmarks/run.py                   # everything (14 min on a 2-core AMD EPYC VM, 26-37 on a Xeon VM)
     python benchmarks/run.py --skip pipeline tests   # the in-process cases only (~2 min)
     python benchmarks/run.py --quick           # tiny sizes: checks that the suite runs
-    python benchmarks/run.py --skip training gradcam flops data pipeline tests --baseline 61ab966
+    python benchmarks/run.py --skip training gradcam flops data pipeline pull tests --baseline 61ab966
                                                # the masker stage: HEAD against commit 61ab966
+    python benchmarks/run.py --skip training gradcam flops data tests masker --baseline c0b1045
+                                               # the clean run: HEAD against the run before the masker
 
-Cases (see README "Benchmarks"):
+Cases (docs/benchmarks.md):
   training   cnnlab's train_one_epoch vs a bare PyTorch loop: same model, data, batch, order
   gradcam    cnnlab's batched captum masks vs the pytorch-grad-cam package, same masks (IoU)
   flops      the 8-class CNN's training FLOP/s as a fraction of this machine's float32 matmul peak
   data       one epoch of crops from the DVC outputs vs decoded from PNG files
-  pipeline   `dvc repro` from a clean clone, stage by stage, then a no-op `dvc repro`; the study
-             cells' test accuracies of that run, and what pretraining gains in the transfer cells
+  pipeline   `dvc repro` from a clean clone, stage by stage, then a no-op `dvc repro` and
+             `dvc exp run -S lr=0.05`; with --baseline REV the same clean run of REV first, and
+             the ratio; the study cells' test accuracies, what pretraining gains in transfer
+  pull       (with pipeline) that run pushed to a folder remote, a fresh clone's `dvc pull` and
+             no-op `dvc repro`, as a share of the clean run
   tests      the README's `pytest` in a fresh clone
   masker     the masker stage (`dvc repro -f -s masker`) in a fresh clone of HEAD and, with
              --baseline REV, of REV, side by side (each clone runs its own code); the ratio
@@ -56,8 +61,11 @@ GOALS = {  # issues 6 and 15
     "training": ("cnnlab / bare images/s", ">=", 0.95),
     "gradcam": ("cnnlab / pytorch-grad-cam images/s", ">=", 3.0),
     "flops": ("fraction of matmul peak", ">=", 0.35),
-    "pipeline": ("clean dvc repro, s", "<=", 300.0),
-    "pipeline_noop": ("no-op dvc repro, s", "<=", 2.0),
+    # "Fast again": HEAD's clean dvc repro against --baseline c0b1045's (the run before the masker)
+    "pipeline": ("clean dvc repro, HEAD / --baseline seconds", "<=", 0.85),
+    "masker_share": ("the masker's share of the clean dvc repro", "<=", 0.15),
+    "exp_run": ("dvc exp run -S lr=0.05, s (0.6x the 150 s of 61ab966 on the AMD VM)", "<=", 90.0),
+    "pipeline_noop": ("no-op dvc repro, s", "<=", 1.5),
     "pull": ("fresh clone: dvc pull + no-op dvc repro, share of a clean dvc repro", "<=", 0.10),
     "tests": ("pytest, s", "<=", 720.0),
     # the masks issue: the masker at a quarter of its seconds at 61ab966, same machine, same run
@@ -331,59 +339,81 @@ def clean_env() -> dict:
     return env
 
 
-def bench_pipeline() -> dict:
-    """`dvc repro` in a fresh clone of HEAD with an empty cache; per-stage times from the stage
-    start lines; then a no-op `dvc repro`."""
+def time_pipeline(rev: str, tmp: Path) -> tuple[Path, dict]:
+    """A clean `dvc repro` in a fresh clone of commit `rev` with its own code (PYTHONPATH) and an
+    empty cache; per-stage times from the stage start lines; then a no-op `dvc repro`. Returns
+    the clone and {commit, clean_s, noop_s, stages_s, masker_share, cpu_steal}."""
+    clone = tmp / rev.replace("/", "_")
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "-q", rev], cwd=clone, check=True)
+    env = clean_env() | {"TQDM_DISABLE": "1", "PYTHONPATH": str(clone / "src")}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, check=True,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    cpu = cpu_times()
+    start = time.perf_counter()
+    proc = subprocess.Popen(["dvc", "repro"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    marks, lines = [], []
+    for line in proc.stdout:
+        lines.append(line)
+        found = re.match(r"Running stage '([^']+)'", line)
+        if found:
+            marks.append((found.group(1), time.perf_counter() - start))
+    if proc.wait() != 0:
+        raise RuntimeError(f"dvc repro failed in the benchmark's clone of {rev}:\n{''.join(lines[-30:])}")
+    total = time.perf_counter() - start
+    steal = steal_fraction(cpu, cpu_times())
+    ends = [t for _, t in marks[1:]] + [total]
+    stages = {name: round(end - begin, 1) for (name, begin), end in zip(marks, ends)}
+    noop = best_time(lambda: subprocess.run(["dvc", "repro"], cwd=clone, env=env, capture_output=True), 2)
+    return clone, {"commit": commit, "clean_s": total, "noop_s": noop, "stages_s": stages,
+                   "masker_share": stages.get("masker", 0.0) / total, "cpu_steal": steal}  # fmt: skip
+
+
+def study_cells(clone: Path) -> dict:
+    """Each study and transfer cell's test accuracy, matrix, weights and data source in `clone`."""
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    study, transfer = {}, set(params["transfer"]["models"])
+    for path in sorted((clone / "metrics" / "study").glob("*/metrics.json")):
+        cell = json.loads(path.read_text())
+        study[path.parent.name] = {"test_accuracy": cell.get("test", {}).get("accuracy"),
+                                   "matrix": "transfer" if cell["model"] in transfer else "study",
+                                   "weights": cell["weights"], "data_source": cell["data_source"]}  # fmt: skip
+        if cell["model"] in transfer:
+            study[path.parent.name].update(dataset=cell["dataset"], family=cell["family"],
+                                           frozen=params["models"][cell["model"]]["freeze_backbone"])  # fmt: skip
+    return study
+
+
+def bench_pipeline(baseline: str | None = None, pull: bool = True) -> dict:
+    """`dvc repro` in a fresh clone of HEAD (:func:`time_pipeline`), then `dvc exp run -S lr=0.05`
+    there (the README's one experiment) and, with `pull`, the pull case; the study cells of that
+    run and which committed metrics it does not reproduce byte for byte. With `baseline`, the same
+    clean run for that commit first, on this machine, and `ratio` = HEAD's seconds / its."""
     with tempfile.TemporaryDirectory() as tmp:
-        clone = Path(tmp) / "cnnlab"
-        subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-        env = clean_env()
-        env["TQDM_DISABLE"] = "1"
-        cpu = cpu_times()
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            ["dvc", "repro"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        marks = []
-        for line in proc.stdout:
-            found = re.match(r"Running stage '([^']+)'", line)
-            if found:
-                marks.append((found.group(1), time.perf_counter() - start))
-        if proc.wait() != 0:
-            raise RuntimeError("dvc repro failed in the benchmark's clone")
-        total = time.perf_counter() - start
-        steal = steal_fraction(cpu, cpu_times())
-        ends = [t for _, t in marks[1:]] + [total]
-        stages = {name: round(end - begin, 1) for (name, begin), end in zip(marks, ends)}
-        noop = best_time(lambda: subprocess.run(["dvc", "repro"], cwd=clone, env=env, capture_output=True), 2)
-        params = yaml.safe_load((clone / "params.yaml").read_text())
-        study, transfer = {}, set(params["transfer"]["models"])
-        for path in sorted((clone / "metrics" / "study").glob("*/metrics.json")):
-            cell = json.loads(path.read_text())
-            study[path.parent.name] = {"test_accuracy": cell.get("test", {}).get("accuracy"),
-                                       "matrix": "transfer" if cell["model"] in transfer else "study",
-                                       "weights": cell["weights"], "data_source": cell["data_source"]}  # fmt: skip
-            if cell["model"] in transfer:
-                study[path.parent.name].update(dataset=cell["dataset"], family=cell["family"],
-                                               frozen=params["models"][cell["model"]]["freeze_backbone"])  # fmt: skip
+        out = {}
+        if baseline:
+            out["baseline"] = time_pipeline(baseline, Path(tmp))[1]
+        clone, head = time_pipeline("HEAD", Path(tmp))
+        env = clean_env() | {"TQDM_DISABLE": "1", "PYTHONPATH": str(clone / "src")}
 
         # the committed metrics are what this machine's clean run gives (the same machine: byte for byte)
         def same(f: Path) -> bool:
             ours = REPO / f.relative_to(clone)
             return ours.is_file() and ours.read_bytes() == f.read_bytes()
 
-        files = [f for f in (clone / "metrics").rglob("*") if f.is_file() and f.name != "benchmarks.json"]
-        differ = sorted(str(f.relative_to(clone)) for f in files if not same(f))
-        pulled = bench_pull(clone, Path(tmp), env)
-    return {
-        "clean_s": total,
-        "noop_s": noop,
-        **pulled,
-        "cpu_steal": steal,
-        "stages_s": stages,
-        "study": study,
-        "metrics_differing": differ,
-    }
+        files = [f for f in (clone / "metrics").rglob("*") if f.is_file() and not f.name.startswith("benchmarks")]
+        head["metrics_differing"] = sorted(str(f.relative_to(clone)) for f in files if not same(f))
+        head["study"] = study_cells(clone)
+        start = time.perf_counter()
+        subprocess.run(["dvc", "exp", "run", "-S", "lr=0.05"], cwd=clone, env=env, check=True, capture_output=True)
+        head["exp_run_s"] = time.perf_counter() - start
+        if pull:
+            head.update(bench_pull(clone, Path(tmp), env))
+        out.update(head)
+        if baseline:
+            out["ratio"] = head["clean_s"] / out["baseline"]["clean_s"]
+    return out
 
 
 def time_masker(rev: str, tmp: Path) -> dict:
@@ -410,7 +440,11 @@ def bench_masker(baseline: str | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cpu = cpu_times()
         out = {"head": time_masker("HEAD", Path(tmp))}
-        if baseline:
+        stages = baseline and subprocess.run(["git", "show", f"{baseline}:dvc.yaml"], cwd=REPO, capture_output=True,
+                                             text=True).stdout  # fmt: skip
+        if baseline and not re.search(r"^  masker:", stages, flags=re.M):
+            out["baseline"] = f"{baseline} has no masker stage"  # c0b1045, the pipeline case's baseline
+        elif baseline:
             out["baseline"] = time_masker(baseline, Path(tmp))
             out["ratio"] = out["head"]["seconds"] / out["baseline"]["seconds"]
         out["cpu_steal"] = steal_fraction(cpu, cpu_times())
@@ -444,20 +478,23 @@ def bench_pull(clone: Path, tmp: Path, env: dict) -> dict:
 
 def bench_tests() -> dict:
     """The README's test command (`pytest`) in a fresh clone of HEAD, with this environment's
-    packages; the seconds and pytest's last line."""
+    packages; the seconds, pytest's last line and its 20 slowest test phases (`--durations`)."""
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "cnnlab"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         env = clean_env()
         cpu = cpu_times()
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=clone, env=env,
-                              capture_output=True, text=True)  # fmt: skip
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=20"],
+                              cwd=clone, env=env, capture_output=True, text=True)  # fmt: skip
         seconds = time.perf_counter() - start
         steal = steal_fraction(cpu, cpu_times())
     lines = proc.stdout.strip().splitlines() or [""]
     failed = [line for line in lines if line.startswith(("FAILED ", "ERROR "))]  # pytest's -ra summary
+    slowest = [found.groups() for found in map(re.compile(r"([\d.]+)s (setup|call|teardown) +(\S+)").match, lines)
+               if found]  # fmt: skip
     return {
+        "slowest": [{"seconds": float(sec), "phase": phase, "test": test} for sec, phase, test in slowest],
         "seconds": seconds,
         "cpu_steal": steal,
         "returncode": proc.returncode,
@@ -537,7 +574,9 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
         "training": results.get("training", {}).get("ratio"),
         "gradcam": results.get("gradcam", {}).get("ratio"),
         "flops": results.get("flops", {}).get("fraction"),
-        "pipeline": results.get("pipeline", {}).get("clean_s"),
+        "pipeline": results.get("pipeline", {}).get("ratio"),
+        "masker_share": results.get("pipeline", {}).get("masker_share"),
+        "exp_run": results.get("pipeline", {}).get("exp_run_s"),
         "pipeline_noop": results.get("pipeline", {}).get("noop_s"),
         "pull": _pull_share(results.get("pipeline", {})),
         "tests": results.get("tests", {}).get("seconds"),
@@ -562,7 +601,7 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
         shown = f"{value:.3g}"
         steal = results.get(case if case in ("tests", "masker") else "pipeline", {}).get("cpu_steal")
         # a shared VM's slow spell, said beside the time
-        if case in ("pipeline", "tests", "masker") and steal and steal >= 0.01:
+        if case in ("pipeline", "exp_run", "tests", "masker") and steal and steal >= 0.01:
             shown += f" ({steal:.0%} of the CPU time stolen by the hypervisor)"
         rows.append((case, shown, f"{what} {op} {goal:g}", verdict))
     return rows
@@ -582,14 +621,15 @@ def print_table(results: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cases = ["training", "gradcam", "flops", "data", "pipeline", "tests", "masker", "gpu_epoch"]
+    cases = ["training", "gradcam", "flops", "data", "pipeline", "pull", "tests", "masker", "gpu_epoch"]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip", nargs="*", default=[], choices=cases, help="cases to leave out")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the suite runs")
     parser.add_argument("--out", type=Path, default=REPO / "metrics/benchmarks.json")
-    parser.add_argument("--baseline", metavar="REV", help="the masker case: also time commit REV (e.g. 61ab966)")
+    also = "the pipeline and masker cases: also time commit REV (c0b1045, 61ab966) in the same run"
+    parser.add_argument("--baseline", metavar="REV", help=also)
     args = parser.parse_args(argv)
-    run = [c for c in cases if c not in args.skip and not (args.quick and c in ("pipeline", "tests", "masker"))]
+    run = [c for c in cases if c not in args.skip and not (args.quick and c in ("pipeline", "pull", "tests", "masker"))]
     repeats = 1 if args.quick else 3
     data, source = crops(args.quick)
     results: dict = {"machine": machine(), "commit": head_commit(), "date": time.strftime("%Y-%m-%d"),
@@ -607,8 +647,9 @@ def main(argv: list[str] | None = None) -> dict:
         print("data ...", file=sys.stderr)
         results["data"] = bench_data(data, args.quick)
     if "pipeline" in run:
-        print("pipeline (dvc repro in a fresh clone) ...", file=sys.stderr)
-        results["pipeline"] = bench_pipeline()
+        also = f" and of {args.baseline}" if args.baseline else ""
+        print(f"pipeline (dvc repro in a fresh clone of HEAD{also}) ...", file=sys.stderr)
+        results["pipeline"] = bench_pipeline(args.baseline, pull="pull" in run)
     if "tests" in run:
         print("tests (pytest in a fresh clone) ...", file=sys.stderr)
         results["tests"] = bench_tests()

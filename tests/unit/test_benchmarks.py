@@ -39,10 +39,10 @@ def test_every_case_measures_both_sides(results):
     assert results["machine"]["cores"] >= 1 and "stand-in" in results["inputs"]
     assert results["commit"] and results["date"]  # what was measured, and when
     assert {g["case"] for g in results["goals"]} == {
-        "training", "gradcam", "flops", "pipeline", "pipeline_noop", "pull", "tests", "masker", "study",
-        "transfer"}  # fmt: skip
+        "training", "gradcam", "flops", "pipeline", "masker_share", "exp_run", "pipeline_noop", "pull", "tests",
+        "masker", "study", "transfer"}  # fmt: skip
     # --quick leaves out the clean repro, the suite and the masker's clones
-    for case in ("pipeline", "pull", "tests", "masker", "study", "transfer"):
+    for case in ("pipeline", "masker_share", "exp_run", "pull", "tests", "masker", "study", "transfer"):
         assert next(g for g in results["goals"] if g["case"] == case)["verdict"] == "not run"
 
 
@@ -97,8 +97,8 @@ def test_cpu_steal_is_the_stolen_share_of_the_time_and_stands_beside_the_pipelin
     after = [250, 0, 100, 850, 0, 0, 0, 250, 0, 0]  # 450 ticks spent, 200 of them stolen
     assert bench.steal_fraction(before, after) == pytest.approx(200 / 450)
     assert bench.steal_fraction(None, after) is None and bench.steal_fraction(before, before) is None
-    (row,) = [r for r in bench.summary_rows({"pipeline": {"clean_s": 400.0, "cpu_steal": 0.25}}) if r[0] == "pipeline"]
-    assert row[1] == "400 (25% of the CPU time stolen by the hypervisor)" and row[3] == "NOT met"
+    (row,) = [r for r in bench.summary_rows({"pipeline": {"ratio": 0.9, "cpu_steal": 0.25}}) if r[0] == "pipeline"]
+    assert row[1] == "0.9 (25% of the CPU time stolen by the hypervisor)" and row[3] == "NOT met"
     (row,) = [r for r in bench.summary_rows({"tests": {"seconds": 300.0, "cpu_steal": 0.002}}) if r[0] == "tests"]
     assert row[1] == "300"  # under 1%: not worth a word
     times = bench.cpu_times()
@@ -153,3 +153,30 @@ def test_the_pull_case_times_a_fresh_clone_that_pulls_and_reruns_nothing(tmp_pat
     assert (tmp_path / "fresh" / "out.txt").read_text() == "x"  # restored, not recomputed
     (row,) = [r for r in bench.summary_rows({"pipeline": {"clean_s": 100.0, **pulled}}) if r[0] == "pull"]
     assert float(row[1]) == pytest.approx((pulled["pull_s"] + pulled["pulled_noop_s"]) / 100, rel=0.01)
+
+
+@pytest.mark.slow
+def test_the_pipeline_case_times_a_commit_in_its_own_clone_stage_by_stage(tmp_path, monkeypatch):
+    import subprocess
+
+    bench = benchmarks()
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = bench.clean_env() | {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
+                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"}  # fmt: skip
+
+    def run(cmd: str) -> str:
+        return subprocess.run(cmd, shell=True, cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
+
+    (repo / "in.txt").write_text("x")
+    run("git init -q && dvc init -q && dvc stage add -q -n slow -d in.txt -o mid.txt 'sleep 1 && cp in.txt mid.txt'")
+    run("dvc stage add -q -n masker -d mid.txt -o out.txt 'cp mid.txt out.txt' && git add -A && git commit -qm one")
+    old = run("git rev-parse --short HEAD").strip()
+    (repo / "in.txt").write_text("y")
+    run("git commit -qam two")
+    monkeypatch.setattr(bench, "REPO", repo)
+    clone, timed = bench.time_pipeline(old, tmp_path / "clones")
+    assert timed["commit"] == old and (clone / "in.txt").read_text() == "x"  # that commit, not HEAD
+    assert set(timed["stages_s"]) == {"slow", "masker"} and timed["stages_s"]["slow"] >= 1
+    assert timed["clean_s"] >= sum(timed["stages_s"].values()) - 0.2 and timed["noop_s"] > 0
+    assert timed["masker_share"] == pytest.approx(timed["stages_s"]["masker"] / timed["clean_s"])

@@ -222,3 +222,22 @@ def test_autocast_is_bf16_on_gpu_only():
 
     with autocast("cpu"):
         assert not torch.is_autocast_enabled("cpu")  # CPU numbers must not depend on the machine's bf16
+
+
+def test_adam_is_fused_and_steps_as_torch_default_adam_does():
+    torch.manual_seed(0)
+    model = ObjectsCNN(2, 8, 12)
+    twin = ObjectsCNN(2, 8, 12)
+    twin.load_state_dict(model.state_dict())
+    cfg = training(lr=0.01, momentum=0.9, weight_decay=0.01, optimizer="adam")
+    ours = make_optimizer(model, cfg)
+    plain = torch.optim.Adam(twin.parameters(), lr=0.01, betas=(0.9, 0.999), weight_decay=0.01)
+    assert ours.param_groups[0]["fused"] is True and not plain.param_groups[0]["fused"]
+    x = torch.rand(4, 3, 12, 12)
+    for _ in range(3):
+        for net, opt in ((model, ours), (twin, plain)):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # lr 0.01 steps, equal to 0.1% of one

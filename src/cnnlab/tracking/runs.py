@@ -177,13 +177,13 @@ class StageRun:
         import mlflow.pyfunc
         import torch
 
-        from cnnlab.tensors import to_float
+        from cnnlab.tensors import export_graph, to_float
 
         network = Path(tempfile.mkdtemp(prefix="cnnlab-model-")) / "network.pt2"
         batch = to_float(torch.as_tensor(images[:2]), torch.contiguous_format)
         artifacts = {}
         for part, module in {"network": model, **(parts or {})}.items():
-            exported = torch.export.export(module.eval(), (batch,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+            exported = export_graph(module, batch)
             artifacts[part] = str(network.with_name(f"{part}.pt2"))
             torch.export.save(exported, artifacts[part])
         requirements = [f"torch=={torch.__version__.split('+')[0]}", "pillow", "pandas", "opencv-python-headless"]
