@@ -339,7 +339,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
             if params:
                 lrs.add(params["lr"])
                 assert "test_accuracy" in _shown(e)["objects"]["segment"]
-    assert lrs == {0.01, 0.05}
+    assert lrs == {TINY["lr"], 0.05}  # the first run's lr (params.yaml) and the experiment's
     train_runs = [r for r in _runs(repo) if r.data.tags["dvc.stage"] == "train_classifier"]
     # the first run's lr (params.yaml) and the experiment's
     assert sorted(r.data.params["classifier.lr"] for r in train_runs) == sorted([str(TINY["lr"]), "0.05"])
