@@ -339,16 +339,23 @@ def clean_env() -> dict:
     return env
 
 
-def time_pipeline(rev: str, tmp: Path) -> tuple[Path, dict]:
-    """A clean `dvc repro` in a fresh clone of commit `rev` with its own code (PYTHONPATH) and an
-    empty cache; per-stage times from the stage start lines; then a no-op `dvc repro`. Returns
-    the clone and {commit, clean_s, noop_s, stages_s, masker_share, cpu_steal}."""
+def clone_at(rev: str, tmp: Path) -> tuple[Path, dict, str]:
+    """A fresh clone of this repository under `tmp` at commit `rev`, the environment that runs its
+    own code (PYTHONPATH, no progress bars) and the commit's short hash."""
     clone = tmp / rev.replace("/", "_")
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
     subprocess.run(["git", "checkout", "-q", rev], cwd=clone, check=True)
     env = clean_env() | {"TQDM_DISABLE": "1", "PYTHONPATH": str(clone / "src")}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, check=True,
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return clone, env, commit
+
+
+def time_pipeline(rev: str, tmp: Path) -> tuple[Path, dict]:
+    """A clean `dvc repro` in a fresh clone of commit `rev` with its own code (PYTHONPATH) and an
+    empty cache; per-stage times from the stage start lines; then a no-op `dvc repro`. Returns
+    the clone and {commit, clean_s, noop_s, stages_s, masker_share, cpu_steal}."""
+    clone, env, commit = clone_at(rev, tmp)
     cpu = cpu_times()
     start = time.perf_counter()
     proc = subprocess.Popen(["dvc", "repro"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -395,7 +402,7 @@ def bench_pipeline(baseline: str | None = None, pull: bool = True) -> dict:
         if baseline:
             out["baseline"] = time_pipeline(baseline, Path(tmp))[1]
         clone, head = time_pipeline("HEAD", Path(tmp))
-        env = clean_env() | {"TQDM_DISABLE": "1", "PYTHONPATH": str(clone / "src")}
+        env = clean_env() | {"TQDM_DISABLE": "1", "PYTHONPATH": str(clone / "src")}  # as clone_at's
 
         # the committed metrics are what this machine's clean run gives (the same machine: byte for byte)
         def same(f: Path) -> bool:
@@ -419,12 +426,7 @@ def bench_pipeline(baseline: str | None = None, pull: bool = True) -> dict:
 def time_masker(rev: str, tmp: Path) -> dict:
     """The masker stage of commit `rev` in a fresh clone with its own code (PYTHONPATH): its
     inputs made first (untimed), then `dvc repro -f -s masker` timed; the masks' IoU it reports."""
-    clone = tmp / rev.replace("/", "_")
-    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    subprocess.run(["git", "checkout", "-q", rev], cwd=clone, check=True)
-    env = clean_env() | {"TQDM_DISABLE": "1", "PYTHONPATH": str(clone / "src")}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, env=env, check=True,
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    clone, env, commit = clone_at(rev, tmp)
     subprocess.run(["dvc", "repro", "segment", "backgrounds"], cwd=clone, env=env, check=True, capture_output=True)
     start = time.perf_counter()
     subprocess.run(["dvc", "repro", "-f", "-s", "masker"], cwd=clone, env=env, check=True, capture_output=True)
