@@ -1,6 +1,7 @@
 """Stage backgrounds: black out the boxes of every training image (background only) and cut
-crop-sized patches of them: the background classifier trains on those of backgrounds.classes,
-mixed_rand pastes objects on all of them, evaluate checks leakage on them."""
+crop-sized patches of them: find_shortcut learns each class's background from them, the background
+classifier trains on those of the shortcut and contrast classes, mixed_rand pastes objects on all
+of them, evaluate checks leakage on them."""
 
 from cnnlab.warm import handoff
 
@@ -10,7 +11,6 @@ from cnnlab import figures
 from cnnlab.data.arrays import ImageSet, save_images
 from cnnlab.data.crops import background_patches
 from cnnlab.data.objects import read_objects
-from cnnlab.errors import DatasetError
 from cnnlab.io import atomic_dir
 from cnnlab.stage import run_stage, write_figures
 from cnnlab.tracking import stage_run
@@ -19,16 +19,12 @@ from cnnlab.tracking import stage_run
 def main(p, args):
     ds = read_objects(args.root)
     b = p.backgrounds
-    for i, name in enumerate(b.classes):
-        if name not in ds.classes:
-            raise DatasetError(f"params key 'backgrounds.classes[{i}]' names class '{name}', not in {args.root}: "
-                               f"{', '.join(ds.classes)}")  # fmt: skip
     with stage_run("backgrounds", b.flat("backgrounds."), data_source=ds.source, inputs={"objects": args.root}) as run:
         patches = background_patches(ds, ds.classes, p.crop.size, b.patches_per_image, b.max_box_overlap, p.seed)
         with atomic_dir(args.out) as tmp:
             save_images(ImageSet("background patches", ds.source, list(ds.classes), {"patches": patches}), tmp)
         run.log_metrics({"patches": len(patches)})
-        write_figures(figures.patch_examples(patches, list(b.classes)), args.figures, run)
+        write_figures(figures.patch_examples(patches, list(ds.classes)), args.figures, run)
 
 
 if __name__ == "__main__":

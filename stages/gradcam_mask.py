@@ -6,23 +6,30 @@ from cnnlab.warm import handoff
 
 handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
-from cnnlab.chain.shortcut import mask_shortcut, tracked_params
+from cnnlab.chain.decision import read_decision
+from cnnlab.chain.shortcut import mask_shortcut, save_skipped, tracked_params
 from cnnlab.data.arrays import load_images
 from cnnlab.stage import inputs, run_stage, write_figures
 from cnnlab.tracking import stage_run
 
 
 def main(p, args):
+    decision = read_decision(args.shortcut)
+    if why := decision.skipped("Grad-CAM masking"):
+        print(f"note: {why}")
+        save_skipped(why, masked=args.out, metrics=args.metrics)
+        write_figures({}, args.figures, None)
+        return
     crops = load_images(args.crops, ["train"])
-    read = inputs(args, "crops", "splits") | {"background_classifier": args.model}
-    with stage_run("gradcam_mask", tracked_params(p), data_source=crops.source, inputs=read) as run:
-        masks = mask_shortcut(p, crops, args.splits, args.model, run)
+    read = inputs(args, "crops", "splits", "shortcut") | {"background_classifier": args.model}
+    with stage_run("gradcam_mask", tracked_params(p, decision.shortcut), data_source=crops.source, inputs=read) as run:
+        masks = mask_shortcut(p, crops, args.splits, args.model, run, decision.shortcut)
         masks.save(masked=args.out, metrics=args.metrics)
         write_figures(masks.figures(), args.figures, run)
 
 
 if __name__ == "__main__":
-    run_stage(main, "crops", "splits", "figures", doc=__doc__,
+    run_stage(main, "crops", "splits", "shortcut", "figures", doc=__doc__,
               model="background classifiers, seed<N>.pt (background_classifier stage)",
               out="masked crops and Grad-CAM heat of each seed, seed<N>/",
               metrics="metrics JSON: chosen threshold, mask IoU, per seed and over seeds")  # fmt: skip

@@ -34,8 +34,9 @@ def headline(evaluation: dict, study: dict[str, dict]) -> dict:
             continue
         objects[name] = {"val_accuracy": m["val_accuracy"]["mean"]}
         if "test_accuracy" in m:  # an unlabelled test set has predictions only
-            objects[name] |= {"test_accuracy": m["test_accuracy"]["mean"], "test_accuracy_sd": m["test_accuracy"]["sd"],
-                              "shortcut_class_test_recall": m["shortcut_class_test_recall"]["mean"]}  # fmt: skip
+            objects[name] |= {"test_accuracy": m["test_accuracy"]["mean"], "test_accuracy_sd": m["test_accuracy"]["sd"]}
+            if "shortcut_class_test_recall" in m:  # (no shortcut class: none)
+                objects[name]["shortcut_class_test_recall"] = m["shortcut_class_test_recall"]["mean"]
         if "test_mask_iou" in m:
             objects[name]["test_mask_iou"] = m["test_mask_iou"]["mean"]
     cells = {}
@@ -51,7 +52,12 @@ def main(p, args):
     study = {cell: json.loads((args.study / cell / "metrics.json").read_text()) for cell in p.cells()}
     summary = headline(evaluation, study)
     sources = {"objects": evaluation["data_source"], **{cell: m["data_source"] for cell, m in study.items()}}
-    row = log_experiment_metrics(summary, {f"cnnlab.data_source.{k}": v for k, v in sources.items()})
+    found = json.loads(args.shortcut.read_text())
+    detected = found.get("detected") or {}
+    share = detected.get("share", {}).get(found["shortcut"]) if found["shortcut"] else detected.get("top_share")
+    decision = {"shortcut/class": found["shortcut"] or "none", "shortcut/decided_by": found["decided_by"],
+                "shortcut/share": "" if share is None else f"{share:.3f}"}  # fmt: skip
+    row = log_experiment_metrics(summary, {f"cnnlab.data_source.{k}": v for k, v in sources.items()} | decision)
     print(f"headline metrics on MLflow run {row['run_id']} ({row['experiment']}, the DVC experiment's parent)")
     with atomic_dir(args.out) as tmp:
         for group, rows in summary.items():
@@ -64,5 +70,6 @@ def main(p, args):
 if __name__ == "__main__":
     run_stage(main, doc=__doc__, evaluation="the evaluate stage's metrics JSON",
               study="folder of the study cells' metrics (one folder per cell)",
+              shortcut="the find_shortcut stage's metrics JSON (the decision: tags shortcut/* of the parent run)",
               out="folder of the headline metrics, one JSON per group and name",
               logged="text file: the metrics logged to the DVC experiment's parent MLflow run")  # fmt: skip

@@ -5,6 +5,7 @@ from cnnlab.warm import handoff
 
 handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
+from cnnlab.chain.decision import read_decision
 from cnnlab.chain.seeds import remove_finished
 from cnnlab.chain.training import tracked_params, train_strategies
 from cnnlab.data.arrays import load_images
@@ -17,11 +18,12 @@ from cnnlab.train import distributed
 def main(p, args):
     crops, seeds = load_images(args.crops), p.objects.seed_list(p.seed)
     chain = load_chain(crops, args.segments, args.backgrounds, args.learned, seeds)
-    read = inputs(args, "crops", "splits", "segments", "backgrounds", "masked", "learned", "maskers")
-    with stage_run("train_classifier", tracked_params(p), data_source=crops.source, inputs=read,
+    decision = read_decision(args.shortcut)
+    read = inputs(args, "crops", "splits", "segments", "backgrounds", "shortcut", "masked", "learned", "maskers")
+    with stage_run("train_classifier", tracked_params(p, decision.shortcut), data_source=crops.source, inputs=read,
                    system_metrics=p.tracking.system_metrics) as run:  # fmt: skip
         trained = train_strategies(p, crops, chain, splits=args.splits, masked=args.masked, maskers=args.maskers,
-                                   checkpoints=args.checkpoints, run=run)  # fmt: skip
+                                   checkpoints=args.checkpoints, run=run, decision=decision)  # fmt: skip
         if not distributed.is_main():  # under torchrun, rank 0 writes
             return
         trained.save(models=args.out, metrics=args.metrics, curves=args.curves)
@@ -31,7 +33,8 @@ def main(p, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "crops", "splits", "segments", "backgrounds", "masked", "learned", "checkpoints", "figures",
+    run_stage(main, "crops", "splits", "segments", "backgrounds", "shortcut", "masked", "learned", "checkpoints",
+              "figures",
               doc=__doc__, maskers="learned maskers, seed<N>.pt (masker stage)", out="models, <strategy>/seed<N>.pt",
               metrics="metrics JSON: per strategy, mean, sd and per-seed values",
               curves="one curves CSV per strategy (mean over seeds)")  # fmt: skip

@@ -56,7 +56,8 @@ def main(p, args):
         write_figures(augment, args.reports / "augment", run)
         objects = (source, pd.read_csv(args.table))
         with atomic_file(args.reports / "index.html") as f:
-            f.write(page.page(p, args.reports, objects, args.study_metrics, used, class_table))
+            f.write(page.page(p, args.reports, objects, args.study_metrics, used, class_table,
+                              json.loads(args.shortcut.read_text())))  # fmt: skip
         run.log_artifact(args.reports / "index.html")
         shown = len(list(args.reports.glob("*/*.png"))) + len(list(args.reports.glob("study/*/*.png")))
         metrics = {"figures": shown, "used": {key: cell for key, (cell, _) in used.items()},
@@ -69,5 +70,6 @@ if __name__ == "__main__":
     run_stage(main, doc=__doc__, prepared="folder of the prepared datasets", evaluation="the evaluate stage's metrics",
               study="folder of the study cells' models", study_metrics="folder of the study cells' metrics",
               table="the objects comparison CSV (evaluate stage)",
+              shortcut="the find_shortcut stage's metrics JSON (the decision and the detection)",
               reports="the reports folder: its figures and the HTML page",
               metrics_out="metrics JSON: what the page shows")  # fmt: skip

@@ -10,6 +10,7 @@ SHARED = {
     "splits": "each seed's train/val split of the training crops (crop stage)",
     "segments": "GrabCut masks of every crop (segment stage)",
     "backgrounds": "background patches, crop.size px (backgrounds stage)",
+    "shortcut": "the shortcut class and the contrast class, or none (find_shortcut stage)",
     "masked": "Grad-CAM-masked crops of the shortcut class, per seed (gradcam_mask stage)",
     "learned": "learned masks of every crop, per seed (masker stage)",
     "prepared": "a prepared dataset (prepare stage)",

@@ -79,7 +79,9 @@ class Segment(Section):
 
 
 class Backgrounds(Section):
-    classes: tuple[str, str]  # [shortcut class, contrast class]
+    # auto: the find_shortcut stage detects the shortcut class (or none) and picks the contrast
+    # class; or [shortcut class, contrast class]
+    classes: Literal["auto"] | tuple[str, str]
     patches_per_image: Count
     max_box_overlap: Unit
 

@@ -65,8 +65,9 @@ def crop_examples(crops: ImageSet) -> Figures:
 
 
 def patch_examples(patches: Split, shown: list[str]) -> Figures:
-    """Eight background patches of each class in `shown`."""
-    rows = np.concatenate([np.flatnonzero(patches.index.label == c)[:8] for c in shown])
+    """Eight background patches of each class in `shown` (four each beyond two classes)."""
+    each = 8 if len(shown) <= 2 else 4
+    rows = np.concatenate([np.flatnonzero(patches.index.label == c)[:each] for c in shown])
     titles = [f"bg {c}" for c in patches.index.label.to_numpy()[rows]]
     return {"patches.png": image_grid(patches.images[rows], titles, title="background patches")}
 
@@ -90,7 +91,7 @@ def masker_examples(crops: Split, grabcut: np.ndarray, learned: np.ndarray) -> F
 MASK_SOURCE_CROPS = 4  # crops in the mask-source comparison
 
 
-def mask_source_examples(train: Split, chain, gradcam: Split, gradcam_rows: np.ndarray, seed: int,
+def mask_source_examples(train: Split, chain, gradcam: Split | None, gradcam_rows: np.ndarray | None, seed: int,
                          source: str) -> tuple[Figures, dict[str, np.ndarray]]:  # fmt: skip
     """The same shortcut-class training crops (the only ones Grad-CAM masks; spread over them) with
     each source's mask: GrabCut (segment), Grad-CAM (report, seed `seed`), learned (the masker of
@@ -99,19 +100,22 @@ def mask_source_examples(train: Split, chain, gradcam: Split, gradcam_rows: np.n
     run's.
 
     gradcam: that seed's Grad-CAM-masked crops (gradcam_mask stage; their masks); gradcam_rows:
-    their rows in `train`; chain: cnnlab.data.strategies.ChainData."""
-    pick = spread(len(gradcam_rows), MASK_SOURCE_CROPS)
-    rows = gradcam_rows[pick]
+    their rows in `train`; chain: cnnlab.data.strategies.ChainData. Without a shortcut class
+    (gradcam None) the crops are spread over the whole training split, without Grad-CAM."""
+    pick = spread(len(gradcam_rows) if gradcam is not None else len(train), MASK_SOURCE_CROPS)
+    rows = gradcam_rows[pick] if gradcam is not None else pick
     arrays = {"images": train.images[rows]}
     if chain.segments is not None:
         arrays["GrabCut"] = chain.segments["train"][rows]
-    arrays["Grad-CAM"] = gradcam.masks[pick]
+    if gradcam is not None:
+        arrays["Grad-CAM"] = gradcam.masks[pick]
     if chain.learned is not None:
         arrays["learned"] = chain.learned[seed]["train"][rows]
     if chain.truth is not None:
         arrays["truth"] = chain.truth["train"][rows]
     masks = {k: v for k, v in arrays.items() if k not in ("images", "truth")}
-    title = f"the same shortcut-class training crops, each mask source (seed {seed}); data: {source}"
+    which = "shortcut-class training crops" if gradcam is not None else "training crops"
+    title = f"the same {which}, each mask source (seed {seed}); data: {source}"
     return {"mask_sources.png": mask_sources(arrays["images"], masks, arrays.get("truth"), title=title)}, arrays
 
 
@@ -127,6 +131,8 @@ def strategies(ev: dict) -> Figures:
     panels = {"test_accuracy": "test accuracy",
               "shortcut_class_test_recall": f"class-{ev['shortcut_class']} test recall",
               "bg_gap": "BG-gap (own - shortcut background)"}  # fmt: skip
+    if ev["shortcut_class"] is None:
+        del panels["shortcut_class_test_recall"]
     title = f"cures over seeds {ev['seeds']} (bar: mean, line: sd, dots: seeds); data: {ev['data_source']}"
     return {"strategies.png": strategy_comparison(ran, panels, title=title)}
 

@@ -12,8 +12,8 @@ import pandas as pd
 from cnnlab.config import Params
 from cnnlab.viz.report import PageSection, render_report
 
-CHAIN = ("evaluate", "train_classifier", "background_classifier", "gradcam_mask", "masker", "segment", "backgrounds",
-         "crop")  # fmt: skip
+CHAIN = ("evaluate", "find_shortcut", "train_classifier", "background_classifier", "gradcam_mask", "masker", "segment",
+         "backgrounds", "crop")  # fmt: skip
 HEADLINE = "strategies.png"  # shown first
 
 
@@ -54,20 +54,37 @@ def study_table(metrics_dir: Path, cells: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def shortcut_line(found: dict) -> str:
+    """What the find_shortcut stage decided (its metrics), in a sentence."""
+    detected = found.get("detected") or {}
+    if found["shortcut"] is None:
+        return f"No shortcut class: {detected.get('reason', '')}; the cures that need one are skipped."
+    line = f"Shortcut class {found['shortcut']}, contrast class {found['contrast']}, {found['decided_by']}"
+    if detected:
+        line += (f"; detected {detected['shortcut'] or 'none'}: the backgrounds of {detected['top_share']:.0%} of the "
+                 f"test images go to class {detected['top']} (runner-up {detected['runner_up']}: "
+                 f"{detected['runner_up_share']:.0%}; reports/find_shortcut)")  # fmt: skip
+    return line + "."
+
+
 def page(p: Params, reports: Path, objects: tuple[str, pd.DataFrame], study_metrics: Path, used: dict,
-         class_table: pd.DataFrame) -> str:  # fmt: skip
+         class_table: pd.DataFrame, found: dict) -> str:  # fmt: skip
     """reports/index.html: the objects chain (its data source and comparison table, every chain
     stage's figures), the study table and each cell's figures, what the networks learned (`used`:
-    the cells of visualize.*, with their notes), augmentation."""
+    the cells of visualize.*, with their notes), augmentation. `found`: the find_shortcut stage's
+    metrics (the decision, said first)."""
     source, table = objects
     cells = p.cells()
     chain = [figure for stage in CHAIN for figure in listed(reports, stage)]
     learned = "; ".join(f"{key.removesuffix('_cell')}: {cell}" + (f" ({note})" if note else "")
                         for key, (cell, note) in used.items() if key.endswith("_cell"))  # fmt: skip
+    report = (f"class {found['shortcut']}'s background blacked out by Grad-CAM" if found["shortcut"] else
+              "skipped (no shortcut class)")  # fmt: skip
     sections = [
-        PageSection("Objects chain", "objects", f"data: {source}. Cures of the background shortcut, each trained with "
-                f"seeds {p.objects.seed_list(p.seed)}: mean ± sd over seeds. none = crops as they are; report = "
-                f"class {p.backgrounds.classes[0]}'s background blacked out by Grad-CAM; segment = every crop's "
+        PageSection("Objects chain", "objects", f"{shortcut_line(found)} data: {source}. Cures of the background "
+                f"shortcut, each trained with seeds {p.objects.seed_list(p.seed)}: mean ± sd over seeds. none = crops "
+                f"as they are; report = {report}; segment = "
+                "every crop's "
                 "background blacked out (GrabCut), train and test; mixed_rand = objects on random backgrounds; "
                 "*_learned = the same with the learned masker's masks; oracle = ground-truth masks (an upper bound).",
                 tables=[("evaluate: cure strategies over seeds", objects_table(table))], figures=chain),

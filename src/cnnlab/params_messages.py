@@ -4,15 +4,24 @@ like cnnlab.errors, it is no stage's dependency in dvc.yaml: rewording a message
 
 from __future__ import annotations
 
+import types
 import typing
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel
 
 
+def _kind(member) -> str:
+    """How pydantic names a member of a plain union in an error's location: literal[...], tuple[...]."""
+    origin = typing.get_origin(member) or member
+    return "literal[" if origin is Literal else f"{origin.__name__.lower()}["
+
+
 def _member(tp, tag: str):
     """The member of a discriminated union whose tag value is `tag`, else None."""
     for member in typing.get_args(tp):
+        if not hasattr(member, "model_fields"):
+            continue
         for field in member.model_fields.values():
             if typing.get_origin(field.annotation) is Literal and tag in typing.get_args(field.annotation):
                 return member
@@ -30,8 +39,10 @@ def _walk(loc: tuple, root: type) -> tuple[str, Any]:
     key, tp = "", root
     for item in loc:
         tp = _strip(tp)
-        if typing.get_origin(tp) is Union:
+        if typing.get_origin(tp) in (Union, types.UnionType):
             member = _member(tp, item) if isinstance(item, str) else None
+            if member is None and isinstance(item, str):  # a plain union: pydantic names the member tried
+                member = next((m for m in typing.get_args(tp) if item.startswith(_kind(m))), None)
             if member is not None:  # the union's tag: not part of the key
                 tp = member
                 continue
@@ -108,10 +119,21 @@ def params_messages(errors: list[dict], root: type) -> list[str]:
     """One line per problem of pydantic's `errors` validating `root` (cnnlab.config.Params), each
     naming its params key: none about classifier.lr (it is `lr`'s copy), none inside an entry
     whose name is already refused."""
+    # a value that is neither member of a plain union (backgrounds.classes: 'auto' or a pair): the
+    # error of its non-literal member says what is wrong, with the literal's values as the other choice
+    literal = {e["loc"][:-1]: e for e in errors if e["loc"] and str(e["loc"][-1]).startswith("literal[")}
+    errors = [e for e in errors if e not in literal.values() or not any(
+        o is not e and o["loc"][: len(e["loc"]) - 1] == e["loc"][:-1] for o in errors)]  # fmt: skip
     bad_names = [e["loc"][:-1] for e in errors if e["loc"] and e["loc"][-1] == "[key]"]
     keep = [
         e for e in errors
         if e["loc"][:2] != ("classifier", "lr")
         and not any(e["loc"][: len(b)] == b and e["loc"] != (*b, "[key]") for b in bad_names)
     ]  # fmt: skip
-    return list(dict.fromkeys(_message(e, root) for e in keep))
+    dropped = {e["loc"][:-1]: (e.get("ctx") or {}).get("expected", "") for e in literal.values() if e not in errors}
+
+    def worded(e: dict) -> str:
+        other = next((v for loc, v in dropped.items() if e["loc"][: len(loc)] == loc), None)
+        return _message(e, root) + (f" (or {other})" if other else "")
+
+    return list(dict.fromkeys(worded(e) for e in keep))

@@ -55,7 +55,8 @@ def write_figures(figures: dict, folder: Path, run) -> None:
     with atomic_dir(folder) as tmp:
         for name, figure in figures.items():
             save_figure(figure, tmp / name)
-    run.log_artifact(folder, "figures")
+    if run is not None:  # (None: a stage that skipped its work writes an empty folder)
+        run.log_artifact(folder, "figures")
 
 
 class Interrupted(BaseException):

@@ -6,6 +6,7 @@ import contextlib
 import json
 import re
 import time
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -26,8 +27,8 @@ from tests.pipeline.conftest import TINY, clean_env, mlflow_server, sh
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["generate", "crop", "backgrounds", "segment", "masker", "background_classifier", "gradcam_mask",
-          "train_classifier", "evaluate"]  # fmt: skip
+STAGES = ["generate", "crop", "backgrounds", "find_shortcut", "segment", "masker", "background_classifier",
+          "gradcam_mask", "train_classifier", "evaluate"]  # fmt: skip
 STRATEGIES = list(CONFIG_STRATEGIES)  # the default objects.strategies: every cure
 # the evaluate stage logs one MLflow run per strategy beside its own
 RUN_STAGES = sorted(STAGES + [f"evaluate/{s}" for s in STRATEGIES])
@@ -38,6 +39,7 @@ CELLS = STUDY + TRANSFER
 REPORT_FIGURES = [
     "crop/crops.png",
     "backgrounds/patches.png",
+    "find_shortcut/shortcut.png",
     "segment/segment_masks.png",
     "masker/masker_masks.png",
     "background_classifier/curves.png",
@@ -94,7 +96,7 @@ def _runs(repo, kind: str = "chain", client=None):
     return [r for r in runs if r.data.tags.get("cnnlab.role") != "experiment" and kinds[kind](stage[r.info.run_id])]
 
 
-def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_repo):
+def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_repo, chain_template):
     repo = tiny_repo
     out = sh("dvc repro", repo)
     for stage in STAGES:
@@ -296,28 +298,19 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     assert shown[0].split() == ["Path", "shortcut_class_test_recall", "test_accuracy", "test_accuracy_sd",
                                 "test_mask_iou", "val_accuracy"] and max(map(len, shown)) < 180, shown  # fmt: skip
 
-    # a fresh clone of the committed results (metrics and dvc.lock in git, as a real clone's are):
-    # its `dvc repro` runs everything from scratch and gives the same bytes (every metrics file,
-    # every output: dvc.lock holds their hashes, the figures included), and its own MLflow store
-    # gets the experiment's row with the headline metrics, though summary's inputs did not change
-    sh("git add -A && git commit -qm 'first run'", repo)
-    clone = repo.parent / "clone"
-    sh(f"git clone -q {repo} {clone}", repo.parent)
-    fresh = sh("dvc repro", clone)
-    assert all(f"Running stage '{s}'" in fresh.stdout for s in STAGES + CELLS + ["pretrain", "visualize", "summary"])
-    assert "Running stage 'check_params'" not in fresh.stdout  # its stamp is committed
+    # a second run from scratch, elsewhere: the session's chain template (the same params, its own
+    # folder and MLflow store, `dvc repro summary`: all but the page) gives the same bytes, every
+    # metrics file and every stage's dvc.lock entry (the hash of every output, figures included).
+    # (A fresh clone's own `dvc repro` after `dvc pull`: test_push_to_a_remote_then_a_fresh_clone...)
     def metrics(root):
         return {f.relative_to(root): f.read_bytes() for f in sorted((root / "metrics").rglob("*")) if f.is_file()}
 
-    assert metrics(clone) == metrics(repo)
-    assert (clone / "dvc.lock").read_text() == (repo / "dvc.lock").read_text()
-    assert sh("git status --porcelain", clone).stdout == ""
-    (row,) = _runs(clone, "parent")
-    assert row.data.tags["dvc.experiment"] == f"repro-{sh('git rev-parse HEAD', clone).stdout[:7]}"
-    masking = ["segment", "segment_learned", "mixed_rand", "mixed_rand_learned", "oracle"]  # + test_mask_iou
-    assert row.data.metrics == flat_metrics(summary)
-    assert len(row.data.metrics) == len(STRATEGIES) * 4 + len(masking) + len(CELLS) * 2
-    assert _summary(clone) == summary
+    mine, theirs = metrics(repo), metrics(chain_template)
+    assert set(mine) - set(theirs) == {Path("metrics/visualize.json")} and set(theirs) <= set(mine)
+    assert {f: b for f, b in mine.items() if f in theirs} == theirs
+    lock, other = (yaml.safe_load((r / "dvc.lock").read_text())["stages"] for r in (repo, chain_template))
+    assert set(lock) - set(other) == {"visualize"} and {k: lock[k] for k in other} == other
+    sh("git add -A && git commit -qm 'first run'", repo)
 
     # `-S lr=` reruns only what reads lr
     exp = sh("dvc exp run -S lr=0.05", repo)
@@ -370,6 +363,26 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
         assert shown["content"]["transform"][0]["fold"] == ["train_acc", "val_acc"], curve
 
 
+def test_auto_finds_class_00_and_the_explicit_pair_it_chose_gives_the_same_bytes(chain_repo):
+    repo = chain_repo  # the chain has run with backgrounds.classes: auto (params.yaml's)
+    found = json.loads((repo / "metrics/shortcut.json").read_text())
+    assert found["shortcut"] == "00" and found["decided_by"].startswith("auto")
+    assert found["detected"]["share"]["00"] == 1.0 and found["detected"]["typical_share"] >= 0.5
+    before = {f: f.read_bytes() for f in sorted((repo / "metrics").rglob("*")) if f.is_file()}
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["backgrounds"]["classes"] = ["00", found["contrast"]]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh("dvc repro summary", repo)
+    # the same decision (data/interim/shortcut.json, byte for byte): nothing after find_shortcut reruns
+    ran = [line for line in out.stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == ["Running stage 'check_params':", "Running stage 'find_shortcut':",
+                   "Running stage 'summary':"], out.stdout  # fmt: skip
+    after = {f: f.read_bytes() for f in sorted((repo / "metrics").rglob("*")) if f.is_file()}
+    changed = sorted(str(f.relative_to(repo)) for f in before if before[f] != after.get(f))
+    assert changed == ["metrics/shortcut.json"] and set(after) == set(before)  # (it says how it was decided)
+    assert json.loads((repo / "metrics/shortcut.json").read_text())["decided_by"].startswith("explicit")
+
+
 def test_push_to_a_remote_then_a_fresh_clone_pulls_and_is_up_to_date(chain_repo, tmp_path):
     repo = chain_repo  # the objects chain, the study and the summary have run
     assert "up to date" in sh("dvc status evaluate", repo).stdout.lower()
@@ -384,6 +397,21 @@ def test_push_to_a_remote_then_a_fresh_clone_pulls_and_is_up_to_date(chain_repo,
     out = sh("dvc repro evaluate", clone)
     assert "Running stage" not in out.stdout and "up to date" in out.stdout.lower(), out.stdout
     assert not (clone / "mlflow.db").exists()  # nothing ran, nothing was logged
+    # everything the row needs pulled (the template stops before the page): up to date, its files
+    # as committed; the experiment's row goes into this clone's own store on request, with the
+    # committed headline metrics
+    sh("dvc pull --with-deps summary", clone)
+    out = sh("dvc repro summary", clone)
+    assert "Running stage" not in out.stdout, out.stdout  # (check_params: its stamp is committed)
+    out = sh("dvc repro -f -s summary", clone)
+    assert sh("git status --porcelain", clone).stdout == ""
+    (row,) = _runs(clone, "parent")
+    assert row.data.tags["dvc.experiment"] == f"repro-{sh('git rev-parse HEAD', clone).stdout[:7]}"
+    summary = _summary(clone)
+    masking = ["segment", "segment_learned", "mixed_rand", "mixed_rand_learned", "oracle"]  # + test_mask_iou
+    assert row.data.metrics == flat_metrics(summary) and summary == _summary(repo)
+    assert len(row.data.metrics) == len(STRATEGIES) * 4 + len(masking) + len(CELLS) * 2
+    assert row.data.tags["shortcut/class"] == "00" and float(row.data.tags["shortcut/share"]) == 1.0
 
 
 def test_a_model_version_registered_with_gto_is_fetched_by_dvc_artifacts_get(chain_repo):

@@ -29,7 +29,7 @@ def _without(path: tuple) -> dict:
 def test_repository_params_yaml_is_valid():
     p = load_params(REPO / "params.yaml")
     assert p.classifier.lr == p.lr  # the 8-class classifier's lr is the top-level one
-    assert p.backgrounds.classes == ("00", "04")
+    assert p.backgrounds.classes == "auto"  # find_shortcut decides
     assert p.crop.size == 32 and p.objects.seeds >= 3 and p.objects.strategies[0] == "none"
     assert p.models["resnet"].family == "resnet" and p.datasets["cifar10"].source == "synthetic"
 
@@ -111,6 +111,7 @@ def test_misspelled_or_foreign_key_is_rejected_by_name(data, message):
         ({"classifier": {"batch_size": True}}, "'classifier.batch_size'"),
         ({"backgrounds": {"classes": [0, "04"]}}, r"'backgrounds.classes\[0\]'"),
         ({"backgrounds": {"classes": ["00"]}}, "'backgrounds.classes' must list 2 values"),
+        ({"backgrounds": {"classes": "automatic"}}, "'backgrounds.classes'"),
         ({"crop": 117}, "'crop' must be a mapping"),
         ({"deterministic": "sometimes"}, "'deterministic' must be true or false"),
     ],
@@ -175,7 +176,8 @@ def test_load_params_applies_overrides():
 def test_flat_for_logging():
     flat = make_params().flat()
     assert flat["lr"] == REPO_PARAMS["lr"] and flat["classifier.lr"] == REPO_PARAMS["lr"]
-    assert flat["backgrounds.classes"] == ["00", "04"]
+    assert flat["backgrounds.classes"] == "auto"
+    assert make_params({"backgrounds": {"classes": ["00", "04"]}}).flat()["backgrounds.classes"] == ["00", "04"]
     assert flat["models.resnet.width"] == REPO_PARAMS["models"]["resnet"]["width"]
 
 

@@ -8,6 +8,7 @@ import shutil
 
 import torch
 
+from cnnlab.chain.decision import Decision, write_decision
 from cnnlab.data.arrays import ImageSet, save_images
 from cnnlab.data.crops import crop_split
 from cnnlab.data.objects import read_objects
@@ -46,9 +47,11 @@ def test_threshold_selection_never_reads_the_test_set(tiny_objects, tmp_path, mo
         torch.manual_seed(seed)
         save_checkpoint(models / f"seed{seed}.pt", ObjectsCNN(2, 8, 16))
     stage = _stage()
+    decision = tmp_path / "shortcut.json"  # the find_shortcut stage's
+    write_decision(decision, Decision(ds.classes[0], ds.classes[1]))
 
     def run(name):
-        args = argparse.Namespace(crops=crops, splits=splits_csv, model=models, out=tmp_path / name,
+        args = argparse.Namespace(crops=crops, splits=splits_csv, shortcut=decision, model=models, out=tmp_path / name,
                                   metrics=tmp_path / f"{name}.json", figures=tmp_path / f"{name}_figures")  # fmt: skip
         stage.main(p, args)
         return json.loads(args.metrics.read_text())

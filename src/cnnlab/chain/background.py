@@ -56,10 +56,20 @@ class BackgroundClassifiers:
         return figures.curves(self.seeds.curves, "background classifier (mean over seeds)")
 
 
-def train_background_classifiers(p, backgrounds: ImageSet, run) -> BackgroundClassifiers:
-    """Fit the classifier of every seed on the patches of the two classes of backgrounds.classes,
-    each fit and model logged to `run` (the stage's MLflow run)."""
-    cfg, classes = p.background_classifier, list(p.backgrounds.classes)
+def save_skipped(why: str, *, models: Path, metrics: Path, curves: Path) -> None:
+    """No shortcut class, so no classifier: an empty models folder, the reason as the metrics, a
+    curves CSV with its header only."""
+    with atomic_dir(models):
+        pass
+    write_csv(curves, pd.DataFrame(columns=["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "runs"]))
+    write_json(metrics, {"skipped": why})
+
+
+def train_background_classifiers(p, backgrounds: ImageSet, run, pair: list[str]) -> BackgroundClassifiers:
+    """Fit the classifier of every seed on the patches of `pair` (the shortcut class and the
+    contrast class: the find_shortcut stage's decision), each fit and model logged to `run` (the
+    stage's MLflow run)."""
+    cfg, classes = p.background_classifier, list(pair)
     patches = backgrounds.splits["patches"]
     keep = patches.index.label.isin(classes).to_numpy()
     labels = (patches.index.label[keep] == classes[1]).astype(int).to_numpy()  # 0: the shortcut class's

@@ -28,9 +28,9 @@ from cnnlab.train.distributed import device
 from cnnlab.train.scoring import comparison, comparison_table, score_classifier
 
 
-def tracked_params(p) -> dict:
-    """The settings the stage's MLflow run records."""
-    return {"seeds": ",".join(map(str, p.objects.seed_list(p.seed))), "shortcut_class": p.backgrounds.classes[0]}
+def tracked_params(p, shortcut: str | None) -> dict:
+    """The settings the stage's MLflow run records (`shortcut`: the find_shortcut stage's class)."""
+    return {"seeds": ",".join(map(str, p.objects.seed_list(p.seed))), "shortcut_class": shortcut or "none"}
 
 
 def paired_rows(crops: ImageSet) -> np.ndarray | None:
@@ -83,8 +83,10 @@ class Evaluation:
     def mask_sources(self) -> tuple[dict, dict[str, np.ndarray]]:
         """The mask-source figure and its arrays (cnnlab.figures.mask_source_examples), first seed."""
         seed, train = self.metrics["seeds"][0], self.crops.splits["train"]
-        rows, _ = gradcam_crops(self.masked, seed, train)
-        gradcam = load_images(self.masked / f"seed{seed}").splits["shortcut"]
+        rows, gradcam = None, None
+        if self.metrics["shortcut_class"] is not None:  # (none: gradcam_mask masked nothing)
+            rows, _ = gradcam_crops(self.masked, seed, train)
+            gradcam = load_images(self.masked / f"seed{seed}").splits["shortcut"]
         return figures.mask_source_examples(train, self.chain, gradcam, rows, seed, self.crops.source)
 
     def save(self, *, out: Path, metrics: Path, table: Path, confusion: Path, run) -> None:
@@ -117,12 +119,15 @@ class Evaluation:
 
 
 def evaluate_strategies(p, crops: ImageSet, chain: ChainData, *, splits: Path, masked: Path, models: Path,
-                        trained: dict, background_patches: ImageSet) -> Evaluation:  # fmt: skip
+                        trained: dict, background_patches: ImageSet,
+                        shortcut_class: str | None) -> Evaluation:  # fmt: skip
     """Score every strategy that train_classifier trained (`trained`: its metrics' strategies;
-    `models`: its models folder) on every seed; the comparison in `metrics["comparison"]`."""
+    `models`: its models folder) on every seed; the comparison in `metrics["comparison"]`.
+    `shortcut_class`: the find_shortcut stage's (None: the class-specific metrics are left out)."""
     classes, test, train = crops.classes, crops.splits["test"], crops.splits["train"]
-    seeds, shortcut = p.objects.seed_list(p.seed), classes.index(p.backgrounds.classes[0])
-    metrics = {"data_source": crops.source, "test_labelled": test.labelled, "shortcut_class": classes[shortcut],
+    seeds = p.objects.seed_list(p.seed)
+    shortcut = None if shortcut_class is None else classes.index(shortcut_class)
+    metrics = {"data_source": crops.source, "test_labelled": test.labelled, "shortcut_class": shortcut_class,
                "chance_rate": 1 / len(classes), "seeds": seeds,
                "sd": "sample standard deviation over seeds (n - 1)",
                "better_means": "paired difference over seeds (same split and initial weights): mean - sd > 0",
@@ -146,7 +151,7 @@ def evaluate_strategies(p, crops: ImageSet, chain: ChainData, *, splits: Path, m
 
 
 def _score(out: Evaluation, strategy: str, seed: int, *, splits: Path, models: Path, test_labels, pairs,
-           backgrounds: TensorData, train_labels, shortcut: int) -> SeedResult:  # fmt: skip
+           backgrounds: TensorData, train_labels, shortcut: int | None) -> SeedResult:  # fmt: skip
     """One (strategy, seed): its model on its validation rows, the test set as the strategy
     treats it, the paired images; its test predictions kept in `out`."""
     chain, crops = out.chain, out.crops
@@ -173,7 +178,7 @@ def log_strategies(metrics: dict) -> None:
     """One MLflow run per strategy: means, sd, per-seed values (step = seed), differences to the baseline."""
     for name, agg in metrics["strategies"].items():
         params = {"strategy": name, "seeds": ",".join(map(str, metrics["seeds"])),
-                  "shortcut_class": metrics["shortcut_class"]}  # fmt: skip
+                  "shortcut_class": metrics["shortcut_class"] or "none"}  # fmt: skip
         with stage_run(f"evaluate/{name}", params, data_source=metrics["data_source"],
                        tags={"cnnlab.strategy": name}) as run:  # fmt: skip
             if "skipped" in agg:

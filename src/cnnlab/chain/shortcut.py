@@ -21,10 +21,17 @@ from cnnlab.train.checkpoint import load_model
 from cnnlab.train.distributed import device
 
 
-def tracked_params(p) -> dict:
+def tracked_params(p, shortcut: str) -> dict:
     """The settings the stage's MLflow run records."""
     return {"gradcam.candidates": list(p.gradcam.candidates), "gradcam.threshold": p.gradcam.threshold,
-            "shortcut_class": p.backgrounds.classes[0]}  # fmt: skip
+            "shortcut_class": shortcut}  # fmt: skip
+
+
+def save_skipped(why: str, *, masked: Path, metrics: Path) -> None:
+    """No shortcut class, nothing to mask: an empty masked folder and the reason as the metrics."""
+    with atomic_dir(masked):
+        pass
+    write_json(metrics, {"skipped": why})
 
 
 @dataclass
@@ -59,10 +66,11 @@ class ShortcutMasks:
         return figures.gradcam_examples(self.shortcut_crops, first.heat.numpy(), first.masks.numpy())
 
 
-def mask_shortcut(p, crops: ImageSet, splits: Path, classifiers: Path, run) -> ShortcutMasks:
-    """Mask the shortcut class's training crops with each seed's background classifier
-    (`classifiers`/seed<N>.pt), the threshold chosen on that seed's validation rows of `splits`."""
-    train, shortcut = crops.splits["train"], p.backgrounds.classes[0]
+def mask_shortcut(p, crops: ImageSet, splits: Path, classifiers: Path, run, shortcut: str) -> ShortcutMasks:
+    """Mask the training crops of class `shortcut` (the find_shortcut stage's) with each seed's
+    background classifier (`classifiers`/seed<N>.pt), the threshold chosen on that seed's
+    validation rows of `splits`."""
+    train = crops.splits["train"]
     rows = np.flatnonzero(train.index.label.to_numpy() == shortcut)
     shortcut_crops = train.subset(rows)
     masked = {}

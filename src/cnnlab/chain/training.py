@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from cnnlab import figures
+from cnnlab.chain.decision import Decision
 from cnnlab.chain.seeds import SeedResult, for_each_seed
 from cnnlab.data.arrays import ImageSet
 from cnnlab.data.sets import gradcam_crops
@@ -27,10 +28,11 @@ from cnnlab.train.checkpoint import load_model, save_checkpoint
 from cnnlab.train.loop import fingerprint, fit
 
 
-def tracked_params(p) -> dict:
-    """The settings the stage's MLflow run records (and each fit's resume fingerprint holds)."""
+def tracked_params(p, shortcut: str | None) -> dict:
+    """The settings the stage's MLflow run records (and each fit's resume fingerprint holds);
+    `shortcut`: the find_shortcut stage's shortcut class (None: none)."""
     return {"seeds": ",".join(map(str, p.objects.seed_list(p.seed))), "strategies": ",".join(p.objects.strategies),
-            "crop.size": p.crop.size, "shortcut_class": p.backgrounds.classes[0], **p.classifier.flat("classifier.")}
+            "crop.size": p.crop.size, "shortcut_class": shortcut or "none", **p.classifier.flat("classifier.")}
 
 
 def test_time_masker(maskers: Path, strategy: str, seed: int):
@@ -95,16 +97,19 @@ class TrainedStrategies:
 
 
 def train_strategies(p, crops: ImageSet, chain: ChainData, *, splits: Path, masked: Path, maskers: Path,
-                     checkpoints: Path, run) -> TrainedStrategies:  # fmt: skip
-    """Fit every available strategy on every seed; a strategy the data cannot serve is skipped
-    with the reason in its metrics. `masked`: the gradcam_mask stage's crops; `maskers`: the masker
-    stage's models; `checkpoints`: where each fit checkpoints every epoch."""
+                     checkpoints: Path, run, decision: Decision) -> TrainedStrategies:  # fmt: skip
+    """Fit every available strategy on every seed; a strategy the data cannot serve (report
+    without a shortcut class: `decision`, the find_shortcut stage's) is skipped with the reason in
+    its metrics. `masked`: the gradcam_mask stage's crops; `maskers`: the masker stage's models;
+    `checkpoints`: where each fit checkpoints every epoch."""
     seeds, train = p.objects.seed_list(p.seed), crops.splits["train"]
-    labels, settings = train.labels(crops.classes), {"classes": crops.classes, **tracked_params(p)}
+    labels = train.labels(crops.classes)
+    settings = {"classes": crops.classes, **tracked_params(p, decision.shortcut)}
     out = TrainedStrategies(p, crops.classes, maskers, {"data_source": crops.source, "lr": p.classifier.lr,
                                                         "seeds": seeds, "strategies": {}})  # fmt: skip
     for strategy in p.objects.strategies:
-        if why := unavailable(strategy, chain):
+        if why := unavailable(strategy, chain) or (decision.skipped("the report's cure") if strategy == "report"
+                                                   else None):  # fmt: skip
             print(f"note: strategy {strategy!r} skipped: {why}")
             out.metrics["strategies"][strategy] = {"skipped": why}
             continue

@@ -133,14 +133,18 @@ def background_patches(
     patches_per_image: int,
     max_overlap: float,
     seed: int,
+    split: str = "train",
 ) -> Split:
     """Background-only images of the given classes cut into crop-sized patches: (N, 3, size, size)
-    uint8, indexed by id (the source image), label (its class) and x, y, w, h (the patch's box)."""
-    rng = np.random.default_rng([seed, 4])
-    rows = ds.split("train")
-    rows = rows[rows.label.isin(classes)].reset_index(drop=True)
+    uint8, indexed by id (the source image), label (its class) and x, y, w, h (the patch's box).
+    `split` another than train: every image of that split, whatever its label (test images may
+    have none), from a generator of its own."""
+    rng = np.random.default_rng([seed, 4] if split == "train" else [seed, 4, len(split), *split.encode()])
+    rows = ds.split(split)
+    if split == "train":
+        rows = rows[rows.label.isin(classes)].reset_index(drop=True)
     patches, index = [], []
-    for r in tqdm(rows.itertuples(index=False), total=len(rows), desc="backgrounds", unit="img"):
+    for r in tqdm(rows.itertuples(index=False), total=len(rows), desc=f"backgrounds {split}", unit="img"):
         box = (r.x, r.y, r.w, r.h)
         bg = black_out(load_rgb(ds.root / r.path), box)
         for _ in range(patches_per_image):

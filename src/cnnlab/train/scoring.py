@@ -24,7 +24,7 @@ def score_classifier(
     test_labels: np.ndarray | None,
     backgrounds: TensorData,
     *,
-    shortcut: int,
+    shortcut: int | None,
     num_classes: int,
     device: torch.device,
     paired_images: torch.Tensor | None = None,
@@ -41,26 +41,27 @@ def score_classifier(
         paired_images, paired_rows: the same objects as test rows `paired_rows`, on their own
             class's background: BG-gap = accuracy on these - accuracy on those test rows.
 
-    Metric names say "shortcut class" for the class whose background the test images share.
+    Metric names say "shortcut class" for the class whose background the test images share;
+    `shortcut` None (no class shares it): those metrics are left out.
     """
     val_pred = _labels_of(predict(model, val.images, device))
     test_pred = _labels_of(predict(model, test_images, device))
     bg_pred = _labels_of(predict(model, backgrounds.images, device))
     val_m = shortcut_metrics(val.labels.numpy(), val_pred, shortcut_class=shortcut, num_classes=num_classes)
-    m = {
-        "val_accuracy": val_m["accuracy"],
-        "test_shortcut_rate": float(np.mean(test_pred == shortcut)) if len(test_pred) else None,
-        "background_only_accuracy": float(np.mean(bg_pred == backgrounds.labels.numpy())),
-    }
+    m = {"val_accuracy": val_m["accuracy"]}
+    if shortcut is not None:
+        m["test_shortcut_rate"] = float(np.mean(test_pred == shortcut)) if len(test_pred) else None
+    m["background_only_accuracy"] = float(np.mean(bg_pred == backgrounds.labels.numpy()))
     if test_labels is not None:
         t = shortcut_metrics(test_labels, test_pred, shortcut_class=shortcut, num_classes=num_classes)
         m.update(
             test_accuracy=t["accuracy"],
             test_val_ratio=t["accuracy"] / max(m["val_accuracy"], 1e-12),
-            shortcut_class_test_recall=t["recall"][shortcut],
             test_worst_class_recall=t["worst_class_recall"],
             test_recall=t["recall"],
         )
+        if shortcut is not None:
+            m["shortcut_class_test_recall"] = t["recall"][shortcut]
         if paired_images is not None and len(paired_rows):
             own = _labels_of(predict(model, paired_images, device))
             truth = test_labels[paired_rows]

@@ -205,3 +205,27 @@ def strategy_comparison(table: dict[str, dict], metrics: dict[str, str], title: 
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title)
     return tight(fig)
+
+
+def labelled_rows(rows: list[tuple[str, np.ndarray]], marked: int | None = None, columns: int = 8,
+                  title: str = "") -> Figure:  # fmt: skip
+    """One row of up to `columns` (N, 3, H, W) uint8 images per (label, images), the label at the
+    row's left; the row `marked` (if any) framed and labelled in red."""
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.2 * columns + 1.8, 1.25 * len(rows)), squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(images[c].transpose(1, 2, 0))
+            else:
+                ax.set_axis_off()
+            if r == marked and c < len(images):
+                for side in ax.spines.values():
+                    side.set_edgecolor("red")
+                    side.set_linewidth(2.5)
+        red = r == marked
+        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9,
+                              color="red" if red else "black", fontweight="bold" if red else "normal")  # fmt: skip
+    fig.suptitle(title)
+    return tight(fig)
