@@ -152,8 +152,8 @@ def contrast_class(model: BackgroundModel, shortcut: int) -> tuple[int, dict[str
 
 
 def image_votes(proba: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each image's class from its patches' mean probability: (the images in order of first
-    appearance, their class index)."""
+    """Each image's class from its patches' mean probability: (the images, sorted by name,
+    their class index)."""
     order, inverse = np.unique(images, return_inverse=True)
     mean = np.zeros((len(order), proba.shape[1]))
     np.add.at(mean, inverse, proba)
@@ -232,21 +232,23 @@ class Finding:
     decision: Decision
     metrics: dict
     train: object  # Split: the training images' background patches
-    test: object  # Split: the test images' background patches
+    test: object  # Split: the test images' background patches (None: the folder has no test image)
     classes: list[str]
 
     def figures(self) -> dict:
         from cnnlab.viz.plots import labelled_rows
 
         share = self.metrics["detected"].get("share", {}) if self.metrics.get("detected") else {}
-        rows = [("test", self.test.images[:: TEST_PATCHES_PER_IMAGE][:8])]
+        rows = [] if self.test is None else [("test", self.test.images[:: TEST_PATCHES_PER_IMAGE][:8])]
+        found = self.decision.shortcut
+        marked = len(rows) + self.classes.index(found) if found is not None else None
         for c in self.classes:
             own = self.train.images[np.flatnonzero(self.train.index.label.to_numpy() == c)[:8]]
             rows.append((f"{c} ({share[c]:.0%})" if c in share else c, own))
-        marked = 1 + self.classes.index(self.decision.shortcut) if self.decision.shortcut is not None else None
-        chosen = f"shortcut class {self.decision.shortcut}" if marked else "no shortcut class"
-        title = (f"{chosen}, {self.metrics['decided_by']}\ntest backgrounds (top row) beside each training "
-                 "class's, with its share of the test images")  # fmt: skip
+        chosen = f"shortcut class {found}" if found is not None else "no shortcut class"
+        top = "test backgrounds (top row) beside each training class's" if self.test is not None else (
+            "each training class's backgrounds (the folder has no test image)")  # fmt: skip
+        title = f"{chosen}, {self.metrics['decided_by']}\n{top}, with its share of the test images"
         return {"shortcut.png": labelled_rows(rows, marked, title=title)}
 
 
@@ -285,7 +287,7 @@ def find_shortcut(p, ds, train) -> Finding:
     if len(ds.split("test")) == 0:
         if explicit:
             unseen = {"decided_by": EXPLICIT, "detected": None, "why_not_detected": "no test images"}
-            return Finding(Decision(*b.classes), unseen, train, train, classes)
+            return Finding(Decision(*b.classes), unseen, train, None, classes)
         raise DatasetError(f"{ds.root}: no test images in boxes.csv to find the shortcut class from; set params key "
                            "backgrounds.classes to [shortcut class, contrast class]")  # fmt: skip
     size, seed = p.crop.size, p.seed
