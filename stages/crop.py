@@ -33,7 +33,7 @@ def main(p, args):
             save_images(context, tmp)
         train = crops.splits["train"]
         write_splits(args.splits, train.index.id, train.labels(crops.classes), p.classifier.val_fraction,
-                     p.objects.seed_list(p.seed))  # fmt: skip
+                     p.objects.seed_list(p.seed), crops.classes)  # fmt: skip
         run.log_metrics({f"{name}_crops": len(split) for name, split in crops.splits.items()})
         write_figures(figures.crop_examples(crops), args.figures, run)
 

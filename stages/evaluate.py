@@ -27,7 +27,7 @@ def main(p, args):
                                      shortcut_class=shortcut)  # fmt: skip
         result.save(out=args.out, metrics=args.metrics, table=args.table, confusion=args.confusion, run=run)
         write_figures(result.figures(), args.figures, run)
-    log_strategies(result.metrics)
+    log_strategies(result.metrics, result.digests)
 
 
 if __name__ == "__main__":

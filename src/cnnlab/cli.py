@@ -1,8 +1,10 @@
 """cnnlab's command line.
 
     cnnlab predict MODEL IMAGES...   classify images with a trained model (a checkpoint of the
-                                     pipeline, or models:/<name>/<version>): a CSV of predictions
-                                     with every class's probability
+                                     pipeline, models:/<name>@champion, models:/<name>/<version>): a
+                                     CSV of predictions with every class's probability
+    cnnlab docs [--check]            write the numbers of README.md and docs/ from metrics/ (--check:
+                                     say what differs, exit 1)
     cnnlab overrides FILE            a params delta (a YAML file of the keys that differ from
                                      params.yaml, e.g. configs/real.yaml) as DVC's `-S key=value`
                                      arguments, one per line:
@@ -112,12 +114,20 @@ def _mask_figure(args) -> None:
     print(f"{len(images)} crops of {len(args.runs)} runs in {args.out}")
 
 
+def _docs(args) -> None:
+    from cnnlab.docs import main as docs
+
+    code = docs(["--check"] if args.check else [])
+    if code:
+        sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cnnlab", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     cmd = commands.add_parser("predict", help="classify images with a trained model")
     cmd.add_argument("model", help="a checkpoint of the pipeline (data/models/classifier/<strategy>/seed<k>.pt, "
-                     "data/study/<cell>/model.pt) or models:/<name>/<version>")  # fmt: skip
+                     "data/study/<cell>/model.pt), models:/<name>@champion or models:/<name>/<version>")  # fmt: skip
     cmd.add_argument("images", nargs="+", help="image files, or folders of them")
     cmd.add_argument("--boxes", type=Path, help="objects models: CSV of path,x,y,w,h to crop each image to its box "
                      "(boxes.csv of the objects format will do); needed by segment models")  # fmt: skip
@@ -135,6 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     cmd.add_argument("--names", nargs="+", help="one label per run, left of its rows (default: each folder's name)")
     cmd.add_argument("--title", default="", help="the figure's title")
     cmd.set_defaults(run=_mask_figure)
+    cmd = commands.add_parser("docs", help="write the numbers of README.md and docs/ from metrics/")
+    cmd.add_argument("--check", action="store_true", help="change nothing; exit 1 if a number differs")
+    cmd.set_defaults(run=_docs)
     args = parser.parse_args(argv)
     try:
         args.run(args)

@@ -2,8 +2,9 @@
 
 The model is a checkpoint the pipeline wrote (``data/models/classifier/<strategy>/seed<k>.pt``,
 ``data/study/<dataset>-<model>/model.pt``) or a registered MLflow model
-(``models:/cnnlab-objects-segment/1``). Either carries its `usage`: kind (objects or study),
-classes, input size and, for the objects chain, the cure strategy. The images get the
+(``models:/cnnlab-objects-segment@champion``, or one version: ``models:/cnnlab-objects-segment/1``).
+Either carries its `usage`: kind (objects or study), classes, input size and, for the objects
+chain, the cure strategy. The images get the
 preprocessing the model was trained with:
 
 - study models: shorter side resized to the input size, centre-cropped (as ``prepare`` does);
@@ -31,7 +32,7 @@ from cnnlab.tensors import predict
 
 CHECKPOINT_HINT = (
     "give a checkpoint the pipeline wrote (data/models/classifier/<strategy>/seed<k>.pt, "
-    "data/study/<dataset>-<model>/model.pt) or a registered model (models:/<name>/<version>)"
+    "data/study/<dataset>-<model>/model.pt) or a registered model (models:/<name>@champion, models:/<name>/<version>)"
 )
 
 

@@ -20,14 +20,16 @@ Input, a table (over REST: `{"dataframe_split": {"columns": [...], "data": [...]
 Output, one row per image: `label` (the predicted class), `probability` (its softmax
 probability) and `p_<class>` for every class.
 
-The learned foreground masker of each seed is logged and registered too
-(`cnnlab-objects-masker`, model file src/cnnlab/serving_masker.py, :class:`ForegroundMasker`):
+The learned foreground masker of each seed is logged too (a logged model of the masker stage's
+run; a segment_learned model carries its own; model file src/cnnlab/serving_masker.py, :class:`ForegroundMasker`):
 `image` and its box `x`, `y`, `w`, `h` in; out, one row per image, `mask` (a PNG of the crop's
 mask, crop-size pixels, 255 = object; base64 over REST) and `kept_fraction` (the share of the crop
 it keeps).
 
-Serving needs cnnlab installed beside MLflow (this repository's environment:
-`mlflow models serve -m models:/<name>/<version> --env-manager local`).
+A logged model carries cnnlab's code (`code/cnnlab`, MLflow's code_paths) and its requirements
+pinned (:func:`requirements`), so it is served where cnnlab is not installed:
+`mlflow models serve -m models:/<name>@champion --env-manager virtualenv` (or `local` in this
+repository's environment).
 """
 
 from __future__ import annotations
@@ -48,20 +50,62 @@ if TYPE_CHECKING:
 BOX = ("x", "y", "w", "h")
 MODEL_FILE = Path(__file__).with_name("serving_model.py")  # MLflow's model-from-code file (python_model)
 MASKER_FILE = Path(__file__).with_name("serving_masker.py")  # the same for the learned masker
+PACKAGE = Path(__file__).parent  # cnnlab's code, which every logged model carries (MLflow's code_paths)
+# what the served code imports (cnnlab.serving, .predict, .data.segment, .train.masker and the modules
+# they import), pinned to this environment's versions in each model's requirements; a test builds an
+# environment of exactly these (and what they require) without cnnlab and serves a model there
+SERVED_DISTRIBUTIONS = ("torch", "torchvision", "numpy", "pandas", "pillow", "opencv-python-headless", "pydantic",
+                        "pyyaml", "tqdm", "scikit-learn")  # fmt: skip
 
 
-def log_model(run, model: torch.nn.Module, name: str, images, *, registered: str, metadata: dict, tags: dict,
-              parts: dict | None = None) -> None:  # fmt: skip
-    """Log a trained model to its stage's MLflow run and register it as a new version of
-    `registered` (every trained model is logged this way: an MLflow pyfunc model that takes image
-    files and returns class probabilities, cnnlab.serving; a learned masker, metadata kind
-    "masker", returns masks), with two of `images` ((N, 3, H, W) uint8) as its example, `metadata`
-    (what `cnnlab predict` and the served model need: kind, classes, input size, preprocessing),
-    version `tags` and the other networks it uses (`parts`: a segment_learned model's masker)."""
+def requirements() -> list[str]:
+    """The pip requirements of a logged model: :data:`SERVED_DISTRIBUTIONS` at the installed
+    versions (torch's without its local build tag: PyPI's torch of that version)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name).split('+')[0]}" for name in SERVED_DISTRIBUTIONS]
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 (first 16 hex digits) of a model's weights (every state-dict tensor, in order): the
+    tag `cnnlab.weights_digest` of its logged model, by which a later stage that loads the same weights
+    (evaluate) finds it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def log_model(run, model: torch.nn.Module, name: str, images, *, registered: str | None = None, metadata: dict,
+              tags: dict, parts: dict | None = None, metrics: dict | None = None) -> None:  # fmt: skip
+    """Log a trained model to its stage's MLflow run (every trained model is logged this way: an
+    MLflow pyfunc model that takes image files and returns class probabilities, cnnlab.serving; a
+    learned masker, metadata kind "masker", returns masks), with two of `images` ((N, 3, H, W)
+    uint8) as its example, `metadata` (what `cnnlab predict` and the served model need: kind,
+    classes, input size, preprocessing), `tags` (and its weights' digest, :func:`weights_digest`),
+    its own `metrics` linked to it, the other networks it uses (`parts`: a segment_learned
+    model's masker); registered as a new version of `registered` if given (else
+    :func:`register_best` picks which of a stage's models is)."""
     python_model = MASKER_FILE if metadata["kind"] == "masker" else MODEL_FILE
     parts = {k: v.cpu() for k, v in (parts or {}).items()}
+    tags = {**tags, "cnnlab.weights_digest": weights_digest(model)}
     run.log_model(model.cpu(), name.replace("_", "-"), images[:2], registered=registered, metadata=metadata,
-                  tags=tags, python_model=python_model, signature=signature(metadata), parts=parts)  # fmt: skip
+                  tags=tags, python_model=python_model, signature=signature(metadata), parts=parts,
+                  metrics=metrics, code=PACKAGE, requirements=requirements())  # fmt: skip
+
+
+def register_best(run, registered: str, candidates: dict[str, tuple[float, dict]]) -> str:
+    """Register one of the models `run` logged (name -> (validation accuracy, version tags)): the
+    one with the best validation accuracy (the first on a tie), as a new version of `registered`
+    with its tags and `val_accuracy`; the registry's `champion` alias then goes to the best
+    validation accuracy over all versions (cnnlab.tracking.registry). Returns the name chosen."""
+    best = max(candidates, key=lambda n: candidates[n][0])  # max keeps the first of equals
+    score, tags = candidates[best]
+    run.register(best.replace("_", "-"), registered, {**tags, "val_accuracy": score})
+    return best
 
 
 def signature(usage: dict):

@@ -173,16 +173,19 @@ def served(cmd: list[str], cwd: Path, env: dict, ready: str):
 
 
 @contextlib.contextmanager
-def mlflow_server(folder: Path, port: int | None = None, backend: str | None = None):
+def mlflow_server(folder: Path, port: int | None = None, backend: str | None = None, allowed_hosts: str | None = None,
+                  env: dict | None = None):  # fmt: skip
     """`mlflow server` on 127.0.0.1 (at a free port unless given) with its runs in `backend` (a
-    database URI; default: a SQLite file in `folder`) and its artifacts in `folder`; yields its URI
-    and stops it, with all its workers, afterwards."""
+    database URI; default: a SQLite file in `folder`) and its artifacts in `folder`, answering the
+    Host headers `allowed_hosts` (its --allowed-hosts; default MLflow's: localhost and private
+    addresses), `env` added to its environment; yields its URI and stops it, with all its workers,
+    afterwards."""
     port = port or free_port()
     backend = backend or f"sqlite:///{folder / 'server.db'}"
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", backend, "--artifacts-destination", str(folder / "art"),
-           "--workers", "1"]  # fmt: skip
+           "--workers", "1"] + (["--allowed-hosts", allowed_hosts] if allowed_hosts else [])  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     uri = f"http://127.0.0.1:{port}"
-    with served(cmd, folder, clean_env(), f"{uri}/health"):
+    with served(cmd, folder, clean_env() | (env or {}), f"{uri}/health"):
         yield uri

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from cnnlab.config import STRATEGIES as CONFIG_STRATEGIES
 from cnnlab.config import parse_params
@@ -239,19 +241,45 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     logged = {a.path for a in client.list_artifacts(eval_run.info.run_id, "figures")}
     assert "figures/confusion_test_normalized.png" in logged
     assert eval_run.data.tags["cnnlab.recommended"] == ev["comparison"]["recommended"]
-    # every trained model is an MLflow pytorch model (pt2), the study's too, and registered: one
-    # version per seed, tagged with the DVC experiment
+    # every trained model is an MLflow model (pt2), the study's too; registered once per experiment
     models = client.search_logged_models([study_runs[0].info.experiment_id])
     assert sorted(m.name for m in models if m.source_run_id in {r.info.run_id for r in study_runs}) == sorted(
         [s.split("@")[1].replace("_", "-") for s in CELLS] + ["pretrain-shapes-mobilenet-v3-pretrain"])  # fmt: skip
     registered = {m.name: len(client.search_model_versions(f"name='{m.name}'"))
                   for m in client.search_registered_models()}  # fmt: skip
-    assert registered == {**{f"cnnlab-objects-{m}": 2 for m in STRATEGIES}, "cnnlab-objects-background": 2,
-                          "cnnlab-objects-masker": 2,
+    assert registered == {**{f"cnnlab-objects-{m}": 1 for m in STRATEGIES}, "cnnlab-objects-background": 1,
+                          "cnnlab-objects-masker": 1,
                           **{f"cnnlab-{s.split('@')[1]}": 1 for s in CELLS},
                           "cnnlab-pretrain-mobilenet_v3_pretrain": 1}  # fmt: skip
-    version = client.get_model_version("cnnlab-objects-segment", "2")
-    assert version.tags["seed"] == "1" and version.tags["dvc.experiment"].startswith("repro-")
+    # each cure's version: its seed with the best validation accuracy, the champion, its test metrics as tags
+    trained = json.loads((repo / "metrics/train_classifier.json").read_text())["strategies"]
+    for m in STRATEGIES:
+        version = client.get_model_version_by_alias(f"cnnlab-objects-{m}", "champion")
+        val = trained[m]["val_accuracy"]["per_seed"]
+        best = max(val, key=val.get)
+        assert version.tags["seed"] == best and float(version.tags["val_accuracy"]) == val[best], m
+        assert float(version.tags["test_accuracy"]) == ev["strategies"][m]["test_accuracy"]["per_seed"][best], m
+        assert version.tags["dvc.experiment"].startswith("repro-")
+    # every objects classifier carries its own validation and test metrics, and no other model's
+    for model in (m for m in logged_models if m.source_run_id == train_run.info.run_id):
+        strategy, seed = model.name.rsplit("-seed", 1)
+        own = {k: v["per_seed"][seed] for k, v in ev["strategies"][strategy.replace("-", "_")].items()}
+        linked = {x.key: x.value for x in model.metrics}
+        assert set(linked) == set(own) | {"val_loss"} and linked["test_accuracy"] == own["test_accuracy"], model.name
+    ranked = client.search_logged_models([train_run.info.experiment_id],
+                                         filter_string=f"source_run_id = '{train_run.info.run_id}'",
+                                         order_by=[{"field_name": "metrics.test_accuracy", "ascending": False}])
+    tests = [{x.key: x.value for x in m.metrics}["test_accuracy"] for m in ranked]  # MLflow ranks the cures
+    assert len(tests) == 2 * len(STRATEGIES) and tests == sorted(tests, reverse=True)
+    # `cnnlab predict` on a champion gives what its checkpoint gives
+    crop = repo.parent / "crop.png"
+    Image.fromarray(test_crops[0].transpose(1, 2, 0)).save(crop)
+    seed = client.get_model_version_by_alias("cnnlab-objects-none", "champion").tags["seed"]
+    sh(f"cnnlab predict models:/cnnlab-objects-none@champion {crop} --out {repo.parent / 'a.csv'}", repo)
+    sh(f"cnnlab predict data/models/classifier/none/seed{seed}.pt {crop} --out {repo.parent / 'b.csv'}", repo)
+    served, saved = (pd.read_csv(repo.parent / f"{x}.csv") for x in "ab")
+    assert served["label"].tolist() == saved["label"].tolist()
+    np.testing.assert_allclose(served["probability"], saved["probability"], atol=1e-5)
     # one parent run for this DVC experiment: every params.yaml key, the headline metrics, the
     # stage runs as its children
     (parent,) = _runs(repo, "parent")
@@ -421,17 +449,20 @@ def test_a_model_version_registered_with_gto_is_fetched_by_dvc_artifacts_get(cha
     assert out.returncode != 0 and "Unable to find artifact 'objects-classifiers'" in out.stderr, out.stderr
     # the commands as docs/manual.md gives them (those that need no git remote)
     manual = (REPO / "docs/manual.md").read_text()
-    documented = ("gto register objects-classifiers", "dvc artifacts get . objects-classifiers")
-    commands = [line.split("#")[0].strip() for line in manual.splitlines() if line.strip().startswith(documented)]
-    assert [c.split()[0] for c in commands] == ["gto", "dvc"], commands
+    documented = ("gto register objects-classifiers", "gto assign objects-classifiers",
+                  "dvc artifacts get . objects-classifiers")  # fmt: skip
+    commands = [line.split("  #")[0].strip() for line in manual.splitlines() if line.strip().startswith(documented)]
+    assert [" ".join(c.split()[:2]) for c in commands] == ["gto register", "gto assign", "dvc artifacts"] + [
+        "dvc artifacts"], commands  # fmt: skip
     for command in commands:
         sh(command, repo)
-    assert sh("git tag", repo).stdout.split() == ["objects-classifiers@v0.0.1"]
-    got = repo / commands[1].split("-o")[1].strip()
+    assert sorted(sh("git tag", repo).stdout.split()) == ["objects-classifiers#prod#1", "objects-classifiers@v0.0.1"]
     models = repo / "data/models/classifier"
-    assert {f.relative_to(models): f.read_bytes() for f in models.rglob("*") if f.is_file()} == {
-        f.relative_to(got): f.read_bytes() for f in got.rglob("*") if f.is_file()}  # fmt: skip
-    assert (got / "segment/seed1.pt").is_file()
+    for command in commands[2:]:  # the latest version, the version in prod: both this commit's models
+        got = repo / command.split("-o")[1].strip()
+        assert {f.relative_to(models): f.read_bytes() for f in models.rglob("*") if f.is_file()} == {
+            f.relative_to(got): f.read_bytes() for f in got.rglob("*") if f.is_file()}  # fmt: skip
+        assert (got / "segment/seed1.pt").is_file()
 
 
 def test_dvc_plots_pages_draw_every_plot_without_internet(chain_repo):

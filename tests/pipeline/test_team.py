@@ -11,10 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import mlflow
 import pytest
 
+from tests.conftest import REPO
 from tests.pipeline.conftest import clean_env, copy_repo, free_port, mlflow_server, sh
 from tests.servers import SSHD, postgres, postgres_bin, ssh_server
 
@@ -58,11 +61,34 @@ class Output:
             time.sleep(0.1)
 
 
+def _server_as_documented(db, port: int) -> dict:
+    """docs/team.md's `mlflow server` settings: the database by postgresql+psycopg:// without a
+    password (libpq reads PGPASSWORD), --allowed-hosts as written there (and 127.0.0.1, where the
+    test talks to it)."""
+    team = (REPO / "docs/team.md").read_text()
+    (hosts,) = re.findall(r"--allowed-hosts (\S+)", team)
+    (scheme,) = set(re.findall(r"--backend-store-uri (postgresql\+psycopg)://mlflow@", team))
+    return dict(backend=f"{scheme}://{db.user}@127.0.0.1:{db.port}/mlflow", env={"PGPASSWORD": db.password},
+                allowed_hosts=f"{hosts},127.0.0.1:{port}")  # fmt: skip
+
+
+def _answers(uri: str, host: str) -> int:
+    request = urllib.request.Request(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def test_two_machines_share_outputs_experiments_and_one_mlflow_server(chain_template, tmp_path):
     origin, storage = tmp_path / "origin.git", tmp_path / "dvc-storage"
     port, art = free_port(), tmp_path / "mlflow"
     with postgres() as db, ssh_server(tmp_path / "ssh") as ssh:
-        with mlflow_server(art, port, backend=db.uri()) as uri:
+        server = _server_as_documented(db, port)
+        with mlflow_server(art, port, **server) as uri:
+            # the name the members use is answered (it is not without --allowed-hosts), another is not
+            assert _answers(uri, "mlflow.example.org:5000") == 200 and _answers(uri, "elsewhere.example.com") == 403
             env = clean_env() | {"MLFLOW_TRACKING_URI": uri}
             # machine 1: the tiny pipeline has run; its parent run goes to the server; remote and push
             one = copy_repo(chain_template, tmp_path / "one")
@@ -105,7 +131,7 @@ def test_two_machines_share_outputs_experiments_and_one_mlflow_server(chain_temp
                 time.sleep(0.2)
         # (the server and all its workers are killed here)
         out.wait_for(r"records are kept in", run)
-        with mlflow_server(art, port, backend=db.uri()):  # back, the same database
+        with mlflow_server(art, port, **server):  # back, the same database
             assert run.wait(600) == 0, out.text[-3000:]
             assert "cnnlab-sync" in out.text
             synced = sh("cnnlab-sync", two, env=env)

@@ -12,7 +12,7 @@ SRC = REPO / "src" / "cnnlab"
 # lowest first; a module may import its own package and lower layers, never a neighbour on its layer
 LAYERS = [
     {"errors", "params_messages", "arguments", "tensors"},  # shared: errors and wording, arguments' help, tensors
-    {"io", "config", "metrics", "viz"},  # files, params, metric definitions, pure plotting
+    {"io", "config", "metrics", "viz", "docs"},  # files, params, metric definitions, pure plotting, the docs' numbers
     {"data"},
     {"models"},
     {"attribution", "train"},

@@ -146,6 +146,8 @@ def test_stratified_split():
 def test_split_with_too_few_images_says_so():
     with pytest.raises(ValueError, match="class 'b' has 1 of 5 images"):
         stratified_split(["a", "a", "a", "a", "b"], 0.2, seed=0)
+    with pytest.raises(ValueError, match="class '07' has 1 of 5 images"):  # label indices: named by their folder
+        stratified_split([0, 0, 0, 0, 1], 0.2, seed=0, classes=["00", "07"])
 
 
 def test_predict_on_no_images_gives_an_empty_batch():

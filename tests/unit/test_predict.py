@@ -154,7 +154,8 @@ def test_a_study_model_resizes_and_centre_crops(tmp_path):
 
 
 def _register(tmp_path, monkeypatch, strategy):
-    """A checkpoint's model logged and registered as the pipeline does: cnnlab-objects-<strategy>/1."""
+    """A checkpoint's model logged and registered as the pipeline does; its URI by the alias
+    (models:/cnnlab-objects-<strategy>@champion)."""
     from cnnlab import tracking
     from cnnlab.serving import log_model
 
@@ -165,9 +166,9 @@ def _register(tmp_path, monkeypatch, strategy):
     examples = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
     with tracking.stage_run("train_classifier", {}) as run:
         log_model(run, checkpoint.model, f"{strategy}-seed0", examples, registered=f"cnnlab-objects-{strategy}",
-                  metadata=checkpoint.usage, tags={"seed": 0},
+                  metadata=checkpoint.usage, tags={"seed": 0, "val_accuracy": 0.5},
                   parts={"masker": checkpoint.masker} if checkpoint.masker else None)  # fmt: skip
-    return checkpoint, f"models:/cnnlab-objects-{strategy}/1"
+    return checkpoint, f"models:/cnnlab-objects-{strategy}@champion"
 
 
 def test_the_registered_masker_masks_new_images_as_the_pipeline_masks_its_crops(tmp_path, monkeypatch):

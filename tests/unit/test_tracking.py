@@ -6,7 +6,7 @@ import mlflow
 import pytest
 
 from cnnlab import tracking
-from cnnlab.serving import log_model
+from cnnlab.serving import log_model, register_best, weights_digest
 from cnnlab.stage import write_figures
 
 
@@ -103,7 +103,8 @@ def test_logged_model_is_registered_loads_back_and_scores_any_batch_size(store):
     client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     versions = {v.version: v for v in client.search_model_versions("name='cnnlab-objects-none'")}
     assert sorted(versions) == ["1", "2"] or sorted(versions) == [1, 2]
-    assert versions[max(versions)].tags == {"seed": "1", "dvc.experiment": "brisk-lime"}
+    tags = versions[max(versions)].tags
+    assert tags == {"seed": "1", "dvc.experiment": "brisk-lime", "cnnlab.weights_digest": weights_digest(model)}
     assert all(v.run_id == run_id for v in versions.values())
     info = mlflow.models.get_model_info("models:/cnnlab-objects-none/1")
     assert set(info.flavors) == {"python_function"} and info.metadata == usage  # a pyfunc from code: no pickle
@@ -114,6 +115,75 @@ def test_logged_model_is_registered_loads_back_and_scores_any_batch_size(store):
     torch.testing.assert_close(module(x), model(x))
     with pytest.raises(tracking.TrackingError, match="models:/cnnlab-objects-none/9: no such model"):
         tracking.load_logged_model("models:/cnnlab-objects-none/9")
+
+
+def _tiny_models(n: int):
+    import numpy as np
+    import torch
+
+    from cnnlab.models import ObjectsCNN
+
+    usage = {"kind": "objects", "classes": ["a", "b", "c"], "input_size": 16, "strategy": "none", "segment": None}
+    images = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
+    models = []
+    for seed in range(n):
+        torch.manual_seed(seed)
+        models.append(ObjectsCNN(3, 8, 16).eval())
+    return models, usage, images
+
+
+def test_each_model_carries_its_own_metrics_and_the_best_validation_seed_is_the_champion(store):
+    """Per experiment one version (the seed with the best validation accuracy); the alias
+    `champion` on the best version over experiments, moved only by a better one; every logged
+    model holds its own metrics and no other's (neither the run's nor another model's)."""
+    models, usage, images = _tiny_models(3)
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    champions = []
+    for experiment, vals in (("exp-a", (0.5, 0.7, 0.6)), ("exp-b", (0.6, 0.65, 0.4)), ("exp-c", (0.9, 0.7, 0.8))):
+        os.environ["DVC_EXP_NAME"] = experiment
+        with tracking.stage_run("train_classifier", {}) as run:
+            for seed, (model, val) in enumerate(zip(models, vals)):
+                log_model(run, model, f"none-seed{seed}", images, metadata=usage, tags={"seed": seed},
+                          metrics={"val_accuracy": val})  # fmt: skip
+                run.log_metrics({"mean": {"none": {"val_accuracy": 0.0}}})  # the run's, after a model: no model's
+            chosen = register_best(run, "cnnlab-objects-none", {f"none-seed{k}": (v, {"seed": k}) for k, v in
+                                                                enumerate(vals)})  # fmt: skip
+        assert chosen == f"none-seed{vals.index(max(vals))}"
+        champions.append(client.get_model_version_by_alias("cnnlab-objects-none", "champion").version)
+    versions = {int(v.version): v for v in client.search_model_versions("name='cnnlab-objects-none'")}
+    assert sorted(versions) == [1, 2, 3]  # one per experiment
+    assert [versions[k].tags["seed"] for k in (1, 2, 3)] == ["1", "1", "0"]
+    assert [versions[k].tags["val_accuracy"] for k in (1, 2, 3)] == ["0.7", "0.65", "0.9"]
+    assert [str(c) for c in champions] == ["1", "1", "3"]  # exp-b (0.65) did not beat 0.7; exp-c did
+    served = mlflow.pyfunc.load_model("models:/cnnlab-objects-none@champion")
+    assert served.metadata.get_model_info().model_id == versions[3].source.split("/")[-1]
+    experiment = client.get_experiment_by_name(tracking.EXPERIMENT).experiment_id
+    logged = mlflow.search_logged_models([experiment], output_format="list")
+    assert len(logged) == 9
+    for m in logged:  # each carries its own validation accuracy, nothing else
+        assert [(x.key, x.model_id) for x in m.metrics] == [("val_accuracy", m.model_id)], m.name
+
+
+def test_a_later_stage_links_its_metrics_to_the_model_it_scored_by_its_weights(store):
+    models, usage, images = _tiny_models(2)
+    with tracking.stage_run("train_classifier", {}) as run:
+        for seed, model in enumerate(models):
+            log_model(run, model, f"none-seed{seed}", images, metadata=usage, tags={"seed": seed},
+                      metrics={"val_accuracy": 0.5 + seed / 10})  # fmt: skip
+        register_best(run, "cnnlab-objects-none", {"none-seed0": (0.5, {"seed": 0}), "none-seed1": (0.6, {"seed": 1})})
+    with tracking.stage_run("evaluate/none", {}) as run:  # another run: it knows the weights, not the model id
+        for seed, model in enumerate(models):
+            assert run.link_metrics(weights_digest(model), {"test_accuracy": 0.3 + seed / 10, "bg_gap": 0.1},
+                                    "cnnlab-objects-none", ("test_accuracy",))  # fmt: skip
+        assert not run.link_metrics("0" * 16, {"test_accuracy": 1.0})  # no model has those weights
+    experiment = mlflow.MlflowClient().get_experiment_by_name(tracking.EXPERIMENT).experiment_id
+    ranked = mlflow.search_logged_models([experiment], output_format="list",
+                                         order_by=[{"field_name": "metrics.test_accuracy", "ascending": False}])
+    assert [m.name for m in ranked] == ["none-seed1", "none-seed0"]
+    assert {x.key for x in ranked[0].metrics} == {"val_accuracy", "test_accuracy", "bg_gap"}
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    (version,) = client.search_model_versions("name='cnnlab-objects-none'")
+    assert version.tags["seed"] == "1" and version.tags["test_accuracy"] == "0.4" and "bg_gap" not in version.tags
 
 
 def test_stage_runs_of_one_dvc_experiment_share_one_parent_with_all_params(store, monkeypatch):
@@ -165,9 +235,9 @@ class _StoreDown:
 
     def __init__(self, monkeypatch, after: int):
         self.calls = 0
-        real = mlflow.log_metrics
+        real = mlflow.MlflowClient.log_batch  # what a stage run's metrics go through
 
-        def log_metrics(*args, **kwargs):
+        def log_batch(*args, **kwargs):
             self.calls += 1
             if self.calls > after:
                 raise mlflow.exceptions.MlflowException("API request failed: Connection refused")
@@ -177,7 +247,7 @@ class _StoreDown:
             monkeypatch.setattr(mlflow, name, self._down(getattr(mlflow, name)))
         # mlflow.end_run leaves the run, then tells the store
         monkeypatch.setattr(mlflow.MlflowClient, "set_terminated", self._down(mlflow.MlflowClient.set_terminated))
-        monkeypatch.setattr(mlflow, "log_metrics", log_metrics)
+        monkeypatch.setattr(mlflow.MlflowClient, "log_batch", log_batch)
         self.after = after
 
     def _down(self, real):

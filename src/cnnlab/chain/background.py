@@ -16,7 +16,7 @@ from cnnlab.data.arrays import ImageSet
 from cnnlab.data.split import stratified_split
 from cnnlab.io import atomic_dir, write_csv, write_json
 from cnnlab.models import ObjectsCNN
-from cnnlab.serving import log_model
+from cnnlab.serving import log_model, register_best
 from cnnlab.tensors import TensorData
 from cnnlab.train.checkpoint import save_checkpoint
 from cnnlab.train.distributed import device
@@ -79,18 +79,21 @@ def train_background_classifiers(p, backgrounds: ImageSet, run, pair: list[str])
     sizes = {}
 
     def one_seed(seed: int) -> SeedResult:
-        train_idx, val_idx = stratified_split(labels, cfg.val_fraction, seed)
+        train_idx, val_idx = stratified_split(labels, cfg.val_fraction, seed, classes)
         sizes.update(train_patches=len(train_idx), val_patches=len(val_idx))
         torch.manual_seed(seed)
         model = ObjectsCNN(2, cfg.hidden, p.crop.size)
         train, val = data.subset(train_idx), data.subset(val_idx)
         name = f"seed{seed}"
         result = fit(model, train, val, cfg, seed=seed, device=device(), name=name, on_epoch=run.epoch_logger(name))
-        log_model(run, model, name, val.images, registered="cnnlab-objects-background", metadata=usage,
-                  tags={"seed": seed})  # fmt: skip
-        return SeedResult(result.summary(), model, result.history)
+        summary = result.summary()
+        log_model(run, model, name, val.images, metadata=usage, tags={"seed": seed},
+                  metrics={k: summary[k] for k in ("val_accuracy", "val_loss")})  # fmt: skip
+        return SeedResult(summary, model, result.history)
 
-    out = BackgroundClassifiers(backgrounds.source, classes, for_each_seed(p.objects.seed_list(p.seed), one_seed),
-                                sizes, usage)  # fmt: skip
+    per_seed = for_each_seed(p.objects.seed_list(p.seed), one_seed)
+    register_best(run, "cnnlab-objects-background",
+                  {f"seed{k}": (s["val_accuracy"], {"seed": k}) for k, s in per_seed.summaries.items()})  # fmt: skip
+    out = BackgroundClassifiers(backgrounds.source, classes, per_seed, sizes, usage)
     log_means(run, out.metrics["over_seeds"])
     return out

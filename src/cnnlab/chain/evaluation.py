@@ -21,6 +21,7 @@ from cnnlab.data.split import read_split
 from cnnlab.data.strategies import BASELINE, MASK_SOURCE, ChainData, eval_images, train_images
 from cnnlab.io import atomic_dir, save_array, write_csv, write_json
 from cnnlab.metrics import mask_quality
+from cnnlab.serving import weights_digest
 from cnnlab.tensors import TensorData, predict
 from cnnlab.tracking import stage_run
 from cnnlab.train.checkpoint import load_model
@@ -68,6 +69,7 @@ class Evaluation:
     predictions: dict[tuple[str, int], pd.DataFrame] = field(default_factory=dict)
     models: dict[str, torch.nn.Module] = field(default_factory=dict)
     views: dict[str, np.ndarray] = field(default_factory=dict)
+    digests: dict[tuple[str, int], str] = field(default_factory=dict)  # each model's weights (its logged model's tag)
 
     @property
     def recommended(self) -> str:
@@ -171,11 +173,18 @@ def _score(out: Evaluation, strategy: str, seed: int, *, splits: Path, models: P
     out.predictions[(strategy, seed)] = pd.DataFrame({"path": crops.splits["test"].index.id, "label": labels})
     out.models.setdefault(strategy, model)
     out.views.setdefault(strategy, view)
+    out.digests[(strategy, seed)] = weights_digest(model)
     return SeedResult({k: v for k, v in m.items() if k != "test_recall"} | mask_stats(chain, strategy, seed))
 
 
-def log_strategies(metrics: dict) -> None:
-    """One MLflow run per strategy: means, sd, per-seed values (step = seed), differences to the baseline."""
+VERSION_TAGS = ("test_accuracy", "test_worst_class_recall", "shortcut_class_test_recall")  # on registered versions
+
+
+def log_strategies(metrics: dict, digests: dict[tuple[str, int], str]) -> None:
+    """One MLflow run per strategy: means, sd, per-seed values (step = seed), differences to the
+    baseline; each seed's values also linked to that seed's logged model (found by `digests`, its
+    weights' digest; train_classifier logged it) and its test metrics set as tags of the version
+    registered from it, so MLflow's models view ranks the cures."""
     for name, agg in metrics["strategies"].items():
         params = {"strategy": name, "seeds": ",".join(map(str, metrics["seeds"])),
                   "shortcut_class": metrics["shortcut_class"] or "none"}  # fmt: skip
@@ -187,8 +196,10 @@ def log_strategies(metrics: dict) -> None:
             run.log_metrics({k: v["mean"] for k, v in agg.items()})
             run.log_metrics({k: v["sd"] for k, v in agg.items()}, prefix="sd/")
             for seed in metrics["seeds"]:
-                run.log_epoch({k: v["per_seed"][str(seed)] for k, v in agg.items() if str(seed) in v["per_seed"]},
-                              seed, prefix="per_seed/")  # fmt: skip
+                own = {k: v["per_seed"][str(seed)] for k, v in agg.items() if str(seed) in v["per_seed"]}
+                run.log_epoch(own, seed, prefix="per_seed/")
+                if (name, seed) in digests:
+                    run.link_metrics(digests[(name, seed)], own, f"cnnlab-objects-{name}", VERSION_TAGS)
             diff = metrics["comparison"].get(f"{name}_minus_{BASELINE}", {})
             run.log_metrics({k: v["mean"] for k, v in diff.items()}, prefix=f"minus_{BASELINE}/")
             if name == metrics["comparison"].get("recommended"):

@@ -21,7 +21,7 @@ from cnnlab.data.split import read_split
 from cnnlab.data.strategies import MASK_SOURCE, TEST_TIME_MASKS, ChainData, train_images, unavailable
 from cnnlab.io import atomic_dir, write_csv, write_json
 from cnnlab.models import ObjectsCNN
-from cnnlab.serving import log_model
+from cnnlab.serving import log_model, register_best
 from cnnlab.tensors import TensorData
 from cnnlab.train import distributed
 from cnnlab.train.checkpoint import load_model, save_checkpoint
@@ -126,6 +126,8 @@ def train_strategies(p, crops: ImageSet, chain: ChainData, *, splits: Path, mask
 
         per_seed = for_each_seed(seeds, one_seed)
         out.metrics["strategies"][strategy], out.curves[strategy] = per_seed.over_seeds, per_seed.curves
+        register_best(run, f"cnnlab-objects-{strategy}", {f"{strategy}-seed{k}": (s["val_accuracy"], {
+            "strategy": strategy, "seed": k}) for k, s in per_seed.summaries.items()})  # fmt: skip
     if distributed.world_size() > 1:
         out.metrics["processes"] = distributed.world_size()
     return out
@@ -144,7 +146,8 @@ def fit_one(p, run, data: TensorData, split, seed: int, name: str, settings: dic
     )  # fmt: skip
     strategy = name.split("-seed")[0]
     masker = test_time_masker(maskers, strategy, seed)
-    log_model(run, model, name, val.images, registered=f"cnnlab-objects-{strategy}",
-              metadata=usage(p, strategy, settings["classes"]), tags={"strategy": strategy, "seed": seed},
-              parts={"masker": masker} if masker else None)  # fmt: skip
+    summary = result.summary()
+    log_model(run, model, name, val.images, metadata=usage(p, strategy, settings["classes"]),
+              tags={"strategy": strategy, "seed": seed}, parts={"masker": masker} if masker else None,
+              metrics={k: summary[k] for k in ("val_accuracy", "val_loss")})  # fmt: skip
     return model, result

@@ -61,7 +61,7 @@ def decodesquare(paths: list[Path], size: int, desc: str) -> np.ndarray:
 
 
 def _hold_out(train: Split, classes: list[str], val_fraction: float, seed: int) -> tuple[Split, Split]:
-    tr, va = stratified_split(train.labels(classes), val_fraction, seed)
+    tr, va = stratified_split(train.labels(classes), val_fraction, seed, classes)
     return train.subset(tr), train.subset(va)
 
 

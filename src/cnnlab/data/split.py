@@ -13,15 +13,18 @@ from cnnlab.errors import DatasetError
 from cnnlab.io import write_csv
 
 
-def stratified_split(labels, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, val indices), sorted, with every class in the same proportion in both."""
+def stratified_split(labels, val_fraction: float, seed: int, classes=None) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, val indices), sorted, with every class in the same proportion in both.
+    `classes`: the class names of the label indices (the error names a class by its folder)."""
     labels = np.asarray(labels)
     values, counts = np.unique(labels, return_counts=True)
     n_val = int(np.ceil(val_fraction * len(labels)))
     if counts.min() < 2 or n_val < len(values) or len(labels) - n_val < len(values):
+        fewest = values[counts.argmin()]
+        name = classes[int(fewest)] if classes is not None else fewest
         raise DatasetError(
             f"too few images for a stratified {1 - val_fraction:.0%}/{val_fraction:.0%} split: class "
-            f"{str(values[counts.argmin()])!r} has {counts.min()} of {len(labels)} images "
+            f"{str(name)!r} has {counts.min()} of {len(labels)} images "
             f"across {len(values)} classes; "
             "every class needs at least 2 and each side of the split one per class (add images or change val_fraction)"
         )
@@ -37,12 +40,12 @@ def first_per_class(labels: np.ndarray, per_class: int) -> np.ndarray:
     return np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)]))
 
 
-def write_splits(path: str | Path, ids, labels, val_fraction: float, seeds: list[int]) -> None:
+def write_splits(path: str | Path, ids, labels, val_fraction: float, seeds: list[int], classes=None) -> None:
     """splits.csv: one row per image (`id`) and one column per seed (`seed<N>`: train or val), the
-    stratified split of `labels` that seed draws."""
+    stratified split of `labels` (indices into `classes`, the names an error gives) that seed draws."""
     frame = pd.DataFrame({"id": list(ids)})
     for seed in seeds:
-        _, val_idx = stratified_split(labels, val_fraction, seed)
+        _, val_idx = stratified_split(labels, val_fraction, seed, classes)
         frame[f"seed{seed}"] = np.where(np.isin(np.arange(len(frame)), val_idx), "val", "train")
     write_csv(path, frame)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cnnlab.errors import TrackingError
+from cnnlab.tracking.registry import move_champion
 from cnnlab.tracking.store import PENDING_DIR, SYNC_COMMAND, experiment_named, mlflow_module, reason, repo_root
 
 
@@ -62,7 +63,9 @@ def _replay(client, run_id: str, record: dict, files: Path) -> None:
     op = record["op"]
     if op == "metrics":
         step, ts = record["step"], record["timestamp"]
-        client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v in record["values"].items()])
+        model_id = record.get("model_id")
+        values = record["values"].items()
+        client.log_batch(run_id, metrics=[Metric(k, v, ts, step, model_id=model_id) for k, v in values])
     elif op == "params":
         client.log_batch(run_id, params=[Param(k, v) for k, v in record["values"].items()])
     elif op == "tag":
@@ -82,6 +85,7 @@ def _replay(client, run_id: str, record: dict, files: Path) -> None:
         import mlflow
 
         mlflow.register_model(f"runs:/{run_id}/{record['path']}", record["name"], tags=record["tags"])
+        move_champion(client, record["name"])
     elif op == "end":
         client.set_terminated(run_id, record["status"], end_time=record["end_time"])
     else:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 from cnnlab.errors import TrackingError
 from cnnlab.tracking.lineage import dvc_digest, dvc_experiment_name, git_commit
 from cnnlab.tracking.outbox import PendingRecords, pending_runs
+from cnnlab.tracking.registry import WEIGHTS_TAG, move_champion
 from cnnlab.tracking.store import (
     EXPERIMENT,
     EXPERIMENT_ROLE,
@@ -37,6 +38,10 @@ from cnnlab.tracking.store import (
 )
 
 _experiment_params: dict[str, Any] = {}
+# The step a model is logged at: one no metric has. MLflow links to a new model every metric its run
+# holds at the model's step (and every later one logged at it by mlflow.log_metrics); at step -1,
+# a model gets only the metrics logged for it by name (StageRun.log_model's `metrics`).
+MODEL_STEP = -1
 
 
 def use_params(flat: dict[str, Any]) -> None:
@@ -65,6 +70,7 @@ class StageRun:
         self._meta = meta
         self.pending: PendingRecords | None = None
         self.failure: str | None = None
+        self.models: dict[str, str] = {}  # name -> LoggedModel id, of the models this run logged
 
     @property
     def run_id(self) -> str:
@@ -120,12 +126,17 @@ class StageRun:
         named `<group>/<metric>` (MLflow groups them)."""
         return lambda row: self.log_epoch(row, row["epoch"], prefix=f"{group}/" if group else "")
 
-    def _log_values(self, values: dict[str, float], step: int | None) -> None:
+    def _log_values(self, values: dict[str, float], step: int | None, model_id: str | None = None) -> None:
+        """The client's log_batch, not mlflow.log_metrics: that one links every metric of a step to
+        every model the run logged at that step (a model's metrics would be every model's)."""
+        from mlflow.entities import Metric
+
         now = int(time.time() * 1000)
         self._write(
-            lambda: self._mlflow.log_metrics(values, step=step, timestamp=now),
-            lambda pending: pending.add("metrics", values=values, step=step or 0, timestamp=now),
-        )
+            lambda: self._client.log_batch(
+                self.run_id, metrics=[Metric(k, v, now, step or 0, model_id=model_id) for k, v in values.items()]),
+            lambda pending: pending.add("metrics", values=values, step=step or 0, timestamp=now, model_id=model_id),
+        )  # fmt: skip
 
     def log_metrics(self, metrics: dict[str, Any], prefix: str = "") -> None:
         """Final metrics; nested dicts are flattened with '/' (MLflow's grouping), None and
@@ -154,12 +165,16 @@ class StageRun:
 
         self._write(call, keep)
 
-    def log_model(self, model, name: str, images, *, registered: str, metadata: dict, tags: dict,
-                  python_model: Path, signature, parts: dict | None = None) -> None:  # fmt: skip
+    def log_model(self, model, name: str, images, *, registered: str | None, metadata: dict, tags: dict,
+                  python_model: Path, signature, parts: dict | None = None,
+                  metrics: dict[str, float] | None = None, code: Path | None = None,
+                  requirements: list[str] | None = None) -> None:  # fmt: skip
         """The trained torch model as an MLflow pyfunc model "from code" (`python_model`, the file
         that defines it: cnnlab.serving, no pickle) with the network exported by torch.export as
-        its artifact `network`, registered as a new version of model `registered`; every trained
-        model of cnnlab is logged this way (cnnlab.serving.log_model).
+        its artifact `network`, a LoggedModel of this run with `tags` and its own `metrics` linked
+        to it (nothing else is: see :meth:`_log_values`); registered as a new version of model
+        `registered` (:meth:`register`) unless that is None. Every trained model of cnnlab is logged
+        this way (cnnlab.serving.log_model).
 
         Args:
             images: a few (N, 3, S, S) uint8 images the model takes (N >= 2 keeps the exported
@@ -167,9 +182,11 @@ class StageRun:
                 every model to check it (seconds each); tests/unit/test_predict.py does.
             metadata: what it takes to use the model (kind, classes, input size, strategy,
                 preprocessing): the model's config and its MLmodel metadata.
-            tags: tags of the model version, beside the DVC experiment's name.
+            tags: tags of the logged model (and of its version), beside the DVC experiment's name.
             parts: other networks the model uses on the same images (name -> torch module; a
                 segment_learned classifier's `masker`), exported the same way as artifacts `name`.
+            code: a package folder the model carries (MLflow's code_paths: on sys.path where it
+                is loaded); requirements: its pip requirements.
 
         Kept pending, the model is saved in the same format, written later as artifacts under
         `name` and registered from there.
@@ -186,28 +203,72 @@ class StageRun:
             exported = export_graph(module, batch)
             artifacts[part] = str(network.with_name(f"{part}.pt2"))
             torch.export.save(exported, artifacts[part])
-        requirements = [f"torch=={torch.__version__.split('+')[0]}", "pillow", "pandas", "opencv-python-headless"]
+        requirements = requirements or [f"torch=={torch.__version__.split('+')[0]}"]
         options = dict(python_model=str(python_model), artifacts=artifacts, model_config=metadata,
-                       metadata=metadata, signature=signature, pip_requirements=requirements)  # fmt: skip
+                       metadata=metadata, signature=signature, pip_requirements=requirements,
+                       code_paths=[str(code)] if code else None)  # fmt: skip
         tags = {**{k: str(v) for k, v in tags.items()}, "dvc.experiment": self._meta["tags"]["dvc.experiment"]}
 
         def call():
             with warnings.catch_warnings():  # "An input example was not provided": on purpose, above
                 warnings.filterwarnings("ignore", message=".*input example was not provided")
-                info = mlflow.pyfunc.log_model(name=name, registered_model_name=registered, **options)
-            for key, value in tags.items():
-                self._client.set_model_version_tag(registered, info.registered_model_version, key, value)
+                info = mlflow.pyfunc.log_model(name=name, tags=tags, step=MODEL_STEP, **options)
+            self.models[name] = info.model_id
 
         def keep(pending):
             folder = pending.new_file(name)
             mlflow.pyfunc.save_model(str(folder), **options)
             pending.add("artifact", file=folder.name, folder=name, name=name)
-            pending.add("register", path=name, name=registered, tags=tags)
 
         try:
             self._write(call, keep)
         finally:
             shutil.rmtree(network.parent, ignore_errors=True)
+        if metrics:
+            self._log_values({k: float(v) for k, v in metrics.items()}, None, model_id=self.models.get(name))
+        if registered:
+            self.register(name, registered, tags)
+
+    def register(self, name: str, registered: str, tags: dict) -> None:
+        """The model `name` that this run logged, as a new version of registered model `registered`
+        with `tags`; then the alias `champion` goes to the version with the best validation
+        accuracy (:func:`move_champion`). Kept pending, the version is made by `cnnlab-sync`."""
+        import mlflow
+
+        tags = {**{k: str(v) for k, v in tags.items()}, "dvc.experiment": self._meta["tags"]["dvc.experiment"]}
+
+        def call():
+            source = f"models:/{self.models[name]}" if name in self.models else f"runs:/{self.run_id}/{name}"
+            mlflow.register_model(source, registered, tags=tags)
+            move_champion(self._client, registered)
+
+        self._write(call, lambda pending: pending.add("register", path=name, name=registered, tags=tags))
+
+    def link_metrics(self, weights: str, metrics: dict[str, float], registered: str | None = None,
+                     version_tags: tuple[str, ...] = ()) -> bool:  # fmt: skip
+        """Log `metrics` to this run linked to the LoggedModel whose weights digest is `weights`
+        (tag cnnlab.weights_digest, cnnlab.serving.weights_digest: the model another stage logged),
+        and those of them named in `version_tags` as tags of its version of `registered` where it
+        has one. False where the store holds no such model (or is down: nothing is linked then)."""
+        if self.pending is not None:
+            return False
+        try:
+            found = self._mlflow.search_logged_models(
+                experiment_ids=[self.run.info.experiment_id], filter_string=f"tags.`{WEIGHTS_TAG}` = '{weights}'",
+                order_by=[{"field_name": "creation_timestamp", "ascending": False}], max_results=1,
+                output_format="list")  # fmt: skip
+            versions = self._client.search_model_versions(f"name='{registered}'") if registered and found else []
+        except Exception:  # noqa: BLE001 - a failed look-up leaves the models unlinked, nothing else
+            return False
+        if not found:
+            return False
+        versions = [v for v in versions if v.source == f"models:/{found[0].model_id}"]  # registered from it
+        self._log_values({k: float(v) for k, v in metrics.items()}, None, model_id=found[0].model_id)
+        for version in versions:
+            for key, value in ((k, metrics[k]) for k in version_tags if k in metrics):
+                self._write(lambda v=version, k=key, x=value: self._client.set_model_version_tag(
+                    registered, v.version, k, str(x)), lambda pending: None)  # fmt: skip
+        return True
 
     def end(self, status: str) -> None:
         """Mark the run FINISHED or FAILED; report kept records."""
