@@ -45,11 +45,10 @@ def main(p, args):
         write_json(args.metrics / "metrics.json", result.metrics)  # no timings: a rerun gives the same bytes
         run.log_metrics({k: v for k, v in result.metrics.items() if k in ("train", "val", "test")})
         run.log_metrics({"seconds": result.seconds})
-        own = {f"{split}_{k}": v for split in ("val", "test") for k, v in result.metrics[split].items()}
+        own = {f"{split}_{k}": v for split in ("val", "test") for k, v in result.metrics.get(split, {}).items()}
+        tags = {"dataset": source, "model": name} | {k: own[k] for k in ("val_accuracy", "test_accuracy") if k in own}
         log_model(run, result.model, f"pretrain-{source}-{name}", data.splits["val"].images,
-                  registered=f"cnnlab-pretrain-{name}", metadata=usage, metrics=own,
-                  tags={"dataset": source, "model": name, "val_accuracy": own["val_accuracy"],
-                        "test_accuracy": own["test_accuracy"]})  # fmt: skip
+                  registered=f"cnnlab-pretrain-{name}", metadata=usage, metrics=own, tags=tags)  # fmt: skip
     checkpoint.unlink(missing_ok=True)  # finished: nothing to resume
     print(f"pretrained {name} on {source}: test accuracy {result.metrics['test']['accuracy']:.3f}")
 

@@ -79,10 +79,11 @@ def main(p, args):
         run.log_artifact(args.metrics / "classification_report.csv")
         run.log_metrics({k: v for k, v in result.metrics.items() if k in ("train", "val", "test")})
         run.log_metrics({"seconds": result.seconds, "best_epoch": result.metrics["best_epoch"]})
-        own = {f"{split}_{k}": v for split in ("val", "test") for k, v in result.metrics[split].items()}
+        own = {f"{split}_{k}": v for split in ("val", "test") for k, v in result.metrics.get(split, {}).items()}
+        tags = {"dataset": data.name, "model": args.model}
+        tags |= {k: own[k] for k in ("val_accuracy", "test_accuracy") if k in own}  # a folder may have no test
         log_model(run, result.model, cell, data.splits["val"].images, registered=f"cnnlab-{cell}", metadata=metadata,
-                  tags={"dataset": data.name, "model": args.model, "val_accuracy": own["val_accuracy"],
-                        "test_accuracy": own["test_accuracy"]}, metrics=own)  # fmt: skip
+                  tags=tags, metrics=own)  # fmt: skip
     checkpoint.unlink(missing_ok=True)  # finished: nothing to resume
 
 
