@@ -44,6 +44,8 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from cnnlab.tracking.registry import WEIGHTS_TAG
+
 if TYPE_CHECKING:
     import torch
 
@@ -91,7 +93,7 @@ def log_model(run, model: torch.nn.Module, name: str, images, *, registered: str
     :func:`register_best` picks which of a stage's models is)."""
     python_model = MASKER_FILE if metadata["kind"] == "masker" else MODEL_FILE
     parts = {k: v.cpu() for k, v in (parts or {}).items()}
-    tags = {**tags, "cnnlab.weights_digest": weights_digest(model)}
+    tags = {**tags, WEIGHTS_TAG: weights_digest(model)}
     run.log_model(model.cpu(), name.replace("_", "-"), images[:2], registered=registered, metadata=metadata,
                   tags=tags, python_model=python_model, signature=signature(metadata), parts=parts,
                   metrics=metrics, code=PACKAGE, requirements=requirements())  # fmt: skip

@@ -207,7 +207,7 @@ class StageRun:
         options = dict(python_model=str(python_model), artifacts=artifacts, model_config=metadata,
                        metadata=metadata, signature=signature, pip_requirements=requirements,
                        code_paths=[str(code)] if code else None)  # fmt: skip
-        tags = {**{k: str(v) for k, v in tags.items()}, "dvc.experiment": self._meta["tags"]["dvc.experiment"]}
+        tags = self._version_tags(tags)
 
         def call():
             with warnings.catch_warnings():  # "An input example was not provided": on purpose, above
@@ -229,13 +229,17 @@ class StageRun:
         if registered:
             self.register(name, registered, tags)
 
+    def _version_tags(self, tags: dict) -> dict[str, str]:
+        """`tags` as strings, with the DVC experiment's name: a logged model's and a version's tags."""
+        return {**{k: str(v) for k, v in tags.items()}, "dvc.experiment": self._meta["tags"]["dvc.experiment"]}
+
     def register(self, name: str, registered: str, tags: dict) -> None:
         """The model `name` that this run logged, as a new version of registered model `registered`
         with `tags`; then the alias `champion` goes to the version with the best validation
         accuracy (:func:`move_champion`). Kept pending, the version is made by `cnnlab-sync`."""
         import mlflow
 
-        tags = {**{k: str(v) for k, v in tags.items()}, "dvc.experiment": self._meta["tags"]["dvc.experiment"]}
+        tags = self._version_tags(tags)
 
         def call():
             source = f"models:/{self.models[name]}" if name in self.models else f"runs:/{self.run_id}/{name}"
