@@ -19,6 +19,7 @@ from typing import Callable
 import pytest
 import yaml
 
+from cnnlab.config import merge
 from tests.conftest import REPO, params_data
 
 # the tests' tiny pipeline: params.yaml with these keys overridden (every other key as there)
@@ -108,10 +109,10 @@ def copy_repo(template: Path, dest: Path) -> Path:
     return dest
 
 
-def shared_repo(tmp_path_factory, name: str, params: dict, build: Callable[[Path], None]) -> Path:
-    """A repository made by make_repo, then `build(repo)`, once per test run: under pytest-xdist
-    the first worker to ask makes it while the others wait on a lock file, and all use it. Tests
-    take a copy (copy_repo) and never change it."""
+def shared_folder(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """`build(path)` makes a repository at `path`, once per test run: under pytest-xdist the first
+    worker to ask makes it while the others wait on a lock file, and all use it. Tests take a copy
+    (copy_repo) and never change it."""
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # this run's folder, above each worker's own
@@ -120,9 +121,43 @@ def shared_repo(tmp_path_factory, name: str, params: dict, build: Callable[[Path
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not made.exists():  # (a worker whose build failed left no mark: the next one starts over)
             shutil.rmtree(folder, ignore_errors=True)
-            build(make_repo(folder / "repo", params))
+            build(folder / "repo")
             made.touch()
     return folder / "repo"
+
+
+def shared_repo(tmp_path_factory, name: str, params: dict, build: Callable[[Path], None]) -> Path:
+    """A repository made by make_repo, then `build(repo)`, once per test run (shared_folder)."""
+    return shared_folder(tmp_path_factory, name, lambda path: build(make_repo(path, params)))
+
+
+def write_params(repo: Path, overrides: dict) -> None:
+    """params.yaml of `repo` with `overrides` merged in (not committed)."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump(merge(params, overrides), sort_keys=False))
+
+
+# what train_classifier reads, bigger than TINY's where a training must last several epochs (the
+# interrupt and torchrun tests): 10 images per class, 48 px crops, one seed of two strategies (the
+# resume and the distributed mechanisms are the same for every strategy and seed); each test
+# sets its own `classifier` training on top
+TRAINABLE = merge(TINY, {
+    "generate": {"train_per_class": 10},
+    "crop": {"size": 48},
+    "classifier": {"hidden": 64, "val_fraction": 0.2},
+    "objects": {"seeds": 1, "strategies": ["none", "report"]},
+})  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def trainable_template(tmp_path_factory) -> Path:
+    """The TRAINABLE repository with every stage before train_classifier run and committed."""
+
+    def build(repo: Path) -> None:
+        sh("dvc repro gradcam_mask", repo)
+        sh("git add -A && git commit -qm 'up to the training'", repo)
+
+    return shared_repo(tmp_path_factory, "trainable", TRAINABLE, build)
 
 
 @pytest.fixture(scope="session")

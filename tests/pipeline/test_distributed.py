@@ -14,21 +14,16 @@ import pytest
 import torch
 import yaml
 
-from cnnlab.config import merge
-from tests.pipeline.conftest import TINY, clean_env, free_port, make_repo, sh
+from tests.pipeline.conftest import clean_env, copy_repo, free_port, sh, write_params
 
 pytestmark = pytest.mark.slow
 
-PARAMS = merge(TINY, {
-    "generate": {"train_per_class": 10},
-    "crop": {"size": 48},
-    "classifier": {"epochs": 6, "batch_size": 8, "hidden": 64, "val_fraction": 0.2},
-    "objects": {"seeds": 1, "strategies": ["none", "report"]},
-})  # fmt: skip
+TRAINING = {"classifier": {"epochs": 6, "batch_size": 8}}  # on tests/pipeline/conftest.py's TRAINABLE
 
 
-def test_torchrun_launcher_trains_with_two_processes_and_matches_one(tmp_path):
-    repo = make_repo(tmp_path / "repo", PARAMS)
+def test_torchrun_launcher_trains_with_two_processes_and_matches_one(trainable_template, tmp_path):
+    repo = copy_repo(trainable_template, tmp_path / "repo")  # everything train_classifier reads has run
+    write_params(repo, TRAINING)
     sh("dvc repro train_classifier", repo)
     single = json.loads((repo / "metrics/train_classifier.json").read_text())
 

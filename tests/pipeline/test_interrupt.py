@@ -17,25 +17,30 @@ import psutil
 import pytest
 import torch
 
-from cnnlab.config import merge
-from tests.pipeline.conftest import TINY, clean_env, copy_repo, free_port, mlflow_server, sh, shared_repo
+from tests.pipeline.conftest import clean_env, copy_repo, free_port, mlflow_server, sh, shared_folder, write_params
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 12
-PARAMS = merge(TINY, {
-    "generate": {"train_per_class": 10},
-    "crop": {"size": 48},
-    "classifier": {"epochs": EPOCHS, "batch_size": 4, "hidden": 64, "val_fraction": 0.2},
-    # two trainings, as the resume mechanism is the same for every (strategy, seed)
-    "objects": {"seeds": 1, "strategies": ["none", "report"]},
-})  # fmt: skip
+EPOCHS = 8
+TRAINING = {"classifier": {"epochs": EPOCHS, "batch_size": 4}}  # on tests/pipeline/conftest.py's TRAINABLE
+OUTPUTS = ("metrics/train_classifier.json", "metrics/curves/classifier/none.csv")
+
+
+def _repo(trainable_template, path: Path) -> Path:
+    """A copy of the repository with everything train_classifier reads, and this module's training."""
+    repo = copy_repo(trainable_template, path)
+    write_params(repo, TRAINING)
+    return repo
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
-    """The repository with everything train_classifier reads (made once; each test takes a copy)."""
-    return shared_repo(tmp_path_factory, "interrupt", PARAMS, lambda repo: sh("dvc repro gradcam_mask", repo))
+def uninterrupted(trainable_template, tmp_path_factory) -> Path:
+    """The same training run once without interruption (made once; each test compares with it)."""
+
+    def build(path: Path) -> None:
+        sh("dvc repro train_classifier", _repo(trainable_template, path))
+
+    return shared_folder(tmp_path_factory, "interrupt-uninterrupted", build)
 
 
 def _stage_process(root: psutil.Process, script: str, timeout: float = 120) -> psutil.Process:
@@ -68,13 +73,14 @@ def _epoch(checkpoint) -> int:
      (signal.SIGINT, "/bin/sh", True)],
     ids=["SIGTERM-sh", "SIGKILL-sh", "SIGTERM-bash", "Ctrl-C"],
 )  # fmt: skip
-def test_a_killed_training_resumes_from_its_last_epoch_and_ends_the_same(template, tmp_path, sig, shell, group):
+def test_a_killed_training_resumes_from_its_last_epoch_and_ends_the_same(trainable_template, uninterrupted, tmp_path,
+                                                                         sig, shell, group):  # fmt: skip
     """`group`: the signal goes to the whole process group (DVC, its shell, the stage), as a
     terminal sends Ctrl-C; otherwise to the stage's process alone."""
     executable = shutil.which(shell)
     if executable is None:
         pytest.skip(f"{shell} is not installed")
-    repo = copy_repo(template, tmp_path / "repo")  # everything train_classifier reads has run
+    repo = _repo(trainable_template, tmp_path / "repo")  # everything train_classifier reads has run
     env = clean_env() | {"SHELL": executable}  # the shell DVC runs stage commands with
     dvc = subprocess.Popen(
         ["dvc", "repro", "evaluate"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -112,20 +118,16 @@ def test_a_killed_training_resumes_from_its_last_epoch_and_ends_the_same(templat
     assert resumed, out.stdout + out.stderr
     assert int(resumed.group(1)) == killed_after  # from the last checkpoint, not from zero
     assert not checkpoint.exists()  # a finished stage leaves no checkpoint behind
-    after_resume = {
-        f: (repo / f).read_bytes() for f in ("metrics/train_classifier.json", "metrics/curves/classifier/none.csv")
-    }
-    weights = torch.load(repo / "data/models/classifier/none/seed0.pt", weights_only=True)["model"]
-
-    sh("dvc repro -f -s train_classifier", repo)  # the same training, uninterrupted
-    for name, content in after_resume.items():
-        assert (repo / name).read_bytes() == content, name
-    again = torch.load(repo / "data/models/classifier/none/seed0.pt", weights_only=True)["model"]
+    # ... and ends where the same training, uninterrupted, ends
+    for name in OUTPUTS:
+        assert (repo / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+    weights, again = (torch.load(r / "data/models/classifier/none/seed0.pt", weights_only=True)["model"]
+                      for r in (repo, uninterrupted))  # fmt: skip
     assert weights.keys() == again.keys() and all(torch.equal(weights[k], again[k]) for k in weights)
 
 
-def test_tracking_server_dying_mid_training_loses_nothing_and_sync_writes_it_later(template, tmp_path):
-    repo = copy_repo(template, tmp_path / "repo")
+def test_tracking_server_dying_mid_training_loses_nothing_and_sync_writes_it_later(trainable_template, tmp_path):
+    repo = _repo(trainable_template, tmp_path / "repo")
     port = free_port()
     store = tmp_path / "mlflow"
     with mlflow_server(store, port) as uri:
