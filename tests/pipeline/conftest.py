@@ -214,7 +214,7 @@ def mlflow_server(folder: Path, port: int | None = None, backend: str | None = N
     database URI; default: a SQLite file in `folder`) and its artifacts in `folder`, answering the
     Host headers `allowed_hosts` (its --allowed-hosts; default MLflow's: localhost and private
     addresses), `env` added to its environment; yields its URI and stops it, with all its workers,
-    afterwards."""
+    afterwards. Without MLflow's server-side jobs, which cnnlab does not use (docs/team.md)."""
     port = port or free_port()
     backend = backend or f"sqlite:///{folder / 'server.db'}"
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
@@ -222,5 +222,6 @@ def mlflow_server(folder: Path, port: int | None = None, backend: str | None = N
            "--workers", "1"] + (["--allowed-hosts", allowed_hosts] if allowed_hosts else [])  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     uri = f"http://127.0.0.1:{port}"
-    with served(cmd, folder, clean_env() | (env or {}), f"{uri}/health"):
+    env = clean_env() | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"} | (env or {})
+    with served(cmd, folder, env, f"{uri}/health"):
         yield uri

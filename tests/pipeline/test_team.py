@@ -63,12 +63,14 @@ class Output:
 
 def _server_as_documented(db, port: int) -> dict:
     """docs/team.md's `mlflow server` settings: the database by postgresql+psycopg:// without a
-    password (libpq reads PGPASSWORD), --allowed-hosts as written there (and 127.0.0.1, where the
-    test talks to it)."""
+    password (libpq reads PGPASSWORD), the unit's Environment= variables, --allowed-hosts as written
+    there (and 127.0.0.1, where the test talks to it)."""
     team = (REPO / "docs/team.md").read_text()
     (hosts,) = re.findall(r"--allowed-hosts (\S+)", team)
     (scheme,) = set(re.findall(r"--backend-store-uri (postgresql\+psycopg)://mlflow@", team))
-    return dict(backend=f"{scheme}://{db.user}@127.0.0.1:{db.port}/mlflow", env={"PGPASSWORD": db.password},
+    settings = dict(re.findall(r"^Environment=(\w+)=(\S+)$", team, re.M))  # the unit's own variables
+    assert settings, "docs/team.md's unit sets no Environment="
+    return dict(backend=f"{scheme}://{db.user}@127.0.0.1:{db.port}/mlflow", env={"PGPASSWORD": db.password, **settings},
                 allowed_hosts=f"{hosts},127.0.0.1:{port}")  # fmt: skip
 
 
