@@ -83,7 +83,7 @@ def test_a_killed_training_resumes_from_its_last_epoch_and_ends_the_same(trainab
     repo = _repo(trainable_template, tmp_path / "repo")  # everything train_classifier reads has run
     env = clean_env() | {"SHELL": executable}  # the shell DVC runs stage commands with
     dvc = subprocess.Popen(
-        ["dvc", "repro", "evaluate"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        ["dvc", "repro", "train_classifier"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=group,
     )  # fmt: skip
     stage = _stage_process(psutil.Process(dvc.pid), "train_classifier.py")
@@ -113,7 +113,7 @@ def test_a_killed_training_resumes_from_its_last_epoch_and_ends_the_same(trainab
     assert 2 <= killed_after < EPOCHS
     assert not (repo / "data/models/classifier/none/seed0.pt").exists()  # nothing half-done looks finished
 
-    out = sh("dvc repro evaluate", repo)
+    out = sh("dvc repro train_classifier", repo)
     resumed = re.search(r"none-seed0: resuming from \S+none-seed0\.pt after epoch (\d+)", out.stdout + out.stderr)
     assert resumed, out.stdout + out.stderr
     assert int(resumed.group(1)) == killed_after  # from the last checkpoint, not from zero
