@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
 
+from cnnlab.cures import STRATEGIES
 from cnnlab.errors import ParamsError
 from cnnlab.params_messages import params_messages
 
@@ -31,8 +32,7 @@ Unit = Annotated[float, Field(ge=0, le=1)]  # between 0 and 1
 Rate = Annotated[float, Field(ge=0, lt=1)]  # in [0, 1): momentum, dropout
 # dataset and model names become folder names and are joined as <dataset>-<model>
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$")]
-Strategy = Literal["none", "report", "segment", "segment_learned", "mixed_rand", "mixed_rand_learned", "oracle"]
-STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)  # the one list of cures, in the comparison's order
+Strategy = Literal[STRATEGIES]  # the names of cnnlab.cures.CURES, in the comparison's order
 
 
 class Section(BaseModel):

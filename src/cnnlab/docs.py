@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from cnnlab.cures import CURES
 from cnnlab.errors import CnnlabError
 
 DOCS = ("README.md", "docs/results.md", "docs/study.md", "docs/benchmarks.md", "docs/manual.md")
@@ -88,15 +89,7 @@ def _pct_pm(entry: dict) -> str:
     return f"{round(100 * entry['mean'])}% ± {round(100 * entry['sd'])}"
 
 
-README_LABELS = {
-    "none": "none (baseline)",
-    "report": "report (Grad-CAM blacks out the shortcut class's background)",
-    "segment": "segment (GrabCut masks every crop, train and test)",
-    "segment_learned": "segment_learned (the learned masker's masks, train and test)",
-    "mixed_rand": "mixed_rand (objects on random classes' backgrounds)",
-    "mixed_rand_learned": "mixed_rand_learned (the same, learned masks)",
-    "oracle": "oracle (ground-truth masks: upper bound, not a result)",
-}
+README_LABELS = {c.name: c.label for c in CURES}  # cnnlab.cures
 
 
 def objects_readme(m: Metrics) -> str:

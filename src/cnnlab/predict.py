@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from cnnlab.cures import CURE, CURES
 from cnnlab.data.objects import IMAGE_SUFFIXES, load_rgb
 from cnnlab.errors import CnnlabError, DatasetError
 from cnnlab.tensors import predict
@@ -66,7 +67,8 @@ def load_predictor(spec: str, device: torch.device) -> Predictor:
         usage, masker = state.get("usage"), _masker_of(state, device)
     if not usage:
         raise CnnlabError(f"{spec}: this model does not say how to prepare images for it (no usage); {CHECKPOINT_HINT}")
-    if usage.get("strategy") == "oracle":
+    cure = CURE.get(usage.get("strategy"))
+    if cure is not None and cure.test_masks and cure.masks == "truth":
         raise CnnlabError(f"{spec}: an oracle model masks test crops with ground-truth masks, which new images do not "
                           "have; use another strategy's model (e.g. segment)")  # fmt: skip
     if usage.get("strategy") in LEARNED_MASKS and masker is None:
@@ -164,8 +166,10 @@ def check_box(box: Box, shape: tuple[int, int], where: str) -> Box:
 
 NEEDS_BOXES = ("a {} model masks each crop {} from the object's box: give every image's box (`cnnlab predict "
                "--boxes`, a CSV of path,x,y,w,h; the served model: columns x, y, w, h)")  # fmt: skip
-MASKED_BY = {"segment": "by GrabCut", "segment_learned": "by the learned masker it was trained with"}
-LEARNED_MASKS = ("segment_learned",)  # their test crops are masked by the learned masker
+# the cures whose test crops are masked from the box, and by what (cnnlab.cures)
+MASKED_BY = {c.name: {"segments": "by GrabCut", "learned": "by the learned masker it was trained with"}[c.masks]
+             for c in CURES if c.test_masks and c.masks in ("segments", "learned")}  # fmt: skip
+LEARNED_MASKS = tuple(c.name for c in CURES if c.test_masks and c.masks == "learned")  # masked by their masker
 NO_MASKER = ("a segment_learned model masks test crops with the masker it was trained with, and this one does not "
              "carry it (saved before models carried their masker): run `dvc repro` to save it again, or use the "
              "segment model (GrabCut masks from the box) or a mixed_rand_learned model (no test-time masks)")

@@ -11,7 +11,8 @@ from tests.conftest import REPO
 SRC = REPO / "src" / "cnnlab"
 # lowest first; a module may import its own package and lower layers, never a neighbour on its layer
 LAYERS = [
-    {"errors", "params_messages", "arguments", "tensors"},  # shared: errors and wording, arguments' help, tensors
+    {"errors", "params_messages", "arguments", "tensors", "cures"},  # shared: errors and wording, arguments' help,
+    # tensors, what each cure of the objects chain is
     {"io", "config", "metrics", "viz", "docs"},  # files, params, metric definitions, pure plotting, the docs' numbers
     {"data"},
     {"models"},

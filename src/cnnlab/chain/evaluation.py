@@ -18,7 +18,7 @@ from cnnlab.chain.seeds import SeedResult, for_each_seed
 from cnnlab.data.arrays import ImageSet, load_images
 from cnnlab.data.sets import gradcam_crops
 from cnnlab.data.split import read_split
-from cnnlab.data.strategies import BASELINE, MASK_SOURCE, ChainData, eval_images, train_images
+from cnnlab.data.strategies import BASELINE, MASK_SOURCE, ChainData, eval_images, needs_gradcam, train_images
 from cnnlab.io import atomic_dir, save_array, write_csv, write_json
 from cnnlab.metrics import mask_quality
 from cnnlab.serving import weights_digest
@@ -161,7 +161,7 @@ def _score(out: Evaluation, strategy: str, seed: int, *, splits: Path, models: P
     paired_view = None
     if pairs is not None:
         paired_view = torch.from_numpy(np.ascontiguousarray(eval_images(strategy, chain, "paired", seed)))
-    gradcam = gradcam_crops(out.masked, seed, crops.splits["train"]) if strategy == "report" else None
+    gradcam = gradcam_crops(out.masked, seed, crops.splits["train"]) if needs_gradcam(strategy) else None
     data = TensorData.from_numpy(train_images(strategy, chain, seed, gradcam), train_labels)
     _, val_idx = read_split(splits, seed, crops.splits["train"].index.id)
     model, _ = load_model(models / strategy / f"seed{seed}.pt", device())

@@ -15,10 +15,11 @@ import torch
 from cnnlab import figures
 from cnnlab.chain.decision import Decision
 from cnnlab.chain.seeds import SeedResult, for_each_seed
+from cnnlab.cures import CURE
 from cnnlab.data.arrays import ImageSet
 from cnnlab.data.sets import gradcam_crops
 from cnnlab.data.split import read_split
-from cnnlab.data.strategies import MASK_SOURCE, TEST_TIME_MASKS, ChainData, train_images, unavailable
+from cnnlab.data.strategies import ChainData, needs_gradcam, train_images, unavailable
 from cnnlab.io import atomic_dir, write_csv, write_json
 from cnnlab.models import ObjectsCNN
 from cnnlab.serving import log_model, register_best
@@ -37,7 +38,7 @@ def tracked_params(p, shortcut: str | None) -> dict:
 
 def test_time_masker(maskers: Path, strategy: str, seed: int):
     """The learned masker that masks a `strategy` model's test crops (segment_learned), or None."""
-    if strategy in TEST_TIME_MASKS and MASK_SOURCE[strategy] == "learned":
+    if CURE[strategy].test_masks and CURE[strategy].masks == "learned":
         return load_model(maskers / f"seed{seed}.pt")[0]
     return None
 
@@ -47,11 +48,12 @@ def usage(p, strategy: str, classes: list[str]) -> dict:
     crop.size px, and the settings that mask them at test time: GrabCut's and its fallback's for
     `segment`, the learned masker's masking for `segment_learned` (cnnlab.train.masker.Masking and
     crop.context; the masker itself goes with the model)."""
-    learned = strategy in TEST_TIME_MASKS and MASK_SOURCE[strategy] == "learned"
+    cure = CURE[strategy]
+    learned = cure.test_masks and cure.masks == "learned"
     masker = {"context": p.crop.context,
               **p.masker.model_dump(include={"width", "colour_components", "colour_prior", "seed_bins", "seed_margin"})}
     return {"kind": "objects", "classes": classes, "input_size": p.crop.size, "strategy": strategy,
-            "segment": p.segment_settings() if strategy == "segment" else None,
+            "segment": p.segment_settings() if cure.test_masks and cure.masks == "segments" else None,
             "masker": masker if learned else None}  # fmt: skip
 
 
@@ -108,14 +110,14 @@ def train_strategies(p, crops: ImageSet, chain: ChainData, *, splits: Path, mask
     out = TrainedStrategies(p, crops.classes, maskers, {"data_source": crops.source, "lr": p.classifier.lr,
                                                         "seeds": seeds, "strategies": {}})  # fmt: skip
     for strategy in p.objects.strategies:
-        if why := unavailable(strategy, chain) or (decision.skipped("the report's cure") if strategy == "report"
+        if why := unavailable(strategy, chain) or (decision.skipped("the report's cure") if needs_gradcam(strategy)
                                                    else None):  # fmt: skip
             print(f"note: strategy {strategy!r} skipped: {why}")
             out.metrics["strategies"][strategy] = {"skipped": why}
             continue
 
         def one_seed(seed: int) -> SeedResult:
-            gradcam = gradcam_crops(masked, seed, train) if strategy == "report" else None
+            gradcam = gradcam_crops(masked, seed, train) if needs_gradcam(strategy) else None
             data = TensorData.from_numpy(train_images(strategy, chain, seed, gradcam), labels)
             split = read_split(splits, seed, train.index.id)
             name = f"{strategy}-seed{seed}"

@@ -25,19 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnnlab.config import STRATEGIES
+from cnnlab.cures import BASELINE, CURE, RECOMMENDABLE, STRATEGIES, UPPER_BOUND
 
-BASELINE = "none"
-UPPER_BOUND = "oracle"  # reported, never chosen as the best strategy
-# where each masking strategy's masks come from (a ChainData field)
-MASK_SOURCE = {"segment": "segments", "mixed_rand": "segments", "segment_learned": "learned",
-               "mixed_rand_learned": "learned", "oracle": "truth"}  # fmt: skip
-TEST_TIME_MASKS = ("segment", "segment_learned", "oracle")  # strategies that mask test crops too
-# the cures a run may recommend, by validation accuracy: their validation crops are treated as their
-# training crops are (backgrounds blacked out or randomised), so a classifier cannot score there by
-# the training backgrounds; `none` and `report` validate on crops that keep them, so their
-# validation accuracy says nothing of the shifted test images, and the oracle is an upper bound
-RECOMMENDABLE = ("segment", "segment_learned", "mixed_rand", "mixed_rand_learned")
+__all__ = ["BASELINE", "RECOMMENDABLE", "STRATEGIES", "UPPER_BOUND"]  # (the records' roles, cnnlab.cures)
+# where each masking cure's masks come from (a ChainData field), and the cures that mask test crops too
+MASK_SOURCE = {c.name: c.masks for c in CURE.values() if c.masks}
+TEST_TIME_MASKS = tuple(c.name for c in CURE.values() if c.test_masks)
+MISSING = {"truth": "the dataset folder has no ground-truth mask (masks/<path>.png) for every crop",
+           "segments": "no GrabCut masks (the segment stage's output)",
+           "learned": "no learned masks (the masker stage's output)"}  # fmt: skip
 
 
 def black_fill(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -71,13 +67,39 @@ class ChainData:
 
 def unavailable(strategy: str, data: ChainData) -> str | None:
     """Why `strategy` cannot run on this data (None when it can)."""
-    if strategy == "oracle" and data.truth is None:
-        return "the dataset folder has no ground-truth mask (masks/<path>.png) for every crop"
-    if strategy in ("segment", "mixed_rand") and data.segments is None:
-        return "no GrabCut masks (the segment stage's output)"
-    if strategy in ("segment_learned", "mixed_rand_learned") and data.learned is None:
-        return "no learned masks (the masker stage's output)"
-    return None
+    source = CURE[strategy].masks
+    return MISSING[source] if source and getattr(data, source) is None else None
+
+
+def _as_is(strategy: str, data: ChainData, seed: int, gradcam) -> np.ndarray:
+    return data.images["train"]
+
+
+def _gradcam(strategy: str, data: ChainData, seed: int, gradcam) -> np.ndarray:
+    if gradcam is None:
+        raise ValueError(f"strategy {strategy!r} needs the Grad-CAM-masked crops of the shortcut class")
+    rows, masked = gradcam
+    out = data.images["train"].copy()
+    out[rows] = masked
+    return out
+
+
+def _black_fill(strategy: str, data: ChainData, seed: int, gradcam) -> np.ndarray:
+    return black_fill(data.images["train"], data.masks(strategy, "train", seed))
+
+
+def _composite(strategy: str, data: ChainData, seed: int, gradcam) -> np.ndarray:
+    rng = np.random.default_rng([seed, 7])
+    return composite(data.images["train"], data.masks(strategy, "train", seed), data.backgrounds, rng)
+
+
+# how a cure's training crops are made (cnnlab.cures.Cure.train): (strategy, data, seed, gradcam) -> crops
+TRAIN_VIEWS = {"as_is": _as_is, "gradcam": _gradcam, "black_fill": _black_fill, "composite": _composite}
+
+
+def needs_gradcam(strategy: str) -> bool:
+    """Whether `strategy` trains on the gradcam_mask stage's crops (so needs a shortcut class)."""
+    return CURE[strategy].train == "gradcam"
 
 
 def train_images(
@@ -93,22 +115,9 @@ def train_images(
         seed: draws the backgrounds of `mixed_rand` (the same for `mixed_rand_learned`) and picks
             the learned masker.
     """
-    train = data.images["train"]
-    if strategy == "none":
-        return train
-    if strategy == "report":
-        if gradcam is None:
-            raise ValueError("strategy 'report' needs the Grad-CAM-masked crops of the shortcut class")
-        rows, masked = gradcam
-        out = train.copy()
-        out[rows] = masked
-        return out
-    if strategy in ("segment", "segment_learned", "oracle"):
-        return black_fill(train, data.masks(strategy, "train", seed))
-    if strategy in ("mixed_rand", "mixed_rand_learned"):
-        rng = np.random.default_rng([seed, 7])
-        return composite(train, data.masks(strategy, "train", seed), data.backgrounds, rng)
-    raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+    if strategy not in CURE:
+        raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+    return TRAIN_VIEWS[CURE[strategy].train](strategy, data, seed, gradcam)
 
 
 def eval_images(strategy: str, data: ChainData, split: str, seed: int) -> np.ndarray:
