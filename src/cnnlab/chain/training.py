@@ -120,10 +120,9 @@ def train_strategies(p, crops: ImageSet, chain: ChainData, *, splits: Path, mask
             gradcam = gradcam_crops(masked, seed, train) if needs_gradcam(strategy) else None
             data = TensorData.from_numpy(train_images(strategy, chain, seed, gradcam), labels)
             split = read_split(splits, seed, train.index.id)
-            name = f"{strategy}-seed{seed}"
-            model, result = fit_one(p, run, data, split, seed, name, settings, checkpoints, maskers)
+            model, result = fit_one(p, run, data, split, seed, strategy, settings, checkpoints, maskers)
             out.models[(strategy, seed)] = model
-            out.finished.append(checkpoints / f"{name}.pt")
+            out.finished.append(checkpoints / f"{strategy}-seed{seed}.pt")
             return SeedResult(result.summary(), history=result.history)
 
         per_seed = for_each_seed(seeds, one_seed)
@@ -135,9 +134,11 @@ def train_strategies(p, crops: ImageSet, chain: ChainData, *, splits: Path, mask
     return out
 
 
-def fit_one(p, run, data: TensorData, split, seed: int, name: str, settings: dict, checkpoints: Path, maskers: Path):
+def fit_one(p, run, data: TensorData, split, seed: int, strategy: str, settings: dict, checkpoints: Path,
+            maskers: Path):  # fmt: skip
     """One (strategy, seed): the seed's split and initial weights (the same for every strategy),
     a fit that resumes from its checkpoint if params, seed and data are the same, logged to `run`."""
+    name = f"{strategy}-seed{seed}"
     train, val = data.subset(split[0]), data.subset(split[1])
     torch.manual_seed(seed)
     model = ObjectsCNN(len(settings["classes"]), p.classifier.hidden, p.crop.size)
@@ -146,7 +147,6 @@ def fit_one(p, run, data: TensorData, split, seed: int, name: str, settings: dic
         fingerprint=fingerprint({"model": name, **settings}, train, val), name=name,
         on_epoch=run.epoch_logger(name.replace("-seed", "/seed")),
     )  # fmt: skip
-    strategy = name.split("-seed")[0]
     masker = test_time_masker(maskers, strategy, seed)
     summary = result.summary()
     log_model(run, model, name, val.images, metadata=usage(p, strategy, settings["classes"]),
