@@ -4,7 +4,7 @@ cnnlab.chain.background."""
 
 from cnnlab.warm import handoff
 
-handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
 from cnnlab.chain.background import save_skipped, tracked_params, train_background_classifiers
 from cnnlab.chain.decision import read_decision

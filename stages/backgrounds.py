@@ -5,7 +5,7 @@ of them, evaluate checks leakage on them."""
 
 from cnnlab.warm import handoff
 
-handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
 from cnnlab import figures
 from cnnlab.data.arrays import ImageSet, save_images

@@ -12,7 +12,7 @@ leaves the previous one in place when the check fails.
 
 from cnnlab.warm import handoff
 
-handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
 import argparse
 import sys

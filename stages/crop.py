@@ -6,7 +6,7 @@ the chain validates on."""
 
 from cnnlab.warm import handoff
 
-handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
 from cnnlab import figures
 from cnnlab.data.arrays import ImageSet, save_images

@@ -3,7 +3,7 @@ seeds against the baseline; predictions, figures, a run per strategy: cnnlab.cha
 
 from cnnlab.warm import handoff
 
-handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
 import json
 

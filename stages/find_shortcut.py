@@ -5,7 +5,7 @@ and the detection reported beside it."""
 
 from cnnlab.warm import handoff
 
-handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
 from cnnlab.chain.decision import write_decision
 from cnnlab.chain.find_shortcut import find_shortcut

@@ -4,7 +4,7 @@ folder it holds)."""
 
 from cnnlab.warm import handoff
 
-handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
 import tempfile
 from pathlib import Path

@@ -4,7 +4,7 @@ never read): cnnlab.chain.shortcut."""
 
 from cnnlab.warm import handoff
 
-handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
 from cnnlab.chain.decision import read_decision
 from cnnlab.chain.shortcut import mask_shortcut, save_skipped, tracked_params

@@ -5,7 +5,7 @@ an interruption: cnnlab.chain.maskers."""
 
 from cnnlab.warm import handoff
 
-handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
 from cnnlab.chain.maskers import tracked_params, train_maskers
 from cnnlab.chain.seeds import remove_finished

@@ -4,7 +4,7 @@ split into train/val/test."""
 
 from cnnlab.warm import handoff
 
-handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
 from cnnlab.data.arrays import save_images
 from cnnlab.data.sources import load_dataset

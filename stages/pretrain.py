@@ -5,7 +5,7 @@ model's checkpoint, its metrics on the source (curves, accuracy) and an MLflow r
 
 from cnnlab.warm import handoff
 
-handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
 import pandas as pd
 

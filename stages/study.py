@@ -6,7 +6,7 @@ transfer.train_per_class images per class and may load the backbone of the pretr
 
 from cnnlab.warm import handoff
 
-handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
 import pandas as pd
 

@@ -14,7 +14,7 @@ pull`) and whenever params.yaml changed, even when every other stage was skipped
 
 from cnnlab.warm import handoff
 
-handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
 import json
 

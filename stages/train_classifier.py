@@ -3,7 +3,7 @@ under torchrun too (`launcher` in params.yaml): cnnlab.chain.training."""
 
 from cnnlab.warm import handoff
 
-handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
 from cnnlab.chain.decision import read_decision
 from cnnlab.chain.seeds import remove_finished

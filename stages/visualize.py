@@ -5,7 +5,7 @@ figures are drawn once, by the stages that own their data, under reports/<stage>
 
 from cnnlab.warm import handoff
 
-handoff()  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
+handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
 import json
 import sys

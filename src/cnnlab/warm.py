@@ -2,7 +2,7 @@
 torchvision, MLflow, matplotlib, pandas, scikit-learn and captum, instead of importing them again.
 
 `dvc repro` starts some twenty stage processes; each paid 5-10 s of imports before any work, more
-than most stages' work on the default data. A stage script calls `handoff()` before its own
+than most stages' work on the default data. A stage script calls `handoff(__file__)` before its own
 imports. The first call starts a server in the background (`python -m cnnlab.warm`, which
 imports those libraries once) and runs its stage the usual way; later calls connect to the
 server's Unix socket and the server forks a child that runs the script with the caller's argv,
@@ -146,11 +146,10 @@ def socket_path(env: dict | None = None) -> Path:
 # the stage's side
 
 
-def handoff(script: str | None = None) -> None:
-    """Run the calling stage script in a child of the warm server and exit with its status; or
-    return (run it here) when that cannot be done. Call it before the script's heavy imports."""
-    if script is None:
-        script = sys._getframe(1).f_globals.get("__file__", "")
+def handoff(script: str) -> None:
+    """Run the calling stage script (`script`: its `__file__`) in a child of the warm server and
+    exit with its status; or return (run it here) when that cannot be done. Call it before the
+    script's heavy imports."""
     if not script or not _enabled(Path(script)):
         return
     try:

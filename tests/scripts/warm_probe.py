@@ -3,7 +3,7 @@ what its first argument says."""
 
 from cnnlab.warm import handoff
 
-handoff()
+handoff(__file__)
 
 import json
 import multiprocessing
