@@ -1,14 +1,14 @@
 """Stage background_classifier: train the report's first CNN to tell the shortcut class's
 background from the contrast class's, on crop-sized patches, once per seed (objects.seeds):
-cnnlab.chain.background."""
+cnnlab.objects.background_classifier."""
 
 from cnnlab.warm import handoff
 
 handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
-from cnnlab.chain.background import save_skipped, tracked_params, train_background_classifiers
-from cnnlab.chain.decision import read_decision
 from cnnlab.data.arrays import load_images
+from cnnlab.objects.background_classifier import save_skipped, tracked_params, train_background_classifiers
+from cnnlab.objects.decision import read_decision
 from cnnlab.stage import inputs, run_stage, write_figures
 from cnnlab.tracking import stage_run
 

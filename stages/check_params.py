@@ -18,12 +18,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from cnnlab.config import load_params
 from cnnlab.errors import CnnlabError
-from cnnlab.io import write_text
+from cnnlab.params.check_params import check_params
 
 ARGS = {"out": "the stamp file written when every key is valid"}
-STAMP = "params.yaml: every key checked by cnnlab.config (types, ranges, names)\n"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,8 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     args = parser.parse_args(argv)
     try:
-        load_params(args.params)
-        write_text(args.out, STAMP)
+        check_params(args.params, args.out)
     except (CnnlabError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         print("error: no stage ran and no output was removed; fix the key above and run again", file=sys.stderr)

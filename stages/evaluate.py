@@ -1,5 +1,5 @@
 """Stage evaluate: every strategy's classifiers on validation, test and paired images, compared over
-seeds against the baseline; predictions, figures, a run per strategy: cnnlab.chain.evaluation."""
+seeds against the baseline; predictions, figures, a run per strategy: cnnlab.objects.evaluate."""
 
 from cnnlab.warm import handoff
 
@@ -7,10 +7,10 @@ handoff(__file__)  # run in a fork of a process with torch & co already imported
 
 import json
 
-from cnnlab.chain.decision import read_decision
-from cnnlab.chain.evaluation import evaluate_strategies, log_strategies, tracked_params
 from cnnlab.data.arrays import load_images
 from cnnlab.data.sets import load_chain
+from cnnlab.objects.decision import read_decision
+from cnnlab.objects.evaluate import evaluate_strategies, log_strategies, tracked_params
 from cnnlab.stage import inputs, run_stage, write_figures
 from cnnlab.tracking import stage_run
 

@@ -1,5 +1,5 @@
 """Stage find_shortcut: which training class shares the test images' background, and the
-contrast class for the report's background classifier (cnnlab.chain.find_shortcut). With
+contrast class for the report's background classifier (cnnlab.objects.find_shortcut). With
 backgrounds.classes: auto its decision is what every later stage uses; an explicit pair is kept,
 and the detection reported beside it."""
 
@@ -7,11 +7,11 @@ from cnnlab.warm import handoff
 
 handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
-from cnnlab.chain.decision import write_decision
-from cnnlab.chain.find_shortcut import find_shortcut
 from cnnlab.data.arrays import load_images
 from cnnlab.data.objects import read_objects
 from cnnlab.io import write_json
+from cnnlab.objects.decision import write_decision
+from cnnlab.objects.find_shortcut import find_shortcut
 from cnnlab.stage import inputs, run_stage, write_figures
 from cnnlab.tracking import stage_run
 

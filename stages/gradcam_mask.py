@@ -1,14 +1,14 @@
 """Stage gradcam_mask: Grad-CAM of each seed's background classifier on every crop of the shortcut
 class, the background below a threshold chosen on validation crops set to black (test crops are
-never read): cnnlab.chain.shortcut."""
+never read): cnnlab.objects.gradcam_mask."""
 
 from cnnlab.warm import handoff
 
 handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
-from cnnlab.chain.decision import read_decision
-from cnnlab.chain.shortcut import mask_shortcut, save_skipped, tracked_params
 from cnnlab.data.arrays import load_images
+from cnnlab.objects.decision import read_decision
+from cnnlab.objects.gradcam_mask import mask_shortcut, save_skipped, tracked_params
 from cnnlab.stage import inputs, run_stage, write_figures
 from cnnlab.tracking import stage_run
 

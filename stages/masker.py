@@ -1,16 +1,16 @@
 """Stage masker: the learned foreground masker, one per seed, trained on the training crops' ring
 seeds (their context crops) and the background patches, then run on every crop of every split (the
 masks of the `*_learned` cures), set against GrabCut's masks on the validation crops, resumed after
-an interruption: cnnlab.chain.maskers."""
+an interruption: cnnlab.objects.masker."""
 
 from cnnlab.warm import handoff
 
 handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
-from cnnlab.chain.maskers import tracked_params, train_maskers
-from cnnlab.chain.seeds import remove_finished
 from cnnlab.data.arrays import load_images
 from cnnlab.data.sets import load_chain
+from cnnlab.objects.masker import tracked_params, train_maskers
+from cnnlab.objects.seeds import remove_finished
 from cnnlab.stage import inputs, run_stage, write_figures
 from cnnlab.tracking import stage_run
 

@@ -1,11 +1,5 @@
-"""Stage summary: the experiment's row. The headline metrics (each cure's test accuracy over seeds,
-its sd and its shortcut-class recall; each study cell's accuracy) go on the DVC experiment's
-parent run in MLflow, whose params are all of params.yaml, so the MLflow UI's table, parallel
-coordinates and scatter plots compare experiments one row each. The same numbers are the metrics
-DVC shows (`dvc metrics show`, `dvc exp show`): metrics/summary/objects/<strategy>.json and
-metrics/summary/study/<cell>.json, one file each, so `dvc metrics show` prints one short row per
-cure and per cell; a number's MLflow name is its file's path under metrics/summary/ and its key
-(objects/segment/test_accuracy).
+"""Stage summary: the experiment's headline metrics, on the DVC experiment's parent MLflow run and
+in metrics/summary/<group>/<name>.json (cnnlab.report.summary).
 
 The last output lists the metric names that went to MLflow (the same for every run of the same
 params, so dvc.lock does not change with the run's id). It is a DVC output never taken from the
@@ -19,45 +13,17 @@ handoff(__file__)  # run in a fork of a process with torch & co already imported
 import json
 
 from cnnlab.io import atomic_dir, write_json, write_text
+from cnnlab.report.summary import data_sources, decision_tags, headline
 from cnnlab.stage import run_stage
 from cnnlab.tracking import EXPERIMENT, flat_metrics, log_experiment_metrics
-
-
-def headline(evaluation: dict, study: dict[str, dict]) -> dict:
-    """{objects: {strategy: {val_accuracy, test_accuracy, test_accuracy_sd, shortcut_class_test_recall,
-    test_mask_iou (masking strategies, with ground truth)}},
-    study: {cell: {val_accuracy, test_accuracy}}}: means (and the sd) over seeds for the objects
-    chain; skipped strategies left out, test numbers only where the test set is labelled."""
-    objects = {}
-    for name, m in evaluation["strategies"].items():
-        if "skipped" in m:
-            continue
-        objects[name] = {"val_accuracy": m["val_accuracy"]["mean"]}
-        if "test_accuracy" in m:  # an unlabelled test set has predictions only
-            objects[name] |= {"test_accuracy": m["test_accuracy"]["mean"], "test_accuracy_sd": m["test_accuracy"]["sd"]}
-            if "shortcut_class_test_recall" in m:  # (no shortcut class: none)
-                objects[name]["shortcut_class_test_recall"] = m["shortcut_class_test_recall"]["mean"]
-        if "test_mask_iou" in m:
-            objects[name]["test_mask_iou"] = m["test_mask_iou"]["mean"]
-    cells = {}
-    for cell, m in study.items():
-        cells[cell] = {"val_accuracy": m["val"]["accuracy"]}
-        if "test" in m:  # an unlabelled test set has predictions only
-            cells[cell]["test_accuracy"] = m["test"]["accuracy"]
-    return {"objects": objects, "study": cells}
 
 
 def main(p, args):
     evaluation = json.loads(args.evaluation.read_text())
     study = {cell: json.loads((args.study / cell / "metrics.json").read_text()) for cell in p.cells()}
     summary = headline(evaluation, study)
-    sources = {"objects": evaluation["data_source"], **{cell: m["data_source"] for cell, m in study.items()}}
-    found = json.loads(args.shortcut.read_text())
-    detected = found.get("detected") or {}
-    share = detected.get("share", {}).get(found["shortcut"]) if found["shortcut"] else detected.get("top_share")
-    decision = {"shortcut/class": found["shortcut"] or "none", "shortcut/decided_by": found["decided_by"],
-                "shortcut/share": "" if share is None else f"{share:.3f}"}  # fmt: skip
-    row = log_experiment_metrics(summary, {f"cnnlab.data_source.{k}": v for k, v in sources.items()} | decision)
+    tags = {f"cnnlab.data_source.{k}": v for k, v in data_sources(evaluation, study).items()}
+    row = log_experiment_metrics(summary, tags | decision_tags(json.loads(args.shortcut.read_text())))
     print(f"headline metrics on MLflow run {row['run_id']} ({row['experiment']}, the DVC experiment's parent)")
     with atomic_dir(args.out) as tmp:
         for group, rows in summary.items():

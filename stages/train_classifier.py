@@ -1,15 +1,15 @@
 """Stage train_classifier: the 8-class CNN for every strategy and seed, resumed after an interruption,
-under torchrun too (`launcher` in params.yaml): cnnlab.chain.training."""
+under torchrun too (`launcher` in params.yaml): cnnlab.objects.train_classifier."""
 
 from cnnlab.warm import handoff
 
 handoff(__file__)  # run in a fork of a process with torch & co already imported (src/cnnlab/warm.py)
 
-from cnnlab.chain.decision import read_decision
-from cnnlab.chain.seeds import remove_finished
-from cnnlab.chain.training import tracked_params, train_strategies
 from cnnlab.data.arrays import load_images
 from cnnlab.data.sets import load_chain
+from cnnlab.objects.decision import read_decision
+from cnnlab.objects.seeds import remove_finished
+from cnnlab.objects.train_classifier import tracked_params, train_strategies
 from cnnlab.stage import inputs, run_stage, write_figures
 from cnnlab.tracking import stage_run
 from cnnlab.train import distributed

@@ -33,15 +33,15 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return usable_cpus()
 
 
-from cnnlab.config import Params, Training, merge, parse_params, read_yaml  # noqa: E402 (after the threads)
 from cnnlab.data.synthetic import generate_objects  # noqa: E402
+from cnnlab.params.schema import Params, Training, merge, parse_params, read_yaml  # noqa: E402 (after the threads)
 
 REPO = Path(__file__).resolve().parents[1]
 REPO_PARAMS = read_yaml(REPO / "params.yaml")
 
 
 def params_data(overrides: dict | None = None) -> dict:
-    """params.yaml as a mapping, with `overrides` merged in (cnnlab.config.merge)."""
+    """params.yaml as a mapping, with `overrides` merged in (cnnlab.params.schema.merge)."""
     return merge(REPO_PARAMS, overrides or {})
 
 

@@ -22,8 +22,8 @@ import os
 import sys
 from pathlib import Path
 
-from cnnlab.config import merge, parse_params, read_yaml
 from cnnlab.errors import CnnlabError
+from cnnlab.params.schema import merge, parse_params, read_yaml
 
 
 def _value(v) -> str:

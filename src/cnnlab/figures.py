@@ -2,7 +2,7 @@
 drawn and returns named figures (drawn by cnnlab.viz.plots). Each figure is drawn once, by the
 stage that owns its data; the stage saves them under reports/<stage>/
 (:func:`cnnlab.stage.write_figures`) and the visualize stage puts them on one page
-(cnnlab.page). Figures that compute from models (Grad-CAM, filters, deconvnet, class images) are
+(cnnlab.report.page). Figures that compute from models (Grad-CAM, filters, deconvnet, class images) are
 in cnnlab.figures_gradcam and cnnlab.figures_learned."""
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ import pandas as pd
 import torch
 
 from cnnlab.attribution.features import class_images, deconvnet, early_middle_deep, layer_responses, strongest_filters
-from cnnlab.config import Augment, ClassImages
 from cnnlab.data.arrays import ImageSet
 from cnnlab.data.augment import per_image_steps
 from cnnlab.figures import Figures
+from cnnlab.params.schema import Augment, ClassImages
 from cnnlab.tensors import to_float
 from cnnlab.viz.attribution import augmentation_grid, class_image_grid, deconv_panel, filters_and_maps
 

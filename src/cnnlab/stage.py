@@ -14,9 +14,9 @@ from typing import Callable
 import torch
 
 from cnnlab import tracking
-from cnnlab.config import Params, load_params
 from cnnlab.errors import CnnlabError
 from cnnlab.io import atomic_dir
+from cnnlab.params.schema import Params, load_params
 from cnnlab.tensors import seed_everything
 from cnnlab.train import distributed
 

@@ -19,7 +19,7 @@ from typing import Callable
 import pytest
 import yaml
 
-from cnnlab.config import merge
+from cnnlab.params.schema import merge
 from tests.conftest import REPO, params_data
 
 # the tests' tiny pipeline: params.yaml with these keys overridden (every other key as there)

@@ -16,10 +16,10 @@ import torch
 import yaml
 from PIL import Image
 
-from cnnlab.config import STRATEGIES as CONFIG_STRATEGIES
-from cnnlab.config import parse_params
 from cnnlab.data.arrays import load_images
 from cnnlab.data.strategies import RECOMMENDABLE
+from cnnlab.params.schema import STRATEGIES as CONFIG_STRATEGIES
+from cnnlab.params.schema import parse_params
 from cnnlab.predict import load_predictor
 from cnnlab.tracking import flat_metrics
 from cnnlab.train.masker import Masking, predict_masks

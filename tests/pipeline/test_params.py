@@ -10,7 +10,7 @@ import json
 import pytest
 from PIL import Image
 
-from cnnlab.config import merge
+from cnnlab.params.schema import merge
 from tests.pipeline.conftest import TINY, make_repo, sh
 from tests.unit.test_sources import write_tree
 

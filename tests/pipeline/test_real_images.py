@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cnnlab.config import merge
+from cnnlab.params.schema import merge
 from tests.conftest import REPO
 from tests.pipeline.conftest import TINY, make_repo, sh
 from tests.scripts.make_real_objects import write

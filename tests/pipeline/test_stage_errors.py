@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from cnnlab.config import merge
+from cnnlab.params.schema import merge
 from tests.conftest import REPO
 from tests.pipeline.conftest import TINY, sh
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnlab.config import Training
+from cnnlab.params.schema import Training
 from cnnlab.stage import device
 from cnnlab.tensors import TensorData
 from cnnlab.train import distributed

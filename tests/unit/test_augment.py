@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cnnlab.config import Augment
 from cnnlab.data.augment import build_augment
 from cnnlab.errors import ParamsError
+from cnnlab.params.schema import Augment
 from tests.conftest import make_params
 
 STEPS = ["rotate90", "resized_crop", "translate", "hflip", "rotate_shift", "cutout", "cutmix", "mixup"]

@@ -9,7 +9,7 @@ import sys
 import yaml
 
 from cnnlab.cli import overrides
-from cnnlab.config import merge, parse_params
+from cnnlab.params.schema import merge, parse_params
 from tests.conftest import REPO, REPO_PARAMS
 
 FLOWERS = {"source": "folder", "root": "data/my flowers", "image_size": 32, "val_fraction": 0.2, "limit_per_class": 0}

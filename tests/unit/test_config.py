@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnlab.config import Params, load_params, merge, parse_params
 from cnnlab.errors import ParamsError
+from cnnlab.params.schema import Params, load_params, merge, parse_params
 from tests.conftest import REPO, REPO_PARAMS, make_params
 
 

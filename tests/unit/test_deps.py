@@ -21,7 +21,7 @@ import yaml
 from tests.conftest import REPO
 
 SRC = REPO / "src"
-LEFT_OUT = ("cnnlab.errors", "cnnlab.params_messages", "cnnlab.arguments", "cnnlab.tracking", "cnnlab.serving",
+LEFT_OUT = ("cnnlab.errors", "cnnlab.params.messages", "cnnlab.arguments", "cnnlab.tracking", "cnnlab.serving",
             "cnnlab.warm")  # prefixes  # fmt: skip
 CODE = ("src/", "stages/")
 

@@ -1,5 +1,5 @@
 """find_shortcut: which training class's background the test images share, from background
-patches only (cnnlab.chain.find_shortcut), and the decision every later stage reads."""
+patches only (cnnlab.objects.find_shortcut), and the decision every later stage reads."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cnnlab.chain.decision import Decision, read_decision, write_decision
-from cnnlab.chain.find_shortcut import decide, find_shortcut, fit_backgrounds, patch_features
 from cnnlab.data.arrays import Split
 from cnnlab.data.crops import background_patches
 from cnnlab.data.objects import read_objects
 from cnnlab.data.synthetic import background
 from cnnlab.errors import DatasetError
+from cnnlab.objects.decision import Decision, read_decision, write_decision
+from cnnlab.objects.find_shortcut import decide, find_shortcut, fit_backgrounds, patch_features
 from tests.conftest import make_params
 
 CLASSES = ["00", "01", "02"]

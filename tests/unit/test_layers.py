@@ -11,16 +11,17 @@ from tests.conftest import REPO
 SRC = REPO / "src" / "cnnlab"
 # lowest first; a module may import its own package and lower layers, never a neighbour on its layer
 LAYERS = [
-    {"errors", "params_messages", "arguments", "tensors", "cures"},  # shared: errors and wording, arguments' help,
+    {"errors", "arguments", "tensors", "cures"},  # shared: errors and wording, arguments' help,
     # tensors, what each cure of the objects chain is
-    {"io", "config", "metrics", "viz", "docs"},  # files, params, metric definitions, pure plotting, the docs' numbers
+    {"io", "metrics", "viz", "docs"},  # files, metric definitions, pure plotting, the docs' numbers
+    {"params"},  # params.yaml: the schema, its messages, the check_params stage
     {"data"},
     {"models"},
     {"attribution", "train"},
-    {"figures", "page", "tracking"},  # a stage's figures of its results; the report page
+    {"figures", "tracking"},  # a stage's figures of its results
     {"figures_gradcam", "figures_learned", "predict", "warm"},  # figures from models; new images; start-up
     {"serving"},  # the MLflow model: predict's preprocessing around a network; logging a model
-    {"chain"},  # the objects chain's steps, each once per seed
+    {"objects", "study", "report"},  # one module per stage: the objects chain, the study, the report
     {"stage", "serving_model", "serving_masker"},  # what the stage scripts start from; MLflow's model files
     {"cli"},  # the command line
 ]
@@ -28,7 +29,7 @@ LAYER = {package: i for i, layer in enumerate(LAYERS) for package in layer}
 
 
 def _package(module: str) -> str:
-    """cnnlab.data.sets -> data; cnnlab.config -> config."""
+    """cnnlab.data.sets -> data; cnnlab.params.schema -> config."""
     return module.split(".")[1]
 
 

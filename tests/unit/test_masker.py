@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlab.config import Masker
 from cnnlab.data.crops import crop_mask
 from cnnlab.data.segment import grabcut_mask
 from cnnlab.metrics import mask_quality
 from cnnlab.models.mask_net import MaskNet, border_contrast
+from cnnlab.params.schema import Masker
 from cnnlab.train.masker import (
     FALLBACKS,
     Masking,

@@ -8,9 +8,9 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnnlab.config import parse_params
 from cnnlab.data.objects import read_objects
 from cnnlab.errors import DatasetError, ParamsError
+from cnnlab.params.schema import parse_params
 from tests.conftest import params_data
 
 CELL = st.one_of(

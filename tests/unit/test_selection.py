@@ -8,12 +8,12 @@ import shutil
 
 import torch
 
-from cnnlab.chain.decision import Decision, write_decision
 from cnnlab.data.arrays import ImageSet, save_images
 from cnnlab.data.crops import crop_split
 from cnnlab.data.objects import read_objects
 from cnnlab.data.split import write_splits
 from cnnlab.models import ObjectsCNN
+from cnnlab.objects.decision import Decision, write_decision
 from cnnlab.train.checkpoint import save_checkpoint
 from tests.conftest import REPO, make_params
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torchvision
 
-from cnnlab.config import StudyModel
 from cnnlab.errors import ParamsError, WeightsError
 from cnnlab.models import transfer, zoo
 from cnnlab.models.imagenet10_cnn import ImageNet10CNN
 from cnnlab.models.layers import Dropout
+from cnnlab.params.schema import StudyModel
 from cnnlab.train.cell import load_backbone
 from cnnlab.train.checkpoint import save_checkpoint
 from tests.conftest import make_params

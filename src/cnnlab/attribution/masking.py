@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from cnnlab.attribution.gradcam import gradcam_masks, threshold_heat
-from cnnlab.config import Gradcam
 from cnnlab.data.arrays import Split
 from cnnlab.data.masks import ellipse
 from cnnlab.metrics import DEGENERATE, mask_quality
+from cnnlab.params.schema import Gradcam
 from cnnlab.tensors import predict, to_float
 
 SHORTCUT_BACKGROUND = 0  # background classifier outputs: 0 = shortcut class's background

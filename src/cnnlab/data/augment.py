@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 from torchvision.transforms import v2
 
-from cnnlab.config import Augment as AugmentParams
+from cnnlab.params.schema import Augment as AugmentParams
 
 AugmentFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 

@@ -25,12 +25,12 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from cnnlab.config import Cifar10Dataset, Dataset, FolderDataset, ImagenetteDataset, SyntheticDataset
 from cnnlab.data.arrays import ImageSet, Split
 from cnnlab.data.objects import IMAGE_SUFFIXES, load_rgb
 from cnnlab.data.split import first_per_class, stratified_split
 from cnnlab.data.synthetic_classes import CLASS_SHAPES, generate_class_images
 from cnnlab.errors import DatasetError
+from cnnlab.params.schema import Cifar10Dataset, Dataset, FolderDataset, ImagenetteDataset, SyntheticDataset
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 IMAGENETTE_URL = "https://github.com/fastai/imagenette"

@@ -6,12 +6,12 @@ from __future__ import annotations
 from torch import nn
 from torchvision.transforms import v2
 
-from cnnlab.config import StudyModel
 from cnnlab.errors import ParamsError, WeightsError
 from cnnlab.models.cifar import MishCNN, SimpleCNN
 from cnnlab.models.imagenet10_cnn import ImageNet10CNN
 from cnnlab.models.resnet import ResNet
 from cnnlab.models.transfer import BACKBONES, TransferNet, imagenet_state_dict
+from cnnlab.params.schema import StudyModel
 
 
 class Resized(nn.Module):

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.config import Augment, StudyModel, needs_pretrained
 from cnnlab.data.arrays import ImageSet
 from cnnlab.errors import ParamsError, WeightsError
 from cnnlab.metrics import classification_metrics
 from cnnlab.models.zoo import build_model, rebuild
+from cnnlab.params.schema import Augment, StudyModel, needs_pretrained
 from cnnlab.tensors import TensorData, loss_and_accuracy, predict, seed_everything
 from cnnlab.train.checkpoint import read_checkpoint
 from cnnlab.train.loop import FitResult, fingerprint, fit

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from cnnlab.config import Training
 from cnnlab.errors import ParamsError
+from cnnlab.params.schema import Training
 from cnnlab.tensors import TensorData, autocast, loss_and_accuracy, memory_format, to_float
 from cnnlab.train import distributed
 from cnnlab.train.checkpoint import save_checkpoint

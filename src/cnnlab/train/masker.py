@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from cnnlab.config import Masker
 from cnnlab.data.masks import first_sound, ring_seeds, sound
 from cnnlab.models.mask_net import MaskNet
+from cnnlab.params.schema import Masker
 from cnnlab.tensors import TensorData, predict, to_float
 from cnnlab.train.loop import FitResult, fit
 

@@ -1,4 +1,4 @@
-"""The wording of params errors: pydantic's validation errors of cnnlab.config.Params turned into
+"""The wording of params errors: pydantic's validation errors of cnnlab.params.schema.Params turned into
 one line per problem, each naming its params.yaml key and what to do. It only words errors, so,
 like cnnlab.errors, it is no stage's dependency in dvc.yaml: rewording a message reruns nothing."""
 
@@ -116,7 +116,7 @@ def _message(error: dict, root: type) -> str:
 
 
 def params_messages(errors: list[dict], root: type) -> list[str]:
-    """One line per problem of pydantic's `errors` validating `root` (cnnlab.config.Params), each
+    """One line per problem of pydantic's `errors` validating `root` (cnnlab.params.schema.Params), each
     naming its params key: none about classifier.lr (it is `lr`'s copy), none inside an entry
     whose name is already refused."""
     # a value that is neither member of a plain union (backgrounds.classes: 'auto' or a pair): the

@@ -1,6 +1,6 @@
 """The find_shortcut stage's decision, as every later stage reads it (data/interim/shortcut.json):
 the shortcut class and the contrast class, or none. Kept apart from the detection
-(cnnlab.chain.find_shortcut) so that the stages that read it do not depend on how it was found."""
+(cnnlab.objects.find_shortcut) so that the stages that read it do not depend on how it was found."""
 
 from __future__ import annotations
 

@@ -13,8 +13,6 @@ import pandas as pd
 import torch
 
 from cnnlab import figures
-from cnnlab.chain.decision import Decision
-from cnnlab.chain.seeds import SeedResult, for_each_seed
 from cnnlab.cures import CURE
 from cnnlab.data.arrays import ImageSet
 from cnnlab.data.sets import gradcam_crops
@@ -22,6 +20,8 @@ from cnnlab.data.split import read_split
 from cnnlab.data.strategies import ChainData, needs_gradcam, train_images, unavailable
 from cnnlab.io import atomic_dir, write_csv, write_json
 from cnnlab.models import ObjectsCNN
+from cnnlab.objects.decision import Decision
+from cnnlab.objects.seeds import SeedResult, for_each_seed
 from cnnlab.serving import log_model, register_best
 from cnnlab.tensors import TensorData
 from cnnlab.train import distributed

@@ -13,10 +13,10 @@ import numpy as np
 
 from cnnlab import figures
 from cnnlab.attribution.masking import MaskedCrops, mask_shortcut_class
-from cnnlab.chain.seeds import PerSeed, SeedResult, for_each_seed, log_means
 from cnnlab.data.arrays import ImageSet, Split, save_images
 from cnnlab.data.split import read_split
 from cnnlab.io import atomic_dir, save_array, write_json
+from cnnlab.objects.seeds import PerSeed, SeedResult, for_each_seed, log_means
 from cnnlab.train.checkpoint import load_model
 from cnnlab.train.distributed import device
 

@@ -14,13 +14,13 @@ import pandas as pd
 import torch
 
 from cnnlab import figures, figures_gradcam
-from cnnlab.chain.seeds import SeedResult, for_each_seed
 from cnnlab.data.arrays import ImageSet, load_images
 from cnnlab.data.sets import gradcam_crops
 from cnnlab.data.split import read_split
 from cnnlab.data.strategies import BASELINE, MASK_SOURCE, ChainData, eval_images, needs_gradcam, train_images
 from cnnlab.io import atomic_dir, save_array, write_csv, write_json
 from cnnlab.metrics import mask_quality
+from cnnlab.objects.seeds import SeedResult, for_each_seed
 from cnnlab.serving import weights_digest
 from cnnlab.tensors import TensorData, predict
 from cnnlab.tracking import stage_run

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.colors import rgb_to_hsv
 
-from cnnlab.chain.decision import Decision
+from cnnlab.objects.decision import Decision
 
 MIN_SHARE = 0.5  # the shortcut class has at least this share of the test images ...
 MIN_LEAD = 2.0  # ... and this many times the runner-up's

@@ -16,12 +16,12 @@ import numpy as np
 from tqdm import tqdm
 
 from cnnlab import figures
-from cnnlab.chain.seeds import PerSeed, SeedResult, for_each_seed, log_means
 from cnnlab.data.arrays import ImageSet
 from cnnlab.data.split import read_split
 from cnnlab.data.strategies import ChainData
 from cnnlab.io import atomic_dir, save_array, write_json
 from cnnlab.metrics import mask_quality
+from cnnlab.objects.seeds import PerSeed, SeedResult, for_each_seed, log_means
 from cnnlab.serving import log_model
 from cnnlab.train.checkpoint import save_checkpoint
 from cnnlab.train.distributed import device

@@ -11,11 +11,11 @@ import pandas as pd
 import torch
 
 from cnnlab import figures
-from cnnlab.chain.seeds import PerSeed, SeedResult, for_each_seed, log_means
 from cnnlab.data.arrays import ImageSet
 from cnnlab.data.split import stratified_split
 from cnnlab.io import atomic_dir, write_csv, write_json
 from cnnlab.models import ObjectsCNN
+from cnnlab.objects.seeds import PerSeed, SeedResult, for_each_seed, log_means
 from cnnlab.serving import log_model, register_best
 from cnnlab.tensors import TensorData
 from cnnlab.train.checkpoint import save_checkpoint

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from cnnlab.cures import STRATEGIES
 from cnnlab.errors import ParamsError
-from cnnlab.params_messages import params_messages
+from cnnlab.params.messages import params_messages
 
 # -- value types ----------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cnnlab.config import Params
+from cnnlab.params.schema import Params
 from cnnlab.viz.report import PageSection, render_report
 
 CHAIN = ("evaluate", "find_shortcut", "train_classifier", "background_classifier", "gradcam_mask", "masker", "segment",
