@@ -76,8 +76,8 @@ def _predict(args) -> None:
     files = image_files(args.images)
     frame = predict_files(predictor, files, read_boxes(args.boxes) if args.boxes else None, device)
     write_csv(args.out, frame)
-    print(f"{len(frame)} predictions of {args.model} ({predictor.usage['kind']}, "
-          f"{len(predictor.usage['classes'])} classes) in {args.out}")  # fmt: skip
+    print(f"{len(frame)} predictions of {args.model} ({predictor.usage.kind}, "
+          f"{len(predictor.usage.classes)} classes) in {args.out}")  # fmt: skip
 
 
 MASK_EXAMPLES = Path("data/evaluation/mask_sources")  # the evaluate stage's mask-source crops

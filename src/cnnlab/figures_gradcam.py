@@ -14,8 +14,8 @@ from cnnlab.viz.attribution import gradcam_compare
 from cnnlab.viz.plots import prediction_grid
 
 
-def test_figures(test: Split, classes: list[str], views: dict, logits: dict, models: dict, best: str, seed: int,
-                 device) -> Figures:  # fmt: skip
+def evaluation_figures(test: Split, classes: list[str], views: dict, logits: dict, models: dict, best: str, seed: int,
+                       device) -> Figures:  # fmt: skip
     """The test set through each strategy's model of the first seed: confusion matrices (when
     labelled), Grad-CAM of the baseline against the best strategy on the crops they get wrong
     first, and the best strategy's predictions (wrong first).

@@ -30,6 +30,7 @@ from cnnlab.cures import CURE, CURES
 from cnnlab.data.objects import IMAGE_SUFFIXES, load_rgb
 from cnnlab.errors import CnnlabError, DatasetError
 from cnnlab.tensors import predict
+from cnnlab.usage import ModelUsage
 
 CHECKPOINT_HINT = (
     "give a checkpoint the pipeline wrote (data/models/classifier/<strategy>/seed<k>.pt, "
@@ -40,7 +41,7 @@ CHECKPOINT_HINT = (
 @dataclass
 class Predictor:
     model: torch.nn.Module
-    usage: dict  # kind, classes, input_size, strategy (objects), segment (GrabCut), masker (learned masks)
+    usage: ModelUsage  # how its images are prepared (kind, classes, input size, cure, masking settings)
     masker: torch.nn.Module | None = None  # a segment_learned model's foreground masker
 
 
@@ -67,11 +68,15 @@ def load_predictor(spec: str, device: torch.device) -> Predictor:
         usage, masker = state.get("usage"), _masker_of(state, device)
     if not usage:
         raise CnnlabError(f"{spec}: this model does not say how to prepare images for it (no usage); {CHECKPOINT_HINT}")
-    cure = CURE.get(usage.get("strategy"))
+    usage = ModelUsage.from_dict(usage, spec)
+    if usage.kind == "masker":
+        raise CnnlabError(f"{spec}: a masker gives masks, not classes; serve it as an MLflow model (models:/"
+                          "cnnlab-objects-masker@champion) or predict with a segment_learned model")  # fmt: skip
+    cure = CURE.get(usage.strategy)
     if cure is not None and cure.test_masks and cure.masks == "truth":
         raise CnnlabError(f"{spec}: an oracle model masks test crops with ground-truth masks, which new images do not "
                           "have; use another strategy's model (e.g. segment)")  # fmt: skip
-    if usage.get("strategy") in LEARNED_MASKS and masker is None:
+    if usage.strategy in LEARNED_MASKS and masker is None:
         raise CnnlabError(f"{spec}: {NO_MASKER}")
     return Predictor(model, usage, masker)
 
@@ -179,39 +184,40 @@ OLD_MASKER = ("this model's masker was saved before maskers carried their ring-s
               "masker.seed_margin, crop.context): run `dvc repro` to save it again")
 
 
-def _check_boxes(usage: dict, boxes) -> None:
+def _check_boxes(usage: ModelUsage, boxes) -> None:
     """A segment or segment_learned model needs every image's box (`boxes`: None, or a list with None
     where a row has none, or a path -> box mapping)."""
-    strategy = usage.get("strategy")
+    strategy = usage.strategy
     if strategy in MASKED_BY and (boxes is None or (isinstance(boxes, list) and None in boxes)):
         raise CnnlabError(NEEDS_BOXES.format(strategy, MASKED_BY[strategy]))
 
 
-def prepare_image(image: np.ndarray, usage: dict, box: Box | None, masker: torch.nn.Module | None = None) -> np.ndarray:
+def prepare_image(image: np.ndarray, usage: ModelUsage, box: Box | None,
+                  masker: torch.nn.Module | None = None) -> np.ndarray:  # fmt: skip
     """(3, S, S) uint8: a decoded (H, W, 3) uint8 image as the model's training prepared it.
     Objects models: cut to `box` (None: the whole image), resized to the crop size, and masked from
     the box for a segment model (GrabCut, cnnlab.data.segment.grabcut_crop) or a segment_learned
     one (`masker`: :func:`learned_mask`); study models: shorter side
     resized, centre-cropped. `cnnlab predict` and the MLflow model (cnnlab.serving) both come here."""
-    size = usage["input_size"]
-    if usage["kind"] == "study":
+    size = usage.input_size
+    if usage.kind == "study":
         from cnnlab.data.sources import square
 
         return square(torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1), size).numpy()
     from cnnlab.data.crops import crop_resize
 
-    strategy = usage.get("strategy")
+    strategy = usage.strategy
     if strategy in MASKED_BY and box is None:
         raise CnnlabError(NEEDS_BOXES.format(strategy, MASKED_BY[strategy]))
     crop = crop_resize(image, box or (0, 0, image.shape[1], image.shape[0]), size)
     if strategy == "segment":
         from cnnlab.data.segment import grabcut_crop
 
-        return crop * grabcut_crop(image, box, size, **usage["segment"])[0][None].astype(np.uint8)
+        return crop * grabcut_crop(image, box, size, **usage.segment)[0][None].astype(np.uint8)
     if strategy in LEARNED_MASKS:  # never unmasked: it was trained and scored on masked crops
         if masker is None:
             raise CnnlabError(NO_MASKER)
-        return crop * learned_mask(masker, image, box, crop, usage["masker"])[None].astype(np.uint8)
+        return crop * learned_mask(masker, image, box, crop, usage.masker)[None].astype(np.uint8)
     return crop
 
 
@@ -230,27 +236,28 @@ def learned_mask(masker: torch.nn.Module, image: np.ndarray, box: Box, crop: np.
     return predict_masks(masker, crop[None], context[None], valid[None], Masking.of(settings), where)[0][0]
 
 
-def prepare_images(images: list[np.ndarray], usage: dict, boxes: list[Box | None] | None,
+def prepare_images(images: list[np.ndarray], usage: ModelUsage, boxes: list[Box | None] | None,
                    masker: torch.nn.Module | None = None) -> np.ndarray:  # fmt: skip
     """(N, 3, S, S) uint8: decoded images prepared one by one (:func:`prepare_image`)."""
     _check_boxes(usage, boxes)
-    size = usage["input_size"]
+    size = usage.input_size
     out = np.empty((len(images), 3, size, size), np.uint8)
     for i, image in enumerate(images):
         out[i] = prepare_image(image, usage, boxes[i] if boxes is not None else None, masker)
     return out
 
 
-def prepare(files: list[Path], usage: dict, boxes: dict | None, masker: torch.nn.Module | None = None) -> np.ndarray:
+def prepare(files: list[Path], usage: ModelUsage, boxes: dict | None,
+            masker: torch.nn.Module | None = None) -> np.ndarray:  # fmt: skip
     """(N, 3, S, S) uint8: the image files as the model's training prepared them (see
     :func:`prepare_image`), each objects image cut to its row of `boxes` (path -> box); decoded
     one at a time, so a folder of large photographs never sits in memory at once."""
     _check_boxes(usage, boxes)
-    size = usage["input_size"]
+    size = usage.input_size
     out = np.empty((len(files), 3, size, size), np.uint8)
     for i, path in enumerate(tqdm(files, desc="prepare", unit="img", leave=False)):
         image = load_rgb(path)  # DatasetError names an unreadable file
-        box = _box_of(path, boxes, image.shape[:2]) if boxes is not None and usage["kind"] == "objects" else None
+        box = _box_of(path, boxes, image.shape[:2]) if boxes is not None and usage.kind == "objects" else None
         out[i] = prepare_image(image, usage, box, masker)
     return out
 
@@ -275,6 +282,6 @@ def prediction_frame(probs: np.ndarray, classes: list[str]) -> pd.DataFrame:
 def predict_files(predictor: Predictor, files: list[Path], boxes: dict | None, device: torch.device) -> pd.DataFrame:
     """One row per image: path, predicted label, its probability, and every class's probability."""
     probs = probabilities(predictor.model, prepare(files, predictor.usage, boxes, predictor.masker), device)
-    frame = prediction_frame(probs, predictor.usage["classes"])
+    frame = prediction_frame(probs, predictor.usage.classes)
     frame.insert(0, "path", [p.as_posix() for p in files])
     return frame

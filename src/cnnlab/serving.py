@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from cnnlab.tracking.registry import WEIGHTS_TAG
+from cnnlab.usage import ModelUsage
 
 if TYPE_CHECKING:
     import torch
@@ -81,22 +82,24 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def log_model(run, model: torch.nn.Module, name: str, images, *, registered: str | None = None, metadata: dict,
-              tags: dict, parts: dict | None = None, metrics: dict | None = None) -> None:  # fmt: skip
+def log_model(run, model: torch.nn.Module, name: str, images, *, registered: str | None = None,
+              usage: ModelUsage | dict, tags: dict, parts: dict | None = None,
+              metrics: dict | None = None) -> None:  # fmt: skip
     """Log a trained model to its stage's MLflow run (every trained model is logged this way: an
     MLflow pyfunc model that takes image files and returns class probabilities, cnnlab.serving; a
-    learned masker, metadata kind "masker", returns masks), with two of `images` ((N, 3, H, W)
-    uint8) as its example, `metadata` (what `cnnlab predict` and the served model need: kind,
-    classes, input size, preprocessing), `tags` (and its weights' digest, :func:`weights_digest`),
+    learned masker, usage kind "masker", returns masks), with two of `images` ((N, 3, H, W)
+    uint8) as its example, its `usage` (cnnlab.usage: what `cnnlab predict` and the served model
+    need; the MLflow model's config and metadata), `tags` (and its weights' digest, :func:`weights_digest`),
     its own `metrics` linked to it, the other networks it uses (`parts`: a segment_learned
     model's masker); registered as a new version of `registered` if given (else
     :func:`register_best` picks which of a stage's models is)."""
-    python_model = MASKER_FILE if metadata["kind"] == "masker" else MODEL_FILE
+    usage = ModelUsage.from_dict(usage, name)
+    python_model = MASKER_FILE if usage.kind == "masker" else MODEL_FILE
     parts = {k: v.cpu() for k, v in (parts or {}).items()}
     tags = {**tags, WEIGHTS_TAG: weights_digest(model)}
-    run.log_model(model.cpu(), name.replace("_", "-"), images[:2], registered=registered, metadata=metadata,
-                  tags=tags, python_model=python_model, signature=signature(metadata), parts=parts,
-                  metrics=metrics, code=PACKAGE, requirements=requirements())  # fmt: skip
+    run.log_model(model.cpu(), name.replace("_", "-"), images[:2], registered=registered,
+                  metadata=usage.as_dict(), tags=tags, python_model=python_model, signature=signature(usage),
+                  parts=parts, metrics=metrics, code=PACKAGE, requirements=requirements())  # fmt: skip
 
 
 def register_best(run, registered: str, candidates: dict[str, tuple[float, dict]]) -> str:
@@ -110,7 +113,7 @@ def register_best(run, registered: str, candidates: dict[str, tuple[float, dict]
     return best
 
 
-def signature(usage: dict):
+def signature(usage: ModelUsage):
     """The model signature: `image` (binary) and, for objects models, the optional box columns in;
     label, probability and every class's probability out (a masker: the box required; mask and
     kept_fraction out)."""
@@ -118,13 +121,13 @@ def signature(usage: dict):
     from mlflow.types import ColSpec, Schema
 
     inputs = [ColSpec("binary", "image")]
-    if usage["kind"] == "masker":
+    if usage.kind == "masker":
         outputs = [ColSpec("binary", "mask"), ColSpec("double", "kept_fraction")]
         return ModelSignature(inputs=Schema(inputs + [ColSpec("long", name) for name in BOX]), outputs=Schema(outputs))
-    if usage["kind"] == "objects":
+    if usage.kind == "objects":
         inputs += [ColSpec("long", name, required=False) for name in BOX]
     outputs = [ColSpec("string", "label"), ColSpec("double", "probability")]
-    outputs += [ColSpec("double", f"p_{name}") for name in usage["classes"]]
+    outputs += [ColSpec("double", f"p_{name}") for name in usage.classes]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
@@ -148,12 +151,12 @@ def _decode(value, row: int) -> np.ndarray:
         raise DatasetError(f"row {row}: unreadable or truncated image ({e})") from None
 
 
-def _boxes(frame: pd.DataFrame, images: list[np.ndarray], usage: dict) -> list | None:
+def _boxes(frame: pd.DataFrame, images: list[np.ndarray], usage: ModelUsage) -> list | None:
     """Each row's box (None where the row has none), checked against its image."""
     from cnnlab.errors import DatasetError
     from cnnlab.predict import check_box
 
-    if usage["kind"] not in ("objects", "masker"):
+    if usage.kind not in ("objects", "masker"):
         return None
     given = [c for c in BOX if c in frame.columns]
     if given and len(given) < 4:
@@ -179,7 +182,7 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
 
         from cnnlab.tensors import frozen
 
-        self.usage = dict(context.model_config)
+        self.usage = ModelUsage.from_dict(context.model_config, "the served model")
         self.network = frozen(torch.export.load(context.artifacts["network"]).module())
         self.parts = {name: frozen(torch.export.load(path).module())
                       for name, path in context.artifacts.items() if name != "network"}  # fmt: skip
@@ -192,7 +195,7 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         frame, images = _images(model_input)
         prepared = prepare_images(images, self.usage, _boxes(frame, images, self.usage), self.parts.get("masker"))
         probs = probabilities(self.network, prepared, torch.device("cpu"))
-        return prediction_frame(probs, self.usage["classes"])
+        return prediction_frame(probs, self.usage.classes)
 
 
 def _images(model_input: pd.DataFrame) -> tuple[pd.DataFrame, list[np.ndarray]]:
@@ -219,8 +222,8 @@ class ForegroundMasker(ImageClassifier):
         boxes = _boxes(frame, images, self.usage)
         if None in boxes:
             raise DatasetError(f"row {boxes.index(None)}: the masker needs the object's box (columns x, y, w, h)")
-        size = self.usage["input_size"]
-        masks = np.stack([learned_mask(self.network, image, box, crop_resize(image, box, size), self.usage)
+        size = self.usage.input_size
+        masks = np.stack([learned_mask(self.network, image, box, crop_resize(image, box, size), self.usage.masker)
                           for image, box in zip(images, boxes)])  # fmt: skip
         pngs = []
         for mask in masks:

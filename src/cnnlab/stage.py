@@ -1,4 +1,4 @@
-"""What every stage script shares: params, seeded start, device choice, figures written once,
+"""What every stage script shares: params, seeded start, figures written once,
 clean error exits. The stage scripts connect the library (data, models, train, attribution,
 figures) with tracking; this module is their common start."""
 
@@ -21,11 +21,6 @@ from cnnlab.tensors import seed_everything
 from cnnlab.train import distributed
 
 KNOWN_ERRORS = (CnnlabError, FileNotFoundError, FloatingPointError)
-
-
-def device() -> torch.device:
-    """The GPU when there is one (this process's own under torchrun), else the CPU."""
-    return distributed.device()
 
 
 def set_deterministic(on: bool) -> None:

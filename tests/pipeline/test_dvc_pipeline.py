@@ -140,7 +140,7 @@ def test_repro_runs_the_chain_then_is_a_no_op_and_experiments_are_tracked(tiny_r
     assert all(torch.equal(learned.masker.state_dict()[k], v) for k, v in saved.items())
     test_crops = load_images(repo / "data/interim/crops", ["test"]).splits["test"].images
     context = load_images(repo / "data/interim/context", ["test"]).splits["test"]
-    masking = Masking.of(learned.usage["masker"])
+    masking = Masking.of(learned.usage.masker)
     again, _ = predict_masks(learned.masker, test_crops, context.images, context.masks, masking, "cpu")
     assert (again == np.load(repo / "data/interim/learned/seed1/test_masks.npy")).mean() > 0.99
     for split in ("train", "test"):  # never degenerate, and the run says against what it checked the masks

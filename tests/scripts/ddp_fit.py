@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from cnnlab.params.schema import Training
-from cnnlab.stage import device
 from cnnlab.tensors import TensorData
 from cnnlab.train import distributed
+from cnnlab.train.distributed import device
 from cnnlab.train.loop import fit
 
 

@@ -13,7 +13,8 @@ SRC = REPO / "src" / "cnnlab"
 LAYERS = [
     {"errors", "arguments", "tensors", "cures"},  # shared: errors and wording, arguments' help,
     # tensors, what each cure of the objects chain is
-    {"io", "metrics", "viz", "docs"},  # files, metric definitions, pure plotting, the docs' numbers
+    {"io", "metrics", "viz", "docs", "usage"},  # files, metric definitions, pure plotting, the docs'
+    # numbers, what a model's usage record holds
     {"params"},  # params.yaml: the schema, its messages, the check_params stage
     {"data"},
     {"models"},

@@ -18,6 +18,7 @@ from cnnlab.errors import CnnlabError, DatasetError
 from cnnlab.models import ObjectsCNN
 from cnnlab.predict import image_files, load_predictor, predict_files, prepare, read_boxes
 from cnnlab.train.checkpoint import save_checkpoint
+from cnnlab.usage import ModelUsage
 from tests.conftest import REPO
 
 CPU = torch.device("cpu")
@@ -166,7 +167,7 @@ def _register(tmp_path, monkeypatch, strategy):
     examples = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
     with tracking.stage_run("train_classifier", {}) as run:
         log_model(run, checkpoint.model, f"{strategy}-seed0", examples, registered=f"cnnlab-objects-{strategy}",
-                  metadata=checkpoint.usage, tags={"seed": 0, "val_accuracy": 0.5},
+                  usage=checkpoint.usage, tags={"seed": 0, "val_accuracy": 0.5},
                   parts={"masker": checkpoint.masker} if checkpoint.masker else None)  # fmt: skip
     return checkpoint, f"models:/cnnlab-objects-{strategy}@champion"
 
@@ -184,7 +185,7 @@ def test_the_registered_masker_masks_new_images_as_the_pipeline_masks_its_crops(
     examples = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
     with tracking.stage_run("masker", {}) as run:
         log_model(run, _masker(), "masker-seed0", examples, registered="cnnlab-objects-masker",
-                  metadata={"kind": "masker", "input_size": 16, **MASKER}, tags={"seed": 0})  # fmt: skip
+                  usage={"kind": "masker", "input_size": 16, **MASKER}, tags={"seed": 0})  # fmt: skip
     served = mlflow.pyfunc.load_model("models:/cnnlab-objects-masker/1")
     files = image_files([str(_images(tmp_path / "test"))])
     out = served.predict(pd.DataFrame({"image": [f.read_bytes() for f in files], "x": 5, "y": 5, "w": 40, "h": 30}))
@@ -263,7 +264,7 @@ def test_bad_inputs_are_named(tmp_path):
         load_predictor(str(learned), CPU)
     boxes = read_boxes(tmp_path / "boxes.csv")
     with pytest.raises(CnnlabError, match="does not carry it"):  # the served model's path
-        prepare([folder / "img0.png"], torch.load(learned, weights_only=True)["usage"], boxes)
+        prepare([folder / "img0.png"], ModelUsage.from_dict(torch.load(learned, weights_only=True)["usage"]), boxes)
     save_checkpoint(tmp_path / "old.pt", ObjectsCNN(3, 8, 16), classes=CLASSES)
     with pytest.raises(CnnlabError, match="old.pt: this model does not say how to prepare images"):
         load_predictor(str(tmp_path / "old.pt"), CPU)
@@ -322,3 +323,20 @@ def test_boxes_csv_is_read_like_the_objects_format_s(tmp_path):
     assert read_boxes(tmp_path / "b.csv") == {"sub/a.png": (1, 2, 3, 4)}
     with pytest.raises(CnnlabError, match="no such boxes CSV"):
         read_boxes(tmp_path / "missing.csv")
+
+
+def test_a_usage_record_round_trips_and_reads_what_older_models_stored():
+    usage = ModelUsage("objects", classes=CLASSES, input_size=16, strategy="segment", segment={"iterations": 1})
+    assert usage.as_dict() == {"kind": "objects", "classes": CLASSES, "input_size": 16, "strategy": "segment",
+                               "segment": {"iterations": 1}}  # fmt: skip
+    assert ModelUsage.from_dict(usage.as_dict()) == usage
+    old = {"kind": "objects", "classes": CLASSES, "input_size": 16, "strategy": "none", "segment": None, "masker": None}
+    assert ModelUsage.from_dict(old) == ModelUsage("objects", classes=CLASSES, input_size=16, strategy="none")
+    flat = {"kind": "masker", "input_size": 16, **MASKER}  # a masker logged before the record: settings at the top
+    assert ModelUsage.from_dict(flat).masker == MASKER
+    with pytest.raises(CnnlabError, match="m.pt: its usage record holds unknown keys colour"):
+        ModelUsage.from_dict({**old, "colour": 1}, "m.pt")
+    with pytest.raises(CnnlabError, match="m.pt: its usage record needs kind .* it holds dataset, source"):
+        ModelUsage.from_dict({"dataset": "shapes", "source": "x"}, "m.pt")
+    with pytest.raises(CnnlabError, match="a study model's usage record needs its classes"):
+        ModelUsage.from_dict({"kind": "study", "input_size": 8})

@@ -85,7 +85,8 @@ def _pretrained_checkpoint(path):
     """A pretrain stage's checkpoint: a from-scratch mobilenet_v3 (7 classes) saved as the stage does."""
     torch.manual_seed(1)
     model, _ = zoo.build_model("mobilenet_v3_scratch", small("mobilenet_v3", freeze_backbone=False), 7, 32)
-    usage = {"kind": "study", "role": "pretrain", "dataset": "shapes", "source": "synthetic shapes (stream 30)"}
+    usage = {"kind": "study", "role": "pretrain", "classes": list("abcdefg"), "input_size": 32, "dataset": "shapes",
+             "source": "synthetic shapes (stream 30)"}  # fmt: skip
     save_checkpoint(path, model, classes=list("abcdefg"), weights="random", usage=usage)
     return model
 

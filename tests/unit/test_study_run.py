@@ -150,7 +150,9 @@ def test_a_transfer_cell_resumes_only_from_a_checkpoint_of_the_same_pretrained_b
     for seed in (0, 0, 1):  # the same backbone twice, then another
         torch.manual_seed(seed)
         scratch, _ = build_model("mobilenet_v3_pretrain", P.models["mobilenet_v3_pretrain"], 4, 32)
-        save_checkpoint(tmp_path / "model.pt", scratch, usage={"dataset": "shapes", "source": "test"})
+        usage = {"kind": "study", "role": "pretrain", "classes": list("abcd"), "input_size": 32, "dataset": "shapes",
+                 "source": "test"}  # fmt: skip
+        save_checkpoint(tmp_path / "model.pt", scratch, usage=usage)
         result = run_study(tiny_prepared(size=32), "mobilenet_v3", cfg, NO_AUG, seed=0, device=CPU,
                            checkpoint=tmp_path / "cell.pt", pretrained=tmp_path / "model.pt")  # fmt: skip
         assert result.init == "pretrained on shapes (test) (ImageNet weights unavailable; fallback: pretrained)"

@@ -52,3 +52,16 @@ def test_shortcut_family_is_exclusive_to_class_0_and_the_test_set():
     assert 0.35 < np.mean(shared) < 0.45  # about shared_backgrounds of the other classes' images
     none = plan(seed=0, classes=8, train_per_class=20, test_per_class=1, shared_backgrounds=0.0)
     assert all(cls == family for split, _, _, cls, family in none if split == 0)
+
+
+def test_the_study_stand_in_draws_at_the_smallest_image_size_params_allow():
+    """params accept a synthetic dataset's image_size from 16 px; its largest objects (85% of the
+    side) are shrunk to fit there instead of failing inside numpy; every class has pixels drawn."""
+    from cnnlab.data.synthetic_classes import CLASS_SHAPES, generate_class_images
+    from cnnlab.params.schema import SyntheticDataset
+
+    smallest = SyntheticDataset.model_fields["image_size"].metadata[0].ge
+    images, labels = generate_class_images(0, 20, smallest, 10)
+    assert images.shape == (20 * len(CLASS_SHAPES), 3, smallest, smallest)
+    assert sorted(set(labels.tolist())) == list(range(len(CLASS_SHAPES)))
+    assert all(images[i].std() > 0 for i in range(len(images)))

@@ -93,11 +93,11 @@ def test_logged_model_is_registered_loads_back_and_scores_any_batch_size(store):
     from cnnlab.models import ObjectsCNN
 
     model = ObjectsCNN(3, 8, 16).eval()
-    usage = {"kind": "objects", "classes": ["a", "b", "c"], "input_size": 16, "strategy": "none", "segment": None}
+    usage = {"kind": "objects", "classes": ["a", "b", "c"], "input_size": 16, "strategy": "none"}
     images = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
     with tracking.stage_run("train_classifier", {}) as run:
         for seed in (0, 1):
-            log_model(run, model, "none-seed0", images, registered="cnnlab-objects-none", metadata=usage,
+            log_model(run, model, "none-seed0", images, registered="cnnlab-objects-none", usage=usage,
                       tags={"seed": seed})  # fmt: skip
         run_id = run.run_id
     client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
@@ -123,7 +123,7 @@ def _tiny_models(n: int):
 
     from cnnlab.models import ObjectsCNN
 
-    usage = {"kind": "objects", "classes": ["a", "b", "c"], "input_size": 16, "strategy": "none", "segment": None}
+    usage = {"kind": "objects", "classes": ["a", "b", "c"], "input_size": 16, "strategy": "none"}
     images = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
     models = []
     for seed in range(n):
@@ -143,7 +143,7 @@ def test_each_model_carries_its_own_metrics_and_the_best_validation_seed_is_the_
         os.environ["DVC_EXP_NAME"] = experiment
         with tracking.stage_run("train_classifier", {}) as run:
             for seed, (model, val) in enumerate(zip(models, vals)):
-                log_model(run, model, f"none-seed{seed}", images, metadata=usage, tags={"seed": seed},
+                log_model(run, model, f"none-seed{seed}", images, usage=usage, tags={"seed": seed},
                           metrics={"val_accuracy": val})  # fmt: skip
                 run.log_metrics({"mean": {"none": {"val_accuracy": 0.0}}})  # the run's, after a model: no model's
             chosen = register_best(run, "cnnlab-objects-none", {f"none-seed{k}": (v, {"seed": k}) for k, v in
@@ -168,7 +168,7 @@ def test_a_later_stage_links_its_metrics_to_the_model_it_scored_by_its_weights(s
     models, usage, images = _tiny_models(2)
     with tracking.stage_run("train_classifier", {}) as run:
         for seed, model in enumerate(models):
-            log_model(run, model, f"none-seed{seed}", images, metadata=usage, tags={"seed": seed},
+            log_model(run, model, f"none-seed{seed}", images, usage=usage, tags={"seed": seed},
                       metrics={"val_accuracy": 0.5 + seed / 10})  # fmt: skip
         register_best(run, "cnnlab-objects-none", {"none-seed0": (0.5, {"seed": 0}), "none-seed1": (0.6, {"seed": 1})})
     with tracking.stage_run("evaluate/none", {}) as run:  # another run: it knows the weights, not the model id

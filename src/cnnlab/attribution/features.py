@@ -143,7 +143,9 @@ def _transform(x: torch.Tensor, generator: torch.Generator, jitter: int, scale: 
 
 
 @dataclass
-class ClassImages:
+class OptimisedImages:
+    """One image per class optimised to raise its logit (:func:`class_images`)."""
+
     images: np.ndarray  # (C, 3, S, S) uint8, one per class
     confidence: np.ndarray  # (C,) softmax probability of the target class on the final image
     logit: np.ndarray  # (C,) the target logit on the final image
@@ -161,7 +163,7 @@ def class_images(
     degrees: float,
     decay: float,
     jitter: int | None = None,
-) -> ClassImages:
+) -> OptimisedImages:
     """One image per class that maximises the class's log-softmax: its logit against the others.
     The logit alone lets an image raise every class at once with the stand-ins' background
     texture (on the default run's cifar10 simple_cnn, 4 of 10 class images ended at p <= 0.03);
@@ -205,4 +207,4 @@ def class_images(
         for p, flag in zip(model.parameters(), trainable):
             p.requires_grad_(flag)  # a frozen backbone stays frozen
     images = (final * 255).round().to(torch.uint8).numpy()
-    return ClassImages(images, conf.numpy(), logits.gather(1, targets[:, None])[:, 0].numpy())
+    return OptimisedImages(images, conf.numpy(), logits.gather(1, targets[:, None])[:, 0].numpy())

@@ -57,7 +57,7 @@ def gradcam_masks(
     cam = LayerGradCam(model, layer)
     height, width = images.shape[-2:]
     heats = []
-    with frozen(model):
+    with gradients_off(model):
         for start in tqdm(range(0, len(images), batch_size), desc="grad-cam", unit="batch", leave=False):
             x = images[start : start + batch_size].to(device).contiguous(memory_format=fmt)
             attr = cam.attribute(x, target=target, relu_attributions=True)  # (B, 1, h, w) at the layer's size
@@ -74,7 +74,7 @@ def threshold_heat(heat: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def frozen(model: nn.Module):
+def gradients_off(model: nn.Module):
     """requires_grad off on every parameter of `model` inside the block, restored after it."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in flags:

@@ -143,7 +143,7 @@ def _polygon(shape: str, cx: float, cy: float, r: float, rot: float) -> list[lis
 
 def object_mask(rng: np.random.Generator, shape: str, size: int, scale: tuple[float, float]) -> np.ndarray:
     """A (size, size) bool mask of one object of the given shape at a random pose."""
-    r = rng.uniform(*scale) * size / 2
+    r = min(rng.uniform(*scale) * size / 2, size / 2 - 2)  # in a small image, as large as fits
     cx, cy = rng.uniform(r + 2, size - r - 2, 2)
     rot = rng.uniform(0, 2 * math.pi)
     canvas = Image.new("L", (size, size), 0)

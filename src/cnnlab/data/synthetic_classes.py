@@ -20,7 +20,7 @@ N_FAMILIES = 8
 
 def _extra_mask(rng: np.random.Generator, shape: str, size: int, scale: tuple[float, float]) -> np.ndarray:
     """Masks of the two shapes the objects generator does not draw."""
-    r = rng.uniform(*scale) * size / 2
+    r = min(rng.uniform(*scale) * size / 2, size / 2 - 1)  # in a small image, as large as fits
     cx, cy = rng.uniform(r + 1, size - r - 1, 2)
     rot = rng.uniform(0, 2 * math.pi)
     if shape == "bar":

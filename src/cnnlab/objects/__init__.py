@@ -1,4 +1,4 @@
-"""The objects chain, one module per stage, named after it (dvc.yaml; tests/unit/test_layers.py
+"""The objects chain, one module per stage, named after it (dvc.yaml; tests/unit/test_stage_modules.py
 holds the mapping): `generate`, `crop`, `backgrounds`, `find_shortcut`, `segment`, `masker`,
 `background_classifier`, `gradcam_mask`, `train_classifier`, `evaluate`. The steps that train
 or score run once per seed (`seeds`: the per-seed loop `for_each_seed` and its result `PerSeed`)

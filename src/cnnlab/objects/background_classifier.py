@@ -21,6 +21,7 @@ from cnnlab.tensors import TensorData
 from cnnlab.train.checkpoint import save_checkpoint
 from cnnlab.train.distributed import device
 from cnnlab.train.loop import fit
+from cnnlab.usage import ModelUsage
 
 
 def tracked_params(p) -> dict:
@@ -38,7 +39,7 @@ class BackgroundClassifiers:
     classes: list[str]
     seeds: PerSeed
     sizes: dict[str, int]  # train_patches, val_patches
-    usage: dict
+    usage: ModelUsage
 
     @property
     def metrics(self) -> dict:
@@ -48,7 +49,7 @@ class BackgroundClassifiers:
         """Each seed's checkpoint (models/seed<N>.pt), the metrics and the mean training curves."""
         with atomic_dir(models) as tmp:
             for seed, model in self.seeds.models.items():
-                save_checkpoint(tmp / f"seed{seed}.pt", model, classes=self.classes, usage=self.usage)
+                save_checkpoint(tmp / f"seed{seed}.pt", model, classes=self.classes, usage=self.usage.as_dict())
         write_csv(curves, pd.DataFrame(self.seeds.curves))
         write_json(metrics, self.metrics)
 
@@ -74,8 +75,8 @@ def train_background_classifiers(p, backgrounds: ImageSet, run, pair: list[str])
     keep = patches.index.label.isin(classes).to_numpy()
     labels = (patches.index.label[keep] == classes[1]).astype(int).to_numpy()  # 0: the shortcut class's
     data = TensorData.from_numpy(patches.images[keep], labels)
-    usage = {"kind": "objects", "classes": [f"background {c}" for c in classes], "input_size": p.crop.size,
-             "strategy": "none"}  # fmt: skip
+    usage = ModelUsage("objects", classes=[f"background {c}" for c in classes], input_size=p.crop.size,
+                       strategy="none")  # fmt: skip
     sizes = {}
 
     def one_seed(seed: int) -> SeedResult:
@@ -87,7 +88,7 @@ def train_background_classifiers(p, backgrounds: ImageSet, run, pair: list[str])
         name = f"seed{seed}"
         result = fit(model, train, val, cfg, seed=seed, device=device(), name=name, on_epoch=run.epoch_logger(name))
         summary = result.summary()
-        log_model(run, model, name, val.images, metadata=usage, tags={"seed": seed},
+        log_model(run, model, name, val.images, usage=usage, tags={"seed": seed},
                   metrics={k: summary[k] for k in ("val_accuracy", "val_loss")})  # fmt: skip
         return SeedResult(summary, model, result.history)
 

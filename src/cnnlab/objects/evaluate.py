@@ -115,8 +115,8 @@ class Evaluation:
     def figures(self) -> dict:
         test, seed = self.crops.splits["test"], self.metrics["seeds"][0]
         shown = figures.strategies(self.metrics)
-        shown |= figures_gradcam.test_figures(test, self.crops.classes, self.views, self.logits, self.models,
-                                              self.recommended, seed, device())  # fmt: skip
+        shown |= figures_gradcam.evaluation_figures(test, self.crops.classes, self.views, self.logits, self.models,
+                                                    self.recommended, seed, device())  # fmt: skip
         return shown | self.mask_sources[0]
 
 

@@ -27,6 +27,7 @@ from cnnlab.train.checkpoint import save_checkpoint
 from cnnlab.train.distributed import device
 from cnnlab.train.loop import fingerprint
 from cnnlab.train.masker import FALLBACKS, Masking, learn_masks, predict_masks
+from cnnlab.usage import ModelUsage
 
 
 def tracked_params(p) -> dict:
@@ -34,11 +35,11 @@ def tracked_params(p) -> dict:
     return {"seeds": ",".join(map(str, p.objects.seed_list(p.seed))), **p.masker.flat("masker.")}
 
 
-def usage(p) -> dict:
-    """What the logged masker needs to mask new images (cnnlab.serving.ForegroundMasker): the crop
-    size, the context around each box (crop.context) and the masking settings (Masking)."""
-    return {"kind": "masker", "input_size": p.crop.size, "context": p.crop.context, "width": p.masker.width,
-            **vars(Masking.of(p.masker))}  # fmt: skip
+def usage(p) -> ModelUsage:
+    """What the masker needs to mask new images (cnnlab.serving.ForegroundMasker): the crop size,
+    the context around each box (crop.context), its width and the masking settings (Masking)."""
+    masking = {"context": p.crop.context, "width": p.masker.width, **vars(Masking.of(p.masker))}
+    return ModelUsage("masker", input_size=p.crop.size, masker=masking)
 
 
 @dataclass
@@ -74,7 +75,8 @@ class Maskers:
                     save_array(tmp / f"seed{seed}" / f"{split_name}_masks.npy", array)
         with atomic_dir(models) as tmp:
             for seed, model in self.seeds.models.items():
-                save_checkpoint(tmp / f"seed{seed}.pt", model, usage={"masker": self.p.masker.model_dump()})
+                save_checkpoint(tmp / f"seed{seed}.pt", model, usage=usage(self.p).as_dict(),
+                                training=self.p.masker.model_dump())  # fmt: skip
         write_json(metrics, self.metrics)
 
     def figures(self) -> dict:
@@ -135,7 +137,7 @@ def train_maskers(p, crops: ImageSet, chain: ChainData, context: ImageSet, split
         model, train_masks, results = learn_masks(p.masker, chain.images["train"], *ctx["train"], chain.backgrounds,
                                                   seed, device(), fit_kwargs)  # fmt: skip
         first = seed == p.objects.seed_list(p.seed)[0]  # registered: the first seed's (no val accuracy ranks them)
-        log_model(run, model, f"masker-seed{seed}", chain.images["train"], metadata=usage(p), tags={"seed": seed},
+        log_model(run, model, f"masker-seed{seed}", chain.images["train"], usage=usage(p), tags={"seed": seed},
                   registered="cnnlab-objects-masker" if first else None)  # fmt: skip
         model.to(device())
         summary, masks[seed] = {"train_loss": results[-1].history[-1]["train_loss"]}, {}

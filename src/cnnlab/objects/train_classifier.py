@@ -27,6 +27,7 @@ from cnnlab.tensors import TensorData
 from cnnlab.train import distributed
 from cnnlab.train.checkpoint import load_model, save_checkpoint
 from cnnlab.train.loop import fingerprint, fit
+from cnnlab.usage import ModelUsage
 
 
 def tracked_params(p, shortcut: str | None) -> dict:
@@ -43,7 +44,7 @@ def test_time_masker(maskers: Path, strategy: str, seed: int):
     return None
 
 
-def usage(p, strategy: str, classes: list[str]) -> dict:
+def usage(p, strategy: str, classes: list[str]) -> ModelUsage:
     """What it takes to use a model of `strategy` on new images (cnnlab predict): crops of
     crop.size px, and the settings that mask them at test time: GrabCut's and its fallback's for
     `segment`, the learned masker's masking for `segment_learned` (cnnlab.train.masker.Masking and
@@ -52,9 +53,9 @@ def usage(p, strategy: str, classes: list[str]) -> dict:
     learned = cure.test_masks and cure.masks == "learned"
     masker = {"context": p.crop.context,
               **p.masker.model_dump(include={"width", "colour_components", "colour_prior", "seed_bins", "seed_margin"})}
-    return {"kind": "objects", "classes": classes, "input_size": p.crop.size, "strategy": strategy,
-            "segment": p.segment_settings() if cure.test_masks and cure.masks == "segments" else None,
-            "masker": masker if learned else None}  # fmt: skip
+    return ModelUsage("objects", classes=classes, input_size=p.crop.size, strategy=strategy,
+                      segment=p.segment_settings() if cure.test_masks and cure.masks == "segments" else None,
+                      masker=masker if learned else None)  # fmt: skip
 
 
 @dataclass
@@ -78,7 +79,7 @@ class TrainedStrategies:
                 if masker := test_time_masker(self.maskers, strategy, seed):
                     extra["masker"] = {"arch": dict(masker.arch), "model": masker.state_dict()}
                 save_checkpoint(tmp / strategy / f"seed{seed}.pt", model, classes=self.classes,
-                                usage=usage(self.p, strategy, self.classes), **extra)  # fmt: skip
+                                usage=usage(self.p, strategy, self.classes).as_dict(), **extra)  # fmt: skip
         with atomic_dir(curves) as tmp:
             for strategy, rows in self.curves.items():
                 write_csv(tmp / f"{strategy}.csv", pd.DataFrame(rows))
@@ -149,7 +150,7 @@ def fit_one(p, run, data: TensorData, split, seed: int, strategy: str, settings:
     )  # fmt: skip
     masker = test_time_masker(maskers, strategy, seed)
     summary = result.summary()
-    log_model(run, model, name, val.images, metadata=usage(p, strategy, settings["classes"]),
+    log_model(run, model, name, val.images, usage=usage(p, strategy, settings["classes"]),
               tags={"strategy": strategy, "seed": seed}, parts={"masker": masker} if masker else None,
               metrics={k: summary[k] for k in ("val_accuracy", "val_loss")})  # fmt: skip
     return model, result

@@ -18,6 +18,7 @@ from cnnlab.serving import log_model
 from cnnlab.train import distributed
 from cnnlab.train.cell import StudyResult, run_study
 from cnnlab.train.checkpoint import save_checkpoint
+from cnnlab.usage import ModelUsage
 
 
 def source_data(p: Params) -> tuple[ImageSet, dict, dict]:
@@ -39,19 +40,19 @@ class Pretrained:
     result: StudyResult
 
     @property
-    def usage(self) -> dict:
+    def usage(self) -> ModelUsage:
         # kind study: `cnnlab predict` runs it as a study model; dataset and source: what transfer cells record
         name, source = self.p.transfer.pretrain, self.p.transfer.source
-        return {"kind": "study", "role": "pretrain", "classes": self.data.classes, "input_size": self.data.image_size,
-                "model": name, "family": self.p.models[name].family, "dataset": source,
-                "source": self.data.source}  # fmt: skip
+        return ModelUsage("study", role="pretrain", classes=self.data.classes, input_size=self.data.image_size,
+                          model=name, family=self.p.models[name].family, dataset=source,
+                          source=self.data.source)  # fmt: skip
 
     def save(self, out: Path, metrics: Path) -> None:
         """The checkpoint (`out`/model.pt), the curves and metrics (`metrics`; no timings: a rerun
         gives the same bytes)."""
         with atomic_dir(out) as tmp:
             save_checkpoint(tmp / "model.pt", self.result.model, classes=self.data.classes, weights=self.result.init,
-                            usage=self.usage)  # fmt: skip
+                            usage=self.usage.as_dict())  # fmt: skip
         metrics.mkdir(parents=True, exist_ok=True)
         write_csv(metrics / "curves.csv", pd.DataFrame(self.result.fit.history))
         write_json(metrics / "metrics.json", self.result.metrics)
@@ -63,7 +64,7 @@ class Pretrained:
         own = {f"{split}_{k}": v for split in ("val", "test") for k, v in result.metrics.get(split, {}).items()}
         tags = {"dataset": source, "model": name} | {k: own[k] for k in ("val_accuracy", "test_accuracy") if k in own}
         log_model(run, result.model, f"pretrain-{source}-{name}", self.data.splits["val"].images,
-                  registered=f"cnnlab-pretrain-{name}", metadata=self.usage, metrics=own, tags=tags)  # fmt: skip
+                  registered=f"cnnlab-pretrain-{name}", usage=self.usage, metrics=own, tags=tags)  # fmt: skip
 
 
 def pretrain(p: Params, data: ImageSet, *, checkpoint: Path, run) -> Pretrained:

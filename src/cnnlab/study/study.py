@@ -19,6 +19,7 @@ from cnnlab.serving import log_model
 from cnnlab.train import distributed
 from cnnlab.train.cell import StudyResult, run_study
 from cnnlab.train.checkpoint import save_checkpoint
+from cnnlab.usage import ModelUsage
 
 
 @dataclass
@@ -71,10 +72,10 @@ class TrainedCell:
     result: StudyResult
 
     @property
-    def usage(self) -> dict:
+    def usage(self) -> ModelUsage:
         data = self.cell.data
-        return {"kind": "study", "classes": data.classes, "input_size": data.image_size, "model": self.cell.model,
-                "family": self.cell.cfg.family}  # fmt: skip
+        return ModelUsage("study", classes=data.classes, input_size=data.image_size, model=self.cell.model,
+                          family=self.cell.cfg.family)  # fmt: skip
 
     def save(self, out: Path, metrics: Path) -> None:
         """The model's checkpoint and its test predictions (`out`); the reports (`metrics`)."""
@@ -82,7 +83,8 @@ class TrainedCell:
         if distributed.world_size() > 1:
             result.metrics["processes"] = distributed.world_size()
         with atomic_dir(out) as tmp:
-            save_checkpoint(tmp / "model.pt", result.model, classes=data.classes, weights=result.init, usage=self.usage)
+            save_checkpoint(tmp / "model.pt", result.model, classes=data.classes, weights=result.init,
+                            usage=self.usage.as_dict())  # fmt: skip
             predicted = [data.classes[i] for i in result.predictions["test"]]
             test = data.splits["test"]
             write_csv(tmp / "test_predictions.csv", pd.DataFrame({"id": test.index.id, "label": predicted}))
@@ -105,7 +107,7 @@ class TrainedCell:
         tags = {"dataset": data.name, "model": self.cell.model}
         tags |= {k: own[k] for k in ("val_accuracy", "test_accuracy") if k in own}  # a folder may have no test
         log_model(run, result.model, name, data.splits["val"].images, registered=f"cnnlab-{name}",
-                  metadata=self.usage, tags=tags, metrics=own)  # fmt: skip
+                  usage=self.usage, tags=tags, metrics=own)  # fmt: skip
 
 
 def train_cell(p: Params, cell: Cell, *, checkpoint: Path, run, pretrained: Path | None = None) -> TrainedCell:

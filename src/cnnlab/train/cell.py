@@ -23,6 +23,7 @@ from cnnlab.params.schema import Augment, StudyModel, needs_pretrained
 from cnnlab.tensors import TensorData, loss_and_accuracy, predict, seed_everything
 from cnnlab.train.checkpoint import read_checkpoint
 from cnnlab.train.loop import FitResult, fingerprint, fit
+from cnnlab.usage import ModelUsage
 
 
 @dataclass
@@ -168,5 +169,5 @@ def load_backbone(path: str | Path, family: str) -> tuple[dict, str]:
     if model.arch["family"] != family:
         raise WeightsError(f"{path} holds a {model.arch['family']} backbone, not a {family} "
                            "(transfer.pretrain must be of the family that loads it)")  # fmt: skip
-    usage = state["usage"]
-    return backbone_state_dict(model), f"pretrained on {usage['dataset']} ({usage['source']})"
+    usage = ModelUsage.from_dict(state.get("usage") or {}, str(path))
+    return backbone_state_dict(model), f"pretrained on {usage.dataset} ({usage.source})"
