@@ -38,7 +38,7 @@ def test_torchrun_launcher_trains_with_two_processes_and_matches_one(trainable_t
     assert "processes" not in single and ddp["processes"] == 2
     # Stated tolerance. On 64 training crops with BatchNorm over half-batches and the
     # DistributedSampler's order, the two runs are close but not equal (the loop itself matches
-    # to 1e-6 without BatchNorm: tests/unit/test_distributed.py).
+    # to 1e-6 without BatchNorm: tests/unit/train/test_distributed.py).
     for name in ("none", "report"):
         d, one = ddp["strategies"][name], single["strategies"][name]
         assert d["epochs_run"]["mean"] == one["epochs_run"]["mean"] == 6

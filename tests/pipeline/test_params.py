@@ -12,7 +12,7 @@ from PIL import Image
 
 from cnnlab.params.schema import merge
 from tests.pipeline.conftest import TINY, make_repo, sh
-from tests.unit.test_sources import write_tree
+from tests.unit.data.test_sources import write_tree
 
 pytestmark = pytest.mark.slow
 
