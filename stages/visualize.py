@@ -10,7 +10,8 @@ import json
 import pandas as pd
 
 from cnnlab.io import atomic_file, write_json
-from cnnlab.report.visualize import count_figures, draw, html
+from cnnlab.report.page import page
+from cnnlab.report.visualize import count_figures, draw
 from cnnlab.stage import run_stage, write_figures
 from cnnlab.tracking import stage_run
 
@@ -25,7 +26,8 @@ def main(p, args):
         write_figures(drawn.augment, args.reports / "augment", run)
         objects = (source, pd.read_csv(args.table))
         with atomic_file(args.reports / "index.html") as f:
-            f.write(html(p, args.reports, objects, args.study_metrics, drawn, json.loads(args.shortcut.read_text())))
+            f.write(page(p, args.reports, objects, args.study_metrics, drawn.used, drawn.class_table,
+                         json.loads(args.shortcut.read_text())))  # fmt: skip
         run.log_artifact(args.reports / "index.html")
         metrics = drawn.metrics(count_figures(args.reports))
         run.log_metrics({"class_images": {k: drawn.class_metrics[k] for k in ("mean_confidence", "min_confidence")}})

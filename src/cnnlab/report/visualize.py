@@ -14,7 +14,6 @@ import pandas as pd
 from cnnlab import figures_learned
 from cnnlab.data.arrays import load_images
 from cnnlab.params.schema import Params
-from cnnlab.report import page
 from cnnlab.train.cell import load_study_model
 
 
@@ -59,12 +58,6 @@ def draw(p: Params, study: Path, prepared: Path) -> Drawn:
                                                                p.seed, cell["class_images_cell"])  # fmt: skip
     augment = figures_learned.augmentations(p.augment, load_images(prepared / cell["augment_dataset"]), p.seed)
     return Drawn(used, learned | shown, augment, table, metrics)
-
-
-def html(p: Params, reports: Path, objects: tuple[str, pd.DataFrame], study_metrics: Path, drawn: Drawn,
-         shortcut: dict) -> str:  # fmt: skip
-    """reports/index.html: every stage's tables and figures under `reports` (cnnlab.report.page)."""
-    return page.page(p, reports, objects, study_metrics, drawn.used, drawn.class_table, shortcut)
 
 
 def count_figures(reports: Path) -> int:
