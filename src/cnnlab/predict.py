@@ -60,12 +60,8 @@ def load_predictor(spec: str, device: torch.device) -> Predictor:
         path = Path(spec)
         if not path.is_file():
             raise CnnlabError(f"{spec}: no such model file; {CHECKPOINT_HINT}")
-        from cnnlab.train.checkpoint import load_model, read_checkpoint
-
-        if read_checkpoint(path).get("arch", {}).get("family") not in (None, "mask_net"):
-            from cnnlab.train.cell import load_study_model as load_model  # the study's model zoo
-        model, state = load_model(path, device)
-        usage, masker = state.get("usage"), _masker_of(state, device)
+        model, state = load_checkpoint(path, device)
+        usage, masker = state.get("usage"), masker_of(state, device)
     if not usage:
         raise CnnlabError(f"{spec}: this model does not say how to prepare images for it (no usage); {CHECKPOINT_HINT}")
     usage = ModelUsage.from_dict(usage, spec)
@@ -81,7 +77,19 @@ def load_predictor(spec: str, device: torch.device) -> Predictor:
     return Predictor(model, usage, masker)
 
 
-def _masker_of(state: dict, device: torch.device) -> torch.nn.Module | None:
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Any model checkpoint cnnlab writes (an objects classifier, a masker, a study model; the
+    file a logged MLflow model holds too, cnnlab.serving), rebuilt by its `arch`: (the model in
+    eval mode, the whole state)."""
+    from cnnlab.train.checkpoint import load_model, read_checkpoint
+
+    state = read_checkpoint(path, device)
+    if state.get("arch", {}).get("family") not in (None, "mask_net"):
+        from cnnlab.train.cell import load_study_model as load_model  # the study's model zoo
+    return load_model(path, device)
+
+
+def masker_of(state: dict, device: torch.device | str = "cpu") -> torch.nn.Module | None:
     """The foreground masker a segment_learned checkpoint carries (None if it has none)."""
     if "masker" not in state:
         return None

@@ -1,8 +1,9 @@
 """What every model cnnlab logs to MLflow serves: images in, class names and probabilities out.
 
 Each trained network is logged (cnnlab.tracking) as an MLflow pyfunc model "from code"
-(src/cnnlab/serving_model.py, no pickle) holding the network as a torch.export graph
-(`network.pt2`) and its usage (kind, classes, input size, strategy) as the model config. Loaded
+(src/cnnlab/serving_model.py, no pickle) holding the network's checkpoint (`model.pt`: its
+weights, read back with weights_only, and the arguments that rebuild it; a segment_learned model's
+masker inside it) and its usage (kind, classes, input size, strategy) as the model config. Loaded
 by `mlflow.pyfunc.load_model`, `mlflow models serve` or `cnnlab predict models:/...`, it
 prepares each image exactly as `cnnlab predict` does (the same functions of cnnlab.predict), so
 both give the same numbers for the same image and box.
@@ -14,8 +15,7 @@ Input, a table (over REST: `{"dataframe_split": {"columns": [...], "data": [...]
 - `x`, `y`, `w`, `h` (objects models only; optional): the object's box in pixels, as in the
   objects format's boxes.csv. A row without one is the whole image; a `segment` model needs it
   (it masks the crop by GrabCut from the box, as in training), and so does a `segment_learned`
-  model (it masks the crop with the learned masker it was trained with, logged inside it as the
-  artifact `masker`).
+  model (it masks the crop with the learned masker it was trained with, inside its checkpoint).
 
 Output, one row per image: `label` (the predicted class), `probability` (its softmax
 probability) and `p_<class>` for every class.
@@ -54,6 +54,7 @@ BOX = ("x", "y", "w", "h")
 MODEL_FILE = Path(__file__).with_name("serving_model.py")  # MLflow's model-from-code file (python_model)
 MASKER_FILE = Path(__file__).with_name("serving_masker.py")  # the same for the learned masker
 PACKAGE = Path(__file__).parent  # cnnlab's code, which every logged model carries (MLflow's code_paths)
+CHECKPOINT_ARTIFACT, CHECKPOINT_FILE = "model", "model.pt"  # a logged model's checkpoint: artifact name, file
 # what the served code imports (cnnlab.serving, .predict, .data.segment, .train.masker and the modules
 # they import), pinned to this environment's versions in each model's requirements; a test builds an
 # environment of exactly these (and what they require) without cnnlab and serves a model there
@@ -82,24 +83,34 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def log_model(run, model: torch.nn.Module, name: str, images, *, registered: str | None = None,
-              usage: ModelUsage | dict, tags: dict, parts: dict | None = None,
+def log_model(run, model: torch.nn.Module, name: str, *, registered: str | None = None,
+              usage: ModelUsage | dict, tags: dict, masker: torch.nn.Module | None = None,
               metrics: dict | None = None) -> None:  # fmt: skip
     """Log a trained model to its stage's MLflow run (every trained model is logged this way: an
     MLflow pyfunc model that takes image files and returns class probabilities, cnnlab.serving; a
-    learned masker, usage kind "masker", returns masks), with two of `images` ((N, 3, H, W)
-    uint8) as its example, its `usage` (cnnlab.usage: what `cnnlab predict` and the served model
-    need; the MLflow model's config and metadata), `tags` (and its weights' digest, :func:`weights_digest`),
-    its own `metrics` linked to it, the other networks it uses (`parts`: a segment_learned
-    model's masker); registered as a new version of `registered` if given (else
-    :func:`register_best` picks which of a stage's models is)."""
+    learned masker, usage kind "masker", returns masks), with its `usage` (cnnlab.usage: what
+    `cnnlab predict` and the served model need; the MLflow model's config and metadata), `tags`
+    (and its weights' digest, :func:`weights_digest`), its own `metrics` linked to it, the
+    `masker` it masks its crops with (a segment_learned model's); registered as a new version of
+    `registered` if given (else :func:`register_best` picks which of a stage's models is).
+
+    The model's artifact `model` is a checkpoint as the stages write them (cnnlab.train.checkpoint:
+    the weights, the `arch` that rebuilds the network, the usage, the masker's weights), which the
+    served model rebuilds as `cnnlab predict` rebuilds a checkpoint (cnnlab.predict.load_checkpoint)."""
+    import tempfile
+
+    from cnnlab.train.checkpoint import save_checkpoint
+
     usage = ModelUsage.from_dict(usage, name)
     python_model = MASKER_FILE if usage.kind == "masker" else MODEL_FILE
-    parts = {k: v.cpu() for k, v in (parts or {}).items()}
     tags = {**tags, WEIGHTS_TAG: weights_digest(model)}
-    run.log_model(model.cpu(), name.replace("_", "-"), images[:2], registered=registered,
-                  metadata=usage.as_dict(), tags=tags, python_model=python_model, signature=signature(usage),
-                  parts=parts, metrics=metrics, code=PACKAGE, requirements=requirements())  # fmt: skip
+    extra = {"masker": {"arch": dict(masker.arch), "model": masker.cpu().state_dict()}} if masker is not None else {}
+    with tempfile.TemporaryDirectory(prefix="cnnlab-model-") as folder:
+        checkpoint = Path(folder) / CHECKPOINT_FILE
+        save_checkpoint(checkpoint, model.cpu(), usage=usage.as_dict(), **extra)
+        run.log_model(name.replace("_", "-"), {CHECKPOINT_ARTIFACT: checkpoint}, registered=registered,
+                      metadata=usage.as_dict(), tags=tags, python_model=python_model, signature=signature(usage),
+                      metrics=metrics, code=PACKAGE, requirements=requirements())  # fmt: skip
 
 
 def register_best(run, registered: str, candidates: dict[str, tuple[float, dict]]) -> str:
@@ -178,14 +189,15 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
     """A cnnlab network with its preprocessing; see the module's docstring for its contract."""
 
     def load_context(self, context) -> None:
-        import torch
-
-        from cnnlab.tensors import frozen
+        from cnnlab.predict import load_checkpoint, masker_of
 
         self.usage = ModelUsage.from_dict(context.model_config, "the served model")
-        self.network = frozen(torch.export.load(context.artifacts["network"]).module())
-        self.parts = {name: frozen(torch.export.load(path).module())
-                      for name, path in context.artifacts.items() if name != "network"}  # fmt: skip
+        if CHECKPOINT_ARTIFACT not in context.artifacts:  # logged before the checkpoint: torch.export graphs
+            self.network, self.parts = _exported(context.artifacts)
+            return
+        self.network, state = load_checkpoint(context.artifacts[CHECKPOINT_ARTIFACT], "cpu")
+        masker = masker_of(state, "cpu")
+        self.parts = {"masker": masker} if masker is not None else {}
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         import torch
@@ -196,6 +208,17 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         prepared = prepare_images(images, self.usage, _boxes(frame, images, self.usage), self.parts.get("masker"))
         probs = probabilities(self.network, prepared, torch.device("cpu"))
         return prediction_frame(probs, self.usage.classes)
+
+
+def _exported(artifacts: dict) -> tuple[torch.nn.Module, dict]:
+    """The networks of a model logged as torch.export graphs (`network.pt2`, `masker.pt2`): the
+    network and its other parts by name."""
+    import torch
+
+    from cnnlab.tensors import frozen
+
+    graphs = {name: frozen(torch.export.load(path).module()) for name, path in artifacts.items()}
+    return graphs.pop("network"), graphs
 
 
 def _images(model_input: pd.DataFrame) -> tuple[pd.DataFrame, list[np.ndarray]]:

@@ -66,7 +66,8 @@ PRELOAD = (
     "mlflow.store.tracking.sqlalchemy_store",
     "mlflow.store.model_registry.sqlalchemy_store",
     "tqdm",
-    # what logging a model (torch.export, pt2), a run's system metrics and git tags import lazily
+    # what stages import lazily: torch._dynamo & co (torch's optimizers import it at their first
+    # step; torch.export, for models logged as graphs), logging a model, system metrics, git tags
     "torch.export._trace",
     "torch._export.serde.serialize",
     "torch._functorch.partitioners",

@@ -164,11 +164,10 @@ def _register(tmp_path, monkeypatch, strategy):
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     path = _learned_model(tmp_path) if strategy == "segment_learned" else _objects_model(tmp_path, strategy)
     checkpoint = load_predictor(str(path), CPU)
-    examples = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
     with tracking.stage_run("train_classifier", {}) as run:
-        log_model(run, checkpoint.model, f"{strategy}-seed0", examples, registered=f"cnnlab-objects-{strategy}",
+        log_model(run, checkpoint.model, f"{strategy}-seed0", registered=f"cnnlab-objects-{strategy}",
                   usage=checkpoint.usage, tags={"seed": 0, "val_accuracy": 0.5},
-                  parts={"masker": checkpoint.masker} if checkpoint.masker else None)  # fmt: skip
+                  masker=checkpoint.masker)  # fmt: skip
     return checkpoint, f"models:/cnnlab-objects-{strategy}@champion"
 
 
@@ -182,9 +181,8 @@ def test_the_registered_masker_masks_new_images_as_the_pipeline_masks_its_crops(
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    examples = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
     with tracking.stage_run("masker", {}) as run:
-        log_model(run, _masker(), "masker-seed0", examples, registered="cnnlab-objects-masker",
+        log_model(run, _masker(), "masker-seed0", registered="cnnlab-objects-masker",
                   usage={"kind": "masker", "input_size": 16, **MASKER}, tags={"seed": 0})  # fmt: skip
     served = mlflow.pyfunc.load_model("models:/cnnlab-objects-masker/1")
     files = image_files([str(_images(tmp_path / "test"))])

@@ -88,7 +88,7 @@ def train_background_classifiers(p, backgrounds: ImageSet, run, pair: list[str])
         name = f"seed{seed}"
         result = fit(model, train, val, cfg, seed=seed, device=device(), name=name, on_epoch=run.epoch_logger(name))
         summary = result.summary()
-        log_model(run, model, name, val.images, usage=usage, tags={"seed": seed},
+        log_model(run, model, name, usage=usage, tags={"seed": seed},
                   metrics={k: summary[k] for k in ("val_accuracy", "val_loss")})  # fmt: skip
         return SeedResult(summary, model, result.history)
 

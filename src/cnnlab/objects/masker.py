@@ -137,7 +137,7 @@ def train_maskers(p, crops: ImageSet, chain: ChainData, context: ImageSet, split
         model, train_masks, results = learn_masks(p.masker, chain.images["train"], *ctx["train"], chain.backgrounds,
                                                   seed, device(), fit_kwargs)  # fmt: skip
         first = seed == p.objects.seed_list(p.seed)[0]  # registered: the first seed's (no val accuracy ranks them)
-        log_model(run, model, f"masker-seed{seed}", chain.images["train"], usage=usage(p), tags={"seed": seed},
+        log_model(run, model, f"masker-seed{seed}", usage=usage(p), tags={"seed": seed},
                   registered="cnnlab-objects-masker" if first else None)  # fmt: skip
         model.to(device())
         summary, masks[seed] = {"train_loss": results[-1].history[-1]["train_loss"]}, {}

@@ -150,7 +150,7 @@ def fit_one(p, run, data: TensorData, split, seed: int, strategy: str, settings:
     )  # fmt: skip
     masker = test_time_masker(maskers, strategy, seed)
     summary = result.summary()
-    log_model(run, model, name, val.images, usage=usage(p, strategy, settings["classes"]),
-              tags={"strategy": strategy, "seed": seed}, parts={"masker": masker} if masker else None,
+    log_model(run, model, name, usage=usage(p, strategy, settings["classes"]),
+              tags={"strategy": strategy, "seed": seed}, masker=masker,
               metrics={k: summary[k] for k in ("val_accuracy", "val_loss")})  # fmt: skip
     return model, result

@@ -63,8 +63,8 @@ class Pretrained:
         run.log_metrics({"seconds": result.seconds})
         own = {f"{split}_{k}": v for split in ("val", "test") for k, v in result.metrics.get(split, {}).items()}
         tags = {"dataset": source, "model": name} | {k: own[k] for k in ("val_accuracy", "test_accuracy") if k in own}
-        log_model(run, result.model, f"pretrain-{source}-{name}", self.data.splits["val"].images,
-                  registered=f"cnnlab-pretrain-{name}", usage=self.usage, metrics=own, tags=tags)  # fmt: skip
+        log_model(run, result.model, f"pretrain-{source}-{name}", registered=f"cnnlab-pretrain-{name}",
+                  usage=self.usage, metrics=own, tags=tags)  # fmt: skip
 
 
 def pretrain(p: Params, data: ImageSet, *, checkpoint: Path, run) -> Pretrained:

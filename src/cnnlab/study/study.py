@@ -106,7 +106,7 @@ class TrainedCell:
         own = {f"{split}_{k}": v for split in ("val", "test") for k, v in result.metrics.get(split, {}).items()}
         tags = {"dataset": data.name, "model": self.cell.model}
         tags |= {k: own[k] for k in ("val_accuracy", "test_accuracy") if k in own}  # a folder may have no test
-        log_model(run, result.model, name, data.splits["val"].images, registered=f"cnnlab-{name}",
+        log_model(run, result.model, name, registered=f"cnnlab-{name}",
                   usage=self.usage, tags=tags, metrics=own)  # fmt: skip
 
 

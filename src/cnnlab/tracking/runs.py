@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -35,6 +34,7 @@ from cnnlab.tracking.store import (
     repo_root,
     shown,
     tracking_uri,
+    warm_up,
 )
 
 _experiment_params: dict[str, Any] = {}
@@ -165,26 +165,22 @@ class StageRun:
 
         self._write(call, keep)
 
-    def log_model(self, model, name: str, images, *, registered: str | None, metadata: dict, tags: dict,
-                  python_model: Path, signature, parts: dict | None = None,
-                  metrics: dict[str, float] | None = None, code: Path | None = None,
+    def log_model(self, name: str, artifacts: dict[str, Path], *, registered: str | None, metadata: dict, tags: dict,
+                  python_model: Path, signature, metrics: dict[str, float] | None = None, code: Path | None = None,
                   requirements: list[str] | None = None) -> None:  # fmt: skip
-        """The trained torch model as an MLflow pyfunc model "from code" (`python_model`, the file
-        that defines it: cnnlab.serving, no pickle) with the network exported by torch.export as
-        its artifact `network`, a LoggedModel of this run with `tags` and its own `metrics` linked
+        """A trained model as an MLflow pyfunc model "from code" (`python_model`, the file that
+        defines it: cnnlab.serving, no pickle) with `artifacts` (name -> file: cnnlab.serving logs
+        the model's checkpoint), a LoggedModel of this run with `tags` and its own `metrics` linked
         to it (nothing else is: see :meth:`_log_values`); registered as a new version of model
         `registered` (:meth:`register`) unless that is None. Every trained model of cnnlab is logged
         this way (cnnlab.serving.log_model).
 
         Args:
-            images: a few (N, 3, S, S) uint8 images the model takes (N >= 2 keeps the exported
-                graph's batch size free). No input example is stored: MLflow would load and score
-                every model to check it (seconds each); tests/unit/test_predict.py does.
             metadata: what it takes to use the model (kind, classes, input size, strategy,
-                preprocessing): the model's config and its MLmodel metadata.
+                preprocessing): the model's config and its MLmodel metadata. No input example is
+                stored: MLflow would load and score every model to check it (seconds each);
+                tests/unit/test_predict.py does.
             tags: tags of the logged model (and of its version), beside the DVC experiment's name.
-            parts: other networks the model uses on the same images (name -> torch module; a
-                segment_learned classifier's `masker`), exported the same way as artifacts `name`.
             code: a package folder the model carries (MLflow's code_paths: on sys.path where it
                 is loaded); requirements: its pip requirements.
 
@@ -192,20 +188,14 @@ class StageRun:
         `name` and registered from there.
         """
         import mlflow.pyfunc
-        import torch
 
-        from cnnlab.tensors import export_graph, to_float
+        warm_up()
+        if not requirements:
+            import torch
 
-        network = Path(tempfile.mkdtemp(prefix="cnnlab-model-")) / "network.pt2"
-        batch = to_float(torch.as_tensor(images[:2]), torch.contiguous_format)
-        artifacts = {}
-        for part, module in {"network": model, **(parts or {})}.items():
-            exported = export_graph(module, batch)
-            artifacts[part] = str(network.with_name(f"{part}.pt2"))
-            torch.export.save(exported, artifacts[part])
-        requirements = requirements or [f"torch=={torch.__version__.split('+')[0]}"]
-        options = dict(python_model=str(python_model), artifacts=artifacts, model_config=metadata,
-                       metadata=metadata, signature=signature, pip_requirements=requirements,
+            requirements = [f"torch=={torch.__version__.split('+')[0]}"]
+        options = dict(python_model=str(python_model), artifacts={k: str(v) for k, v in artifacts.items()},
+                       model_config=metadata, metadata=metadata, signature=signature, pip_requirements=requirements,
                        code_paths=[str(code)] if code else None)  # fmt: skip
         tags = self._version_tags(tags)
 
@@ -220,10 +210,7 @@ class StageRun:
             mlflow.pyfunc.save_model(str(folder), **options)
             pending.add("artifact", file=folder.name, folder=name, name=name)
 
-        try:
-            self._write(call, keep)
-        finally:
-            shutil.rmtree(network.parent, ignore_errors=True)
+        self._write(call, keep)
         if metrics:
             self._log_values({k: float(v) for k, v in metrics.items()}, None, model_id=self.models.get(name))
         if registered:
@@ -443,7 +430,7 @@ def stage_run(
 
 def load_logged_model(uri: str):
     """A logged model (models:/<name>/<version>, runs:/<run>/<name>): its network as a torch module
-    in eval mode (cnnlab.serving.frozen), its metadata (usage) and its other networks by name (a
+    in eval mode, its metadata (usage) and its other networks by name (a
     segment_learned classifier's `masker`; {} for most models).
     Models logged before the serving contract (MLflow pytorch flavor, pt2) load too.
 

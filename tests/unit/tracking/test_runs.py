@@ -87,17 +87,15 @@ def test_repo_root_without_dvc_root_finds_the_dvc_folder(tmp_path, monkeypatch):
 
 
 def test_logged_model_is_registered_loads_back_and_scores_any_batch_size(store):
-    import numpy as np
     import torch
 
     from cnnlab.models import ObjectsCNN
 
     model = ObjectsCNN(3, 8, 16).eval()
     usage = {"kind": "objects", "classes": ["a", "b", "c"], "input_size": 16, "strategy": "none"}
-    images = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
     with tracking.stage_run("train_classifier", {}) as run:
         for seed in (0, 1):
-            log_model(run, model, "none-seed0", images, registered="cnnlab-objects-none", usage=usage,
+            log_model(run, model, "none-seed0", registered="cnnlab-objects-none", usage=usage,
                       tags={"seed": seed})  # fmt: skip
         run_id = run.run_id
     client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
@@ -117,33 +115,62 @@ def test_logged_model_is_registered_loads_back_and_scores_any_batch_size(store):
         tracking.load_logged_model("models:/cnnlab-objects-none/9")
 
 
+def test_a_model_logged_as_torch_export_graphs_still_loads(store, tmp_path):
+    """Models logged before the checkpoint artifact hold their networks as torch.export graphs
+    (`network.pt2`, a segment_learned model's `masker.pt2`): they load and score as they did."""
+    import torch
+
+    from cnnlab.models import ObjectsCNN
+    from cnnlab.models.mask_net import MaskNet
+    from cnnlab.serving import MODEL_FILE, signature
+    from cnnlab.usage import ModelUsage
+
+    torch.manual_seed(0)
+    model, masker, batch = ObjectsCNN(3, 8, 16).eval(), MaskNet(4).eval(), torch.rand(2, 3, 16, 16)
+    files = {}
+    for name, network in (("network", model), ("masker", masker)):
+        files[name] = str(tmp_path / f"{name}.pt2")
+        torch.export.save(torch.export.export(network, (batch,), dynamic_shapes=({0: torch.export.Dim.AUTO},)),
+                          files[name])  # fmt: skip
+    usage = {"kind": "objects", "classes": ["a", "b", "c"], "input_size": 16, "strategy": "none"}
+    mlflow.set_tracking_uri(tracking.tracking_uri())  # the repository's store, as a stage sets it
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="old", python_model=str(MODEL_FILE), artifacts=files, model_config=usage,
+                                       metadata=usage, signature=signature(ModelUsage.from_dict(usage, "old")),
+                                       pip_requirements=["torch"])  # fmt: skip
+    module, metadata, parts = tracking.load_logged_model(info.model_uri)
+    x = torch.rand(5, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), model(x))
+        torch.testing.assert_close(parts["masker"](x), masker(x))
+    assert metadata == usage and module.train() is module
+
+
 def _tiny_models(n: int):
-    import numpy as np
     import torch
 
     from cnnlab.models import ObjectsCNN
 
     usage = {"kind": "objects", "classes": ["a", "b", "c"], "input_size": 16, "strategy": "none"}
-    images = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
     models = []
     for seed in range(n):
         torch.manual_seed(seed)
         models.append(ObjectsCNN(3, 8, 16).eval())
-    return models, usage, images
+    return models, usage
 
 
 def test_each_model_carries_its_own_metrics_and_the_best_validation_seed_is_the_champion(store):
     """Per experiment one version (the seed with the best validation accuracy); the alias
     `champion` on the best version over experiments, moved only by a better one; every logged
     model holds its own metrics and no other's (neither the run's nor another model's)."""
-    models, usage, images = _tiny_models(3)
+    models, usage = _tiny_models(3)
     client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     champions = []
     for experiment, vals in (("exp-a", (0.5, 0.7, 0.6)), ("exp-b", (0.6, 0.65, 0.4)), ("exp-c", (0.9, 0.7, 0.8))):
         os.environ["DVC_EXP_NAME"] = experiment
         with tracking.stage_run("train_classifier", {}) as run:
             for seed, (model, val) in enumerate(zip(models, vals)):
-                log_model(run, model, f"none-seed{seed}", images, usage=usage, tags={"seed": seed},
+                log_model(run, model, f"none-seed{seed}", usage=usage, tags={"seed": seed},
                           metrics={"val_accuracy": val})  # fmt: skip
                 run.log_metrics({"mean": {"none": {"val_accuracy": 0.0}}})  # the run's, after a model: no model's
             chosen = register_best(run, "cnnlab-objects-none", {f"none-seed{k}": (v, {"seed": k}) for k, v in
@@ -165,10 +192,10 @@ def test_each_model_carries_its_own_metrics_and_the_best_validation_seed_is_the_
 
 
 def test_a_later_stage_links_its_metrics_to_the_model_it_scored_by_its_weights(store):
-    models, usage, images = _tiny_models(2)
+    models, usage = _tiny_models(2)
     with tracking.stage_run("train_classifier", {}) as run:
         for seed, model in enumerate(models):
-            log_model(run, model, f"none-seed{seed}", images, usage=usage, tags={"seed": seed},
+            log_model(run, model, f"none-seed{seed}", usage=usage, tags={"seed": seed},
                       metrics={"val_accuracy": 0.5 + seed / 10})  # fmt: skip
         register_best(run, "cnnlab-objects-none", {"none-seed0": (0.5, {"seed": 0}), "none-seed1": (0.6, {"seed": 1})})
     with tracking.stage_run("evaluate/none", {}) as run:  # another run: it knows the weights, not the model id
