@@ -14,10 +14,10 @@ from cnnlab.study.study import Cell
 def transfer_cell(p: Params, cell: Cell) -> Cell:
     """`cell` as a transfer cell: its training split cut to the first transfer.train_per_class
     images of each class, the transfer params beside its own, its run named transfer@<cell>."""
-    data = cell.data
-    train = data.splits["train"]
-    data.splits["train"] = train.subset(first_per_class(train.index.label.to_numpy(), p.transfer.train_per_class))
-    return replace(cell, params=cell.params | p.transfer.flat("transfer."), stage=f"transfer@{cell.name}")
+    train = cell.data.splits["train"]
+    cut = train.subset(first_per_class(train.index.label.to_numpy(), p.transfer.train_per_class))
+    data = replace(cell.data, splits={**cell.data.splits, "train": cut})  # `cell` itself is left as it was
+    return replace(cell, data=data, params=cell.params | p.transfer.flat("transfer."), stage=f"transfer@{cell.name}")
 
 
 def is_transfer(p: Params, model: str) -> bool:

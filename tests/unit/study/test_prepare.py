@@ -37,7 +37,9 @@ def test_a_study_cell_and_its_transfer_cell():
     assert cell.params["model"] == "simple_cnn" and not is_transfer(P, "simple_cnn")
     model = P.transfer.models[0]
     assert is_transfer(P, model)
-    moved = transfer_cell(P, study_cell(P, "cifar10", model, prepare(P, "cifar10"), Path("p")))
+    given = study_cell(P, "cifar10", model, prepare(P, "cifar10"), Path("p"))
+    moved = transfer_cell(P, given)
     labels = moved.data.splits["train"].index.label
     assert moved.stage == f"transfer@cifar10-{model}" and labels.value_counts().max() == 2
+    assert given.data.splits["train"].index.label.value_counts().min() > 2  # the given cell is left as it was
     assert any(k.startswith("transfer.") for k in moved.params)
