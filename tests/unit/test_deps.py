@@ -1,94 +1,61 @@
-"""Each stage's code dependencies in dvc.yaml are exactly its script and the cnnlab modules that
-script reaches by importing, directly or through other modules, at the top or inside a function:
-so editing a module reruns the stages that run it, and no other.
-
-Left out on purpose (they change no output of a stage): the modules that only word errors, help
-or logs (errors, params_messages, arguments, the tracking package), the MLflow model's serving code (serving,
-serving_model, serving_masker: they shape the logged model, not a file DVC tracks) and the warm
-start-up server (warm); and package `__init__.py` files that hold nothing but a docstring.
-
-On a failure the message gives each stage's exact list to put in dvc.yaml."""
+"""Each stage's code dependency in dvc.yaml is its script's file of data/code/ (written by the
+code_digest stage: the script and every cnnlab module it reaches by importing, directly or through
+other modules, at the top or inside a function, each with its MD5), and code_digest depends on all
+of the code: so editing a module reruns code_digest, then the stages that run that module, and no
+other. What is left out on purpose: cnnlab.pipeline.code_digest's docstring."""
 
 from __future__ import annotations
 
 import ast
 import copy
 import re
+import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
+from cnnlab.errors import CnnlabError
+from cnnlab.pipeline.code_digest import closure, code_digest, imported, module_file
 from tests.conftest import REPO
 
 SRC = REPO / "src"
-LEFT_OUT = ("cnnlab.errors", "cnnlab.params.messages", "cnnlab.arguments", "cnnlab.tracking", "cnnlab.serving",
-            "cnnlab.warm")  # prefixes  # fmt: skip
 CODE = ("src/", "stages/")
 
 
 def _file(module: str) -> Path | None:
-    """The source file of a cnnlab module or package (None for a name that is not a module)."""
-    path = SRC.joinpath(*module.split("."))
-    if (path / "__init__.py").is_file():
-        return path / "__init__.py"
-    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
+    return module_file(SRC, module)
 
 
 def _imported(path: Path) -> set[str]:
-    """The cnnlab modules a file imports (the parent packages too: importing runs their __init__)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        for name in names:
-            parts = name.split(".")
-            found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1) if parts[0] == "cnnlab"}
-    return {m for m in found if _file(m) is not None}
+    return imported(SRC, path)
 
 
-def _only_docstring(path: Path) -> bool:
-    body = ast.parse(path.read_text()).body
-    return all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body)
-
-
-def closure(script: Path) -> set[str]:
-    """The script and every cnnlab module it reaches, as paths relative to the repository."""
-    seen, todo = set(), _imported(script)
-    while todo:
-        module = todo.pop()
-        if module in seen or module.startswith(LEFT_OUT):
-            continue
-        seen.add(module)
-        todo |= _imported(_file(module))
-    files = {_file(m) for m in seen}
-    return {script.relative_to(REPO).as_posix()} | {
-        f.relative_to(REPO).as_posix() for f in files if not (f.name == "__init__.py" and _only_docstring(f))
-    }
-
-
-def stages(dvc: dict) -> dict[str, tuple[Path, set[str]]]:
-    """Stage name -> (its script, the code files listed in its deps)."""
+def stages(dvc: dict) -> dict[str, tuple[Path, list]]:
+    """Stage name -> (its script, its deps)."""
     out = {}
     for name, stage in dvc["stages"].items():
         cmd = stage["cmd"] if isinstance(stage["cmd"], str) else " ".join(stage["cmd"])
         script = re.search(r"stages/\w+\.py", cmd)
         assert script, f"stage {name}: no stages/<script>.py in its cmd"
-        listed = {d for d in stage.get("deps", []) if isinstance(d, str) and d.startswith(CODE)}
-        out[name] = (REPO / script.group(0), listed)
+        out[name] = (REPO / script.group(0), stage.get("deps", []))
     return out
 
 
 def differences(dvc: dict) -> list[str]:
-    """One line per stage whose listed code deps are not its script's import closure."""
+    """One line per stage whose code dependency is not its script's file of data/code/ alone, and
+    for code_digest, whose deps are not all the code or whose outs are not one file per script."""
     wrong = []
-    for name, (script, listed) in stages(dvc).items():
-        want = closure(script)
-        if listed != want:
-            wrong.append(f"{name}: missing {sorted(want - listed)}, not imported {sorted(listed - want)}; "
-                         f"should be {sorted(want)}")  # fmt: skip
+    scripts = sorted(p.stem for p in (REPO / "stages").glob("*.py") if p.stem != "code_digest")
+    for name, (script, deps) in stages(dvc).items():
+        code = sorted(str(d) for d in deps if str(d) in ("src", "stages") or str(d).startswith(CODE + ("data/code/",)))
+        if name == "code_digest":
+            outs = sorted(next(iter(o)) if isinstance(o, dict) else o for o in dvc["stages"][name]["outs"])
+            if code != ["src/cnnlab", "stages"] or outs != [f"data/code/{s}.json" for s in scripts]:
+                wrong.append(f"code_digest: deps {code}, outs {outs}; should be ['src/cnnlab', 'stages'] and "
+                             f"{[f'data/code/{s}.json' for s in scripts]}")  # fmt: skip
+        elif code != [f"data/code/{script.stem}.json"]:
+            wrong.append(f"{name}: code deps {code}; should be ['data/code/{script.stem}.json'] alone")
     return wrong
 
 
@@ -96,26 +63,52 @@ def _dvc() -> dict:
     return yaml.safe_load((REPO / "dvc.yaml").read_text())
 
 
-def test_every_stage_depends_on_exactly_the_code_it_runs():
+def test_every_stage_depends_on_the_code_of_its_script_and_code_digest_on_all_code():
     assert differences(_dvc()) == []
 
 
-def test_a_dependency_taken_out_of_or_added_to_dvc_yaml_is_named():
+def test_a_code_dependency_listed_again_or_missing_is_named():
     dvc = _dvc()
-    removed, added = copy.deepcopy(dvc), copy.deepcopy(dvc)
-    removed["stages"]["masker"]["deps"].remove("src/cnnlab/train/masker.py")
-    added["stages"]["crop"]["deps"].append("src/cnnlab/train/loop.py")
-    assert [line.split(":")[0] for line in differences(removed)] == ["masker"]
-    assert "missing ['src/cnnlab/train/masker.py']" in differences(removed)[0]
-    assert "not imported ['src/cnnlab/train/loop.py']" in differences(added)[0]
+    listed, missing = copy.deepcopy(dvc), copy.deepcopy(dvc)
+    listed["stages"]["crop"]["deps"].append("src/cnnlab/train/loop.py")
+    missing["stages"]["masker"]["deps"].remove("data/code/masker.json")
+    missing["stages"]["code_digest"]["outs"].pop(0)
+    assert differences(listed) == ["crop: code deps ['data/code/crop.json', 'src/cnnlab/train/loop.py']; should be "
+                                   "['data/code/crop.json'] alone"]  # fmt: skip
+    assert [line.split(":")[0] for line in differences(missing)] == ["code_digest", "masker"]
 
 
 def test_the_closure_follows_imports_inside_functions_and_leaves_tracking_out():
-    evaluate = closure(REPO / "stages/evaluate.py")
+    evaluate = closure(REPO, REPO / "stages/evaluate.py")
     assert "src/cnnlab/models/objects_cnn.py" in evaluate  # through the checkpoint loader
     assert "src/cnnlab/train/masker.py" not in evaluate  # only the masker and train_classifier run it
-    assert not {"src/cnnlab/tracking/runs.py", "src/cnnlab/errors.py", "src/cnnlab/serving.py"} & evaluate
-    assert "src/cnnlab/models/zoo.py" not in closure(REPO / "stages/train_classifier.py")  # no study model
+    assert not {"src/cnnlab/tracking/runs.py", "src/cnnlab/errors.py", "src/cnnlab/serving.py"} & set(evaluate)
+    assert "src/cnnlab/__init__.py" not in evaluate  # a docstring only
+    assert "src/cnnlab/models/zoo.py" not in closure(REPO, REPO / "stages/train_classifier.py")  # no study model
+
+
+def test_an_edited_module_changes_the_files_of_exactly_the_scripts_that_reach_it(tmp_path):
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "stages", root / "stages")
+    shutil.copytree(SRC / "cnnlab", root / "src" / "cnnlab", ignore=shutil.ignore_patterns("__pycache__"))
+    written = code_digest(root / "stages", root / "src", root / "data/code", root=root)
+    assert sorted(p.stem for p in written) == sorted(p.stem for p in (REPO / "stages").glob("*.py")
+                                                     if p.stem != "code_digest")  # fmt: skip
+    before = {p.stem: p.read_bytes() for p in written}
+    masker = root / "src/cnnlab/train/masker.py"
+    masker.write_text(masker.read_text() + "\n# an edit\n")
+    (root / "src/cnnlab/errors.py").write_text((root / "src/cnnlab/errors.py").read_text() + "\n# words only\n")
+    after = {p.stem: p.read_bytes() for p in code_digest(root / "stages", root / "src", root / "data/code", root=root)}
+    changed = sorted(name for name in before if before[name] != after[name])
+    reach = sorted(name for name in before if "src/cnnlab/train/masker.py" in closure(root, root / f"stages/{name}.py"))
+    assert changed == reach and "masker" in changed and "evaluate" not in changed  # (errors.py: words only)
+
+
+def test_code_that_does_not_parse_is_named_with_its_line(tmp_path):
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "broken.py").write_text("import cnnlab.io\ndef main(:\n")
+    with pytest.raises(CnnlabError, match=r"broken\.py:2: .*run `dvc repro` again"):
+        code_digest(tmp_path / "stages", SRC, tmp_path / "out", root=tmp_path)
 
 
 def declared_arguments(script: Path) -> dict[str, str]:

@@ -15,7 +15,7 @@ LAYERS = [
     # tensors, what each cure of the objects chain is
     {"io", "metrics", "viz", "docs", "usage"},  # files, metric definitions, pure plotting, the docs'
     # numbers, what a model's usage record holds
-    {"params"},  # params.yaml: the schema, its messages, the check_params stage
+    {"params", "pipeline"},  # params.yaml: the schema, its messages, check_params; the code each stage runs
     {"data"},
     {"models"},
     {"attribution", "train"},

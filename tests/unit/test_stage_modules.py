@@ -1,5 +1,6 @@
 """Each dvc.yaml stage's logic is in one library module named after it, in the package of its
-pipeline (cnnlab.objects, cnnlab.study, cnnlab.report; check_params in cnnlab.params), and its
+pipeline (cnnlab.objects, cnnlab.study, cnnlab.report; check_params in cnnlab.params, code_digest
+in cnnlab.pipeline), and its
 script imports that module; the stage packages hold no other module but their named helpers."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from tests.unit.test_deps import _file, _imported, stages
 
 PIPELINES = {
     "params": ["check_params"],
+    "pipeline": ["code_digest"],
     "objects": ["generate", "crop", "backgrounds", "find_shortcut", "segment", "masker", "background_classifier",
                 "gradcam_mask", "train_classifier", "evaluate"],  # fmt: skip
     "study": ["prepare", "study", "pretrain", "transfer"],
@@ -18,7 +20,8 @@ PIPELINES = {
 }
 # modules of those packages that serve several stages: the per-seed loop, the shortcut decision,
 # the HTML page, the params schema and its messages
-HELPERS = {"objects": {"seeds", "decision"}, "study": set(), "report": {"page"}, "params": {"schema", "messages"}}
+HELPERS = {"objects": {"seeds", "decision"}, "study": set(), "report": {"page"}, "params": {"schema", "messages"},
+           "pipeline": set()}  # fmt: skip
 PACKAGE = {stage: package for package, names in PIPELINES.items() for stage in names}
 
 

@@ -1,7 +1,7 @@
 """Each stage's params in dvc.yaml cover every params.yaml setting its code reads: the stage script
 and its stage module (tests/unit/test_stage_modules.py) are read for `p.<section>[.<key>]`, the
 params methods stand for the settings they read, and each one read must be listed (the section,
-the key, or all of params.yaml). So `dvc exp run -S <key>=...` reruns every stage that reads it.
+the key, or params.yaml itself as a dependency). So `dvc exp run -S <key>=...` reruns every stage that reads it.
 
 A section handed on whole (`p.crop` into `cut_crops`) is covered by any listed key under it; which
 of its keys that code reads is its own signature's business (typed sections)."""
@@ -43,8 +43,8 @@ def reads(name: str, script) -> set[str]:
     return found
 
 
-def covered(read: str, listed: list) -> bool:
-    if {"params.yaml": None} in listed:
+def covered(read: str, listed: list, deps: list) -> bool:
+    if "params.yaml" in deps:  # the whole file, as a dependency
         return True
     names = [entry for entry in listed if isinstance(entry, str)]
     names = [re.sub(r"\.\$\{[^}]+\}$", "", n) for n in names]  # datasets.${item.dataset} -> datasets
@@ -56,9 +56,9 @@ def covered(read: str, listed: list) -> bool:
 
 def missing(dvc: dict) -> list[str]:
     out = []
-    for name, (script, _) in stages(dvc).items():
+    for name, (script, deps) in stages(dvc).items():
         listed = dvc["stages"][name].get("params", [])
-        lacking = sorted(r for r in reads(name, script) if not covered(r, listed))
+        lacking = sorted(r for r in reads(name, script) if not covered(r, listed, deps))
         if lacking:
             out.append(f"{name}: reads {', '.join(lacking)}, not in its dvc.yaml params")
     return out
