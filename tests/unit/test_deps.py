@@ -2,7 +2,8 @@
 code_digest stage: the script and every cnnlab module it reaches by importing, directly or through
 other modules, at the top or inside a function, each with its MD5), and code_digest depends on all
 of the code: so editing a module reruns code_digest, then the stages that run that module, and no
-other. What is left out on purpose: cnnlab.pipeline.code_digest's docstring."""
+other. check_params, which runs before code_digest, lists exactly those files itself. What is left
+out on purpose: cnnlab.pipeline.code_digest's docstring."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from cnnlab.errors import CnnlabError
-from cnnlab.pipeline.code_digest import closure, code_digest, imported, module_file
+from cnnlab.pipeline.code_digest import OWN_CODE, closure, code_digest, imported, module_file
 from tests.conftest import REPO
 
 SRC = REPO / "src"
@@ -46,10 +47,13 @@ def differences(dvc: dict) -> list[str]:
     """One line per stage whose code dependency is not its script's file of data/code/ alone, and
     for code_digest, whose deps are not all the code or whose outs are not one file per script."""
     wrong = []
-    scripts = sorted(p.stem for p in (REPO / "stages").glob("*.py") if p.stem != "code_digest")
+    scripts = sorted(p.stem for p in (REPO / "stages").glob("*.py") if p.stem not in OWN_CODE)
     for name, (script, deps) in stages(dvc).items():
         code = sorted(str(d) for d in deps if str(d) in ("src", "stages") or str(d).startswith(CODE + ("data/code/",)))
-        if name == "code_digest":
+        if name == "check_params":  # (before code_digest: its own files)
+            if code != closure(REPO, script):
+                wrong.append(f"check_params: code deps {code}; should be {closure(REPO, script)}")
+        elif name == "code_digest":
             outs = sorted(next(iter(o)) if isinstance(o, dict) else o for o in dvc["stages"][name]["outs"])
             if code != ["src/cnnlab", "stages"] or outs != [f"data/code/{s}.json" for s in scripts]:
                 wrong.append(f"code_digest: deps {code}, outs {outs}; should be ['src/cnnlab', 'stages'] and "
@@ -73,9 +77,10 @@ def test_a_code_dependency_listed_again_or_missing_is_named():
     listed["stages"]["crop"]["deps"].append("src/cnnlab/train/loop.py")
     missing["stages"]["masker"]["deps"].remove("data/code/masker.json")
     missing["stages"]["code_digest"]["outs"].pop(0)
+    missing["stages"]["check_params"]["deps"].remove("src/cnnlab/params/schema.py")
     assert differences(listed) == ["crop: code deps ['data/code/crop.json', 'src/cnnlab/train/loop.py']; should be "
                                    "['data/code/crop.json'] alone"]  # fmt: skip
-    assert [line.split(":")[0] for line in differences(missing)] == ["code_digest", "masker"]
+    assert [line.split(":")[0] for line in differences(missing)] == ["check_params", "code_digest", "masker"]
 
 
 def test_the_closure_follows_imports_inside_functions_and_leaves_tracking_out():
@@ -93,7 +98,7 @@ def test_an_edited_module_changes_the_files_of_exactly_the_scripts_that_reach_it
     shutil.copytree(SRC / "cnnlab", root / "src" / "cnnlab", ignore=shutil.ignore_patterns("__pycache__"))
     written = code_digest(root / "stages", root / "src", root / "data/code", root=root)
     assert sorted(p.stem for p in written) == sorted(p.stem for p in (REPO / "stages").glob("*.py")
-                                                     if p.stem != "code_digest")  # fmt: skip
+                                                     if p.stem not in OWN_CODE)  # fmt: skip
     before = {p.stem: p.read_bytes() for p in written}
     masker = root / "src/cnnlab/train/masker.py"
     masker.write_text(masker.read_text() + "\n# an edit\n")

@@ -3,8 +3,8 @@
 A stage's outputs change with its code: its script and every cnnlab module the script reaches by
 importing, directly or through other modules, at the top or inside a function. This stage reads
 the imports (no module is run), and writes `<out>/<script>.json` for each script of `stages/`:
-the script and those modules, each with the MD5 of its bytes. Each stage of dvc.yaml depends on
-its script's file, and this stage on the whole of `src/cnnlab` and `stages/`: an edit reruns
+the script and those modules, each with the MD5 of its bytes. Each later stage of dvc.yaml
+depends on its script's file, and this stage on the whole of `src/cnnlab` and `stages/`: an edit reruns
 this stage (well under a second), changes the files of exactly the scripts that reach the edited
 module, and DVC reruns those stages and no other. (Listing every module as a dependency of every
 stage did the same with some 430 entries in dvc.lock, which DVC reads and writes again after
@@ -94,11 +94,16 @@ def digest(root: Path, script: Path, src: Path | None = None) -> dict:
             "code": {name: hashlib.md5((root / name).read_bytes()).hexdigest() for name in files}}  # fmt: skip
 
 
+# the scripts whose stages list their code in dvc.yaml themselves: this stage, whose deps are all
+# the code, and check_params, which runs before it (a bad params key stops `dvc repro` first)
+OWN_CODE = ("code_digest", "check_params")
+
+
 def code_digest(stages: Path, src: Path, out: Path, root: Path | None = None) -> list[Path]:
-    """Write `out/<script>.json` (digest) for every script in `stages` but this stage's own;
-    returns the files written."""
+    """Write `out/<script>.json` (digest) for every script in `stages` but OWN_CODE's; returns
+    the files written."""
     root = root or Path.cwd()
-    scripts = sorted(path for path in stages.glob("*.py") if path.stem != "code_digest")
+    scripts = sorted(path for path in stages.glob("*.py") if path.stem not in OWN_CODE)
     if not scripts:
         raise CnnlabError(f"{stages}: no stage scripts (stages/<name>.py) here; run from the repository's root")
     written = []
