@@ -2,8 +2,8 @@
 
 A stage's outputs change with its code: its script and every cnnlab module the script reaches by
 importing, directly or through other modules, at the top or inside a function. This stage reads
-the imports (no module is run), and writes `<out>/<script>.json` for each script of `stages/`:
-the script and those modules, each with the MD5 of its bytes. Each later stage of dvc.yaml
+the imports (no module is run), and writes `<out>/<script>.json` for each script of `stages/`
+but OWN_CODE's: the script and those modules, each with the MD5 of its bytes. Each later stage of dvc.yaml
 depends on its script's file, and this stage on the whole of `src/cnnlab` and `stages/`: an edit reruns
 this stage (well under a second), changes the files of exactly the scripts that reach the edited
 module, and DVC reruns those stages and no other. (Listing every module as a dependency of every
