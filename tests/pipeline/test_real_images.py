@@ -20,10 +20,14 @@ from tests.scripts.make_real_objects import write
 
 pytestmark = pytest.mark.slow
 
+# the tiny params on the real images' folder; one seed (what these tests check is the data's path
+# through the chain, the same for every seed: the seeds' loop is tested on the built-in data)
+REAL = {"objects": {"root": "data/raw/digits", "seeds": 1}, "classifier": {"val_fraction": 0.34}}
+
 
 def test_the_chain_runs_on_real_images_with_another_shortcut_class(tmp_path):
     # backgrounds.classes: auto (params.yaml's): nothing says which class is the shortcut
-    params = merge(TINY, {"objects": {"root": "data/raw/digits"}, "classifier": {"val_fraction": 0.34}})
+    params = merge(TINY, REAL)
     repo = make_repo(tmp_path / "repo", params)
     write(repo / "data/raw/digits", train_per_class=4, test_per_class=2, shortcut="03", seed=0)
     out = sh("dvc repro evaluate", repo)
@@ -72,7 +76,7 @@ def _without_class(folder: Path, name: str) -> None:
 
 
 def test_test_images_on_a_background_no_training_class_has_mean_no_shortcut_and_the_chain_still_runs(tmp_path):
-    params = merge(TINY, {"objects": {"root": "data/raw/digits"}, "classifier": {"val_fraction": 0.34}})
+    params = merge(TINY, REAL)
     repo = make_repo(tmp_path / "repo", params)
     write(repo / "data/raw/digits", train_per_class=4, test_per_class=2, shortcut="03", seed=0)
     _without_class(repo / "data/raw/digits", "03")

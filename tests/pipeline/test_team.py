@@ -101,7 +101,8 @@ def test_two_machines_share_outputs_experiments_and_one_mlflow_server(chain_temp
             sh("dvc repro -f -s summary", one, env=env)  # logs the run's parent run to the server
             sh("git add -A && (git diff --cached --quiet || git commit -qm 'the run, logged')", one)
             sh(f"git remote add origin {origin} && git push -q origin HEAD && dvc push", one)
-            exp = sh("dvc exp run -S lr=0.05 -n m1 summary", one, env=env)
+            # (two cures, not the template's seven: what is shared is the same for any number)
+            exp = sh("dvc exp run -S lr=0.05 -S 'objects.strategies=[none,segment]' -n m1 summary", one, env=env)
             assert "train_classifier" in _ran(exp)
             sh("dvc exp push origin m1", one)
 
