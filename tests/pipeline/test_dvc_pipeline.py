@@ -23,8 +23,8 @@ from cnnlab.params.schema import parse_params
 from cnnlab.predict import load_predictor
 from cnnlab.tracking import flat_metrics
 from cnnlab.train.masker import Masking, predict_masks
-from tests.browser import chromium, draw_plots, find_chromium, inspect_page
 from tests.conftest import REPO
+from tests.helpers.browser import chromium, draw_plots, find_chromium, inspect_page
 from tests.pipeline.conftest import TINY, clean_env, mlflow_server, sh
 
 pytestmark = pytest.mark.slow

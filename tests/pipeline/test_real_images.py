@@ -1,5 +1,5 @@
 """The objects chain, unchanged, on a folder made of real images that packages ship (handwritten
-digits on photographs, tests/scripts/make_real_objects.py), with class 03 as the shortcut class,
+digits on photographs, tests/helpers/make_real_objects.py), with class 03 as the shortcut class,
 which find_shortcut finds; then without its ground-truth masks; then with no training class on the
 test images' background."""
 
@@ -15,8 +15,8 @@ import pytest
 
 from cnnlab.params.schema import merge
 from tests.conftest import REPO
+from tests.helpers.make_real_objects import write
 from tests.pipeline.conftest import TINY, make_repo, sh
-from tests.scripts.make_real_objects import write
 
 pytestmark = pytest.mark.slow
 

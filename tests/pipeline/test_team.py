@@ -18,8 +18,8 @@ import mlflow
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers.servers import SSHD, postgres, postgres_bin, ssh_server
 from tests.pipeline.conftest import clean_env, copy_repo, free_port, mlflow_server, sh
-from tests.servers import SSHD, postgres, postgres_bin, ssh_server
 
 pytestmark = [
     pytest.mark.slow,

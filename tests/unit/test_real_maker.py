@@ -1,10 +1,10 @@
-"""tests/scripts/make_real_objects.py writes folders the objects chain reads, of every kind."""
+"""tests/helpers/make_real_objects.py writes folders the objects chain reads, of every kind."""
 
 import numpy as np
 import pytest
 
 from cnnlab.data.objects import load_mask, load_rgb, read_objects
-from tests.scripts.make_real_objects import write
+from tests.helpers.make_real_objects import write
 
 
 @pytest.mark.parametrize("kind", ["digits", "letters", "pictograms", "camouflage"])

@@ -1,7 +1,8 @@
 """Each stage's params in dvc.yaml cover every params.yaml setting its code reads: the stage script
 and its stage module (tests/unit/test_stage_modules.py) are read for `p.<section>[.<key>]`, the
 params methods stand for the settings they read, and each one read must be listed (the section,
-the key, all of params.yaml, or the file as a dependency). So `dvc exp run -S <key>=...` reruns every stage that reads it.
+the key, all of params.yaml, or the file as a dependency). So `dvc exp run -S <key>=...` reruns
+every stage that reads it.
 
 A section handed on whole (`p.crop` into `cut_crops`) is covered by any listed key under it; which
 of its keys that code reads is its own signature's business (typed sections)."""

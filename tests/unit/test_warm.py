@@ -17,7 +17,7 @@ import pytest
 
 from cnnlab import warm
 
-PROBE = Path(__file__).resolve().parents[1] / "scripts" / "warm_probe.py"
+PROBE = Path(__file__).resolve().parents[1] / "helpers" / "warm_probe.py"
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the warm server is Linux-only")
 
 

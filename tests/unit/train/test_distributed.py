@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "scripts" / "ddp_fit.py"
+SCRIPT = Path(__file__).parents[2] / "helpers" / "ddp_fit.py"
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
 
 

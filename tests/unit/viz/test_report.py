@@ -6,7 +6,7 @@ import pandas as pd
 
 from cnnlab.viz.plots import confusion_matrices, training_curves
 from cnnlab.viz.report import PageSection, render_report
-from tests.browser import ARTIFACTS, inspect_page
+from tests.helpers.browser import ARTIFACTS, inspect_page
 
 
 def _sections() -> list[PageSection]:

@@ -20,7 +20,7 @@ Every test image lies on the shortcut class's region, as in the objects chain's 
 has the same objects on their own class's region (BG-gap), and masks/ the ground truth (the
 digit's strokes, the letter's shape).
 
-    python tests/scripts/make_real_objects.py OUT [--kind digits|letters|pictograms|camouflage] [--train-per-class 120]
+    python tests/helpers/make_real_objects.py OUT [--kind digits|letters|pictograms|camouflage] [--train-per-class 120]
         [--test-per-class 30] [--shortcut 00] [--seed 0]
 """
 

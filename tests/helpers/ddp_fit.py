@@ -1,8 +1,8 @@
 """Fits a small BatchNorm-free CNN with cnnlab's loop, under torchrun or alone, and writes what it
 saw: the history (rank 0 only), the images each process trained on, and its final weights' sum.
 
-    python tests/scripts/ddp_fit.py OUT [--shuffle] [--epochs N]
-    torchrun --standalone --nproc_per_node 2 tests/scripts/ddp_fit.py OUT [--shuffle] [--epochs N]
+    python tests/helpers/ddp_fit.py OUT [--shuffle] [--epochs N]
+    torchrun --standalone --nproc_per_node 2 tests/helpers/ddp_fit.py OUT [--shuffle] [--epochs N]
 
 A checkpoint in OUT from an earlier call is resumed (it is kept, as after an interruption).
 """
