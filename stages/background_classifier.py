@@ -21,10 +21,11 @@ def main(p, args):
         save_skipped(why, **outputs)
         write_figures({}, args.figures, None)
         return
-    with stage_run("background_classifier", tracked_params(p) | {"classes": ",".join(decision.pair)},
+    cfg, seeds, size = p.background_classifier, p.objects.seed_list(p.seed), p.crop.size
+    with stage_run("background_classifier", tracked_params(cfg, seeds, size) | {"classes": ",".join(decision.pair)},
                    data_source=backgrounds.source, inputs=inputs(args, "backgrounds", "shortcut"),
                    system_metrics=p.tracking.system_metrics) as run:  # fmt: skip
-        classifiers = train_background_classifiers(p, backgrounds, run, decision.pair)
+        classifiers = train_background_classifiers(cfg, seeds, size, backgrounds, run, decision.pair)
         classifiers.save(**outputs)
         write_figures(classifiers.figures(), args.figures, run)
 

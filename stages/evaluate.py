@@ -20,8 +20,8 @@ def main(p, args):
     chain = load_chain(crops, args.segments, args.backgrounds, args.learned, seeds)
     shortcut = read_decision(args.shortcut).shortcut
     read = inputs(args, "crops", "splits", "segments", "backgrounds", "shortcut", "masked", "learned", "models")
-    with stage_run("evaluate", tracked_params(p, shortcut), data_source=crops.source, inputs=read) as run:
-        result = evaluate_strategies(p, crops, chain, splits=args.splits, masked=args.masked, models=args.models,
+    with stage_run("evaluate", tracked_params(seeds, shortcut), data_source=crops.source, inputs=read) as run:
+        result = evaluate_strategies(seeds, crops, chain, splits=args.splits, masked=args.masked, models=args.models,
                                      trained=json.loads(args.trained.read_text())["strategies"],
                                      background_patches=load_images(args.backgrounds),
                                      shortcut_class=shortcut)  # fmt: skip

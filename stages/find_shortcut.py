@@ -21,7 +21,7 @@ def main(p, args):
     backgrounds = load_images(args.backgrounds)
     with stage_run("find_shortcut", p.backgrounds.flat("backgrounds."), data_source=ds.source,
                    inputs=inputs(args, "root", "backgrounds")) as run:  # fmt: skip
-        found = find_shortcut(p, ds, backgrounds.splits["patches"])
+        found = find_shortcut(p.backgrounds, p.crop.size, p.seed, ds, backgrounds.splits["patches"])
         d, detected = found.decision, found.metrics["detected"]
         if detected:
             print(f"find_shortcut: detected {detected['shortcut'] or 'no shortcut class'}: {detected['reason']}")

@@ -22,8 +22,10 @@ def main(p, args):
         return
     crops = load_images(args.crops, ["train"])
     read = inputs(args, "crops", "splits", "shortcut") | {"background_classifier": args.model}
-    with stage_run("gradcam_mask", tracked_params(p, decision.shortcut), data_source=crops.source, inputs=read) as run:
-        masks = mask_shortcut(p, crops, args.splits, args.model, run, decision.shortcut)
+    cfg = p.gradcam
+    with stage_run("gradcam_mask", tracked_params(cfg, decision.shortcut), data_source=crops.source,
+                   inputs=read) as run:  # fmt: skip
+        masks = mask_shortcut(cfg, p.objects.seed_list(p.seed), crops, args.splits, args.model, run, decision.shortcut)
         masks.save(masked=args.out, metrics=args.metrics)
         write_figures(masks.figures(), args.figures, run)
 

@@ -19,9 +19,11 @@ def main(p, args):
     crops, context = load_images(args.crops), load_images(args.context)
     chain = load_chain(crops, args.segments, args.backgrounds)
     read = inputs(args, "crops", "context", "splits", "segments", "backgrounds")
-    with stage_run("masker", tracked_params(p), data_source=crops.source, inputs=read,
+    seeds = p.objects.seed_list(p.seed)
+    with stage_run("masker", tracked_params(p.masker, seeds), data_source=crops.source, inputs=read,
                    system_metrics=p.tracking.system_metrics) as run:  # fmt: skip
-        maskers = train_maskers(p, crops, chain, context, args.splits, checkpoints=args.checkpoints, run=run)
+        maskers = train_maskers(p.masker, p.crop, seeds, crops, chain, context, args.splits,
+                                checkpoints=args.checkpoints, run=run)  # fmt: skip
         maskers.save(masks=args.out, models=args.models, metrics=args.metrics)
         write_figures(maskers.figures(), args.figures, run)
     remove_finished(maskers.finished)

@@ -9,20 +9,20 @@ from cnnlab.data.arrays import load_images
 from cnnlab.data.sets import load_chain
 from cnnlab.objects.decision import read_decision
 from cnnlab.objects.seeds import remove_finished
-from cnnlab.objects.train_classifier import tracked_params, train_strategies
+from cnnlab.objects.train_classifier import Settings, tracked_params, train_strategies
 from cnnlab.stage import inputs, run_stage, write_figures
 from cnnlab.tracking import stage_run
 from cnnlab.train import distributed
 
 
 def main(p, args):
-    crops, seeds = load_images(args.crops), p.objects.seed_list(p.seed)
-    chain = load_chain(crops, args.segments, args.backgrounds, args.learned, seeds)
+    crops, settings = load_images(args.crops), Settings.of(p)
+    chain = load_chain(crops, args.segments, args.backgrounds, args.learned, settings.seeds)
     decision = read_decision(args.shortcut)
     read = inputs(args, "crops", "splits", "segments", "backgrounds", "shortcut", "masked", "learned", "maskers")
-    with stage_run("train_classifier", tracked_params(p, decision.shortcut), data_source=crops.source, inputs=read,
-                   system_metrics=p.tracking.system_metrics) as run:  # fmt: skip
-        trained = train_strategies(p, crops, chain, splits=args.splits, masked=args.masked, maskers=args.maskers,
+    with stage_run("train_classifier", tracked_params(settings, decision.shortcut), data_source=crops.source,
+                   inputs=read, system_metrics=p.tracking.system_metrics) as run:  # fmt: skip
+        trained = train_strategies(settings, crops, chain, splits=args.splits, masked=args.masked, maskers=args.maskers,
                                    checkpoints=args.checkpoints, run=run, decision=decision)  # fmt: skip
         if not distributed.is_main():  # under torchrun, rank 0 writes
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -23,12 +24,14 @@ from cnnlab.train.distributed import device
 from cnnlab.train.loop import fit
 from cnnlab.usage import ModelUsage
 
+if TYPE_CHECKING:
+    from cnnlab.params.schema import ObjectsNet
 
-def tracked_params(p) -> dict:
-    """The settings the stage's MLflow run records."""
-    seeds = p.objects.seed_list(p.seed)
-    return {"seeds": ",".join(map(str, seeds)), "crop.size": p.crop.size,
-            **p.background_classifier.flat("background_classifier.")}  # fmt: skip
+
+def tracked_params(cfg: ObjectsNet, seeds: list[int], size: int) -> dict:
+    """The settings the stage's MLflow run records: all that the step reads of params.yaml
+    (`background_classifier`, the seeds of `seed` and `objects.seeds`, crop.size)."""
+    return {"seeds": ",".join(map(str, seeds)), "crop.size": size, **cfg.flat("background_classifier.")}
 
 
 @dataclass
@@ -66,16 +69,17 @@ def save_skipped(why: str, *, models: Path, metrics: Path, curves: Path) -> None
     write_json(metrics, {"skipped": why})
 
 
-def train_background_classifiers(p, backgrounds: ImageSet, run, pair: list[str]) -> BackgroundClassifiers:
-    """Fit the classifier of every seed on the patches of `pair` (the shortcut class and the
-    contrast class: the find_shortcut stage's decision), each fit and model logged to `run` (the
-    stage's MLflow run)."""
-    cfg, classes = p.background_classifier, list(pair)
+def train_background_classifiers(cfg: ObjectsNet, seeds: list[int], size: int, backgrounds: ImageSet, run,
+                                 pair: list[str]) -> BackgroundClassifiers:  # fmt: skip
+    """Fit the classifier (`cfg`: params.yaml's background_classifier) of every seed on the patches
+    (`size` px) of `pair` (the shortcut class and the contrast class: the find_shortcut stage's
+    decision), each fit and model logged to `run` (the stage's MLflow run)."""
+    classes = list(pair)
     patches = backgrounds.splits["patches"]
     keep = patches.index.label.isin(classes).to_numpy()
     labels = (patches.index.label[keep] == classes[1]).astype(int).to_numpy()  # 0: the shortcut class's
     data = TensorData.from_numpy(patches.images[keep], labels)
-    usage = ModelUsage("objects", classes=[f"background {c}" for c in classes], input_size=p.crop.size,
+    usage = ModelUsage("objects", classes=[f"background {c}" for c in classes], input_size=size,
                        strategy="none")  # fmt: skip
     sizes = {}
 
@@ -83,7 +87,7 @@ def train_background_classifiers(p, backgrounds: ImageSet, run, pair: list[str])
         train_idx, val_idx = stratified_split(labels, cfg.val_fraction, seed, classes)
         sizes.update(train_patches=len(train_idx), val_patches=len(val_idx))
         torch.manual_seed(seed)
-        model = ObjectsCNN(2, cfg.hidden, p.crop.size)
+        model = ObjectsCNN(2, cfg.hidden, size)
         train, val = data.subset(train_idx), data.subset(val_idx)
         name = f"seed{seed}"
         result = fit(model, train, val, cfg, seed=seed, device=device(), name=name, on_epoch=run.epoch_logger(name))
@@ -92,7 +96,7 @@ def train_background_classifiers(p, backgrounds: ImageSet, run, pair: list[str])
                   metrics={k: summary[k] for k in ("val_accuracy", "val_loss")})  # fmt: skip
         return SeedResult(summary, model, result.history)
 
-    per_seed = for_each_seed(p.objects.seed_list(p.seed), one_seed)
+    per_seed = for_each_seed(seeds, one_seed)
     register_best(run, "cnnlab-objects-background",
                   {f"seed{k}": (s["val_accuracy"], {"seed": k}) for k, s in per_seed.summaries.items()})  # fmt: skip
     out = BackgroundClassifiers(backgrounds.source, classes, per_seed, sizes, usage)

@@ -29,9 +29,10 @@ from cnnlab.train.distributed import device
 from cnnlab.train.scoring import comparison, comparison_table, score_classifier
 
 
-def tracked_params(p, shortcut: str | None) -> dict:
-    """The settings the stage's MLflow run records (`shortcut`: the find_shortcut stage's class)."""
-    return {"seeds": ",".join(map(str, p.objects.seed_list(p.seed))), "shortcut_class": shortcut or "none"}
+def tracked_params(seeds: list[int], shortcut: str | None) -> dict:
+    """The settings the stage's MLflow run records: the seeds (`seed`, `objects.seeds`: all that the
+    step reads of params.yaml) and `shortcut`, the find_shortcut stage's class."""
+    return {"seeds": ",".join(map(str, seeds)), "shortcut_class": shortcut or "none"}
 
 
 def paired_rows(crops: ImageSet) -> np.ndarray | None:
@@ -120,14 +121,13 @@ class Evaluation:
         return shown | self.mask_sources[0]
 
 
-def evaluate_strategies(p, crops: ImageSet, chain: ChainData, *, splits: Path, masked: Path, models: Path,
-                        trained: dict, background_patches: ImageSet,
+def evaluate_strategies(seeds: list[int], crops: ImageSet, chain: ChainData, *, splits: Path, masked: Path,
+                        models: Path, trained: dict, background_patches: ImageSet,
                         shortcut_class: str | None) -> Evaluation:  # fmt: skip
     """Score every strategy that train_classifier trained (`trained`: its metrics' strategies;
-    `models`: its models folder) on every seed; the comparison in `metrics["comparison"]`.
+    `models`: its models folder) on every seed of `seeds`; the comparison in `metrics["comparison"]`.
     `shortcut_class`: the find_shortcut stage's (None: the class-specific metrics are left out)."""
     classes, test, train = crops.classes, crops.splits["test"], crops.splits["train"]
-    seeds = p.objects.seed_list(p.seed)
     shortcut = None if shortcut_class is None else classes.index(shortcut_class)
     metrics = {"data_source": crops.source, "test_labelled": test.labelled, "shortcut_class": shortcut_class,
                "chance_rate": 1 / len(classes), "seeds": seeds,

@@ -27,11 +27,15 @@ class's patches; scores within CONTRAST_TIE of the best are a tie, won by the fi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.colors import rgb_to_hsv
 
 from cnnlab.objects.decision import Decision
+
+if TYPE_CHECKING:
+    from cnnlab.params.schema import Backgrounds
 
 MIN_SHARE = 0.5  # the shortcut class has at least this share of the test images ...
 MIN_LEAD = 2.0  # ... and this many times the runner-up's
@@ -269,15 +273,15 @@ def _judged(patches, images: np.ndarray, where: str) -> np.ndarray:
     return np.flatnonzero(enough)
 
 
-def find_shortcut(p, ds, train) -> Finding:
+def find_shortcut(b: Backgrounds, size: int, seed: int, ds, train) -> Finding:
     """Detect the shortcut class from the training images' background patches `train` (Split,
-    the backgrounds stage's) and patches of the test images of `ds`; decide by
-    backgrounds.classes: `auto` takes the detection, an explicit pair is checked and kept (the
-    detection is reported beside it)."""
+    the backgrounds stage's) and patches (`size` px, drawn with `seed`) of the test images of
+    `ds`; decide by `b.classes` (params.yaml's backgrounds): `auto` takes the detection, an
+    explicit pair is checked and kept (the detection is reported beside it)."""
     from cnnlab.data.crops import background_patches
     from cnnlab.errors import DatasetError
 
-    b, classes = p.backgrounds, list(ds.classes)
+    classes = list(ds.classes)
     explicit = b.classes != "auto"
     if explicit:
         for i, name in enumerate(b.classes):
@@ -290,7 +294,6 @@ def find_shortcut(p, ds, train) -> Finding:
             return Finding(Decision(*b.classes), unseen, train, None, classes)
         raise DatasetError(f"{ds.root}: no test images in boxes.csv to find the shortcut class from; set params key "
                            "backgrounds.classes to [shortcut class, contrast class]")  # fmt: skip
-    size, seed = p.crop.size, p.seed
     test = background_patches(ds, ds.classes, size, TEST_PATCHES_PER_IMAGE, b.max_box_overlap, seed, split="test")
     test_images = test.index.id.to_numpy()
     try:

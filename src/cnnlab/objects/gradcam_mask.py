@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,11 +21,13 @@ from cnnlab.objects.seeds import PerSeed, SeedResult, for_each_seed, log_means
 from cnnlab.train.checkpoint import load_model
 from cnnlab.train.distributed import device
 
+if TYPE_CHECKING:
+    from cnnlab.params.schema import Gradcam
 
-def tracked_params(p, shortcut: str) -> dict:
-    """The settings the stage's MLflow run records."""
-    return {"gradcam.candidates": list(p.gradcam.candidates), "gradcam.threshold": p.gradcam.threshold,
-            "shortcut_class": shortcut}  # fmt: skip
+
+def tracked_params(cfg: Gradcam, shortcut: str) -> dict:
+    """The settings the stage's MLflow run records (`cfg`: params.yaml's gradcam)."""
+    return {"gradcam.candidates": list(cfg.candidates), "gradcam.threshold": cfg.threshold, "shortcut_class": shortcut}
 
 
 def save_skipped(why: str, *, masked: Path, metrics: Path) -> None:
@@ -66,10 +69,11 @@ class ShortcutMasks:
         return figures.gradcam_examples(self.shortcut_crops, first.heat.numpy(), first.masks.numpy())
 
 
-def mask_shortcut(p, crops: ImageSet, splits: Path, classifiers: Path, run, shortcut: str) -> ShortcutMasks:
-    """Mask the training crops of class `shortcut` (the find_shortcut stage's) with each seed's
-    background classifier (`classifiers`/seed<N>.pt), the threshold chosen on that seed's
-    validation rows of `splits`."""
+def mask_shortcut(cfg: Gradcam, seeds: list[int], crops: ImageSet, splits: Path, classifiers: Path, run,
+                  shortcut: str) -> ShortcutMasks:  # fmt: skip
+    """Mask the training crops of class `shortcut` (the find_shortcut stage's) with the background
+    classifier of each of `seeds` (`classifiers`/seed<N>.pt), Grad-CAM as `cfg` (params.yaml's
+    gradcam) says, the threshold chosen on that seed's validation rows of `splits`."""
     train = crops.splits["train"]
     rows = np.flatnonzero(train.index.label.to_numpy() == shortcut)
     shortcut_crops = train.subset(rows)
@@ -79,10 +83,10 @@ def mask_shortcut(p, crops: ImageSet, splits: Path, classifiers: Path, run, shor
         _, val_idx = read_split(splits, seed, train.index.id)
         model, _ = load_model(classifiers / f"seed{seed}.pt", device())
         where = f"class {shortcut} (seed {seed} split)"
-        masked[seed], summary = mask_shortcut_class(model, shortcut_crops, np.isin(rows, val_idx), p.gradcam, device(),
+        masked[seed], summary = mask_shortcut_class(model, shortcut_crops, np.isin(rows, val_idx), cfg, device(),
                                                     where)  # fmt: skip
         return SeedResult(summary)
 
-    out = ShortcutMasks(crops, shortcut, shortcut_crops, for_each_seed(p.objects.seed_list(p.seed), one_seed), masked)
+    out = ShortcutMasks(crops, shortcut, shortcut_crops, for_each_seed(seeds, one_seed), masked)
     log_means(run, out.seeds.over_seeds)
     return out

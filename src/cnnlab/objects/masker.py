@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -29,24 +30,28 @@ from cnnlab.train.loop import fingerprint
 from cnnlab.train.masker import FALLBACKS, Masking, learn_masks, predict_masks
 from cnnlab.usage import ModelUsage
 
+if TYPE_CHECKING:
+    from cnnlab.params.schema import Crop, Masker
 
-def tracked_params(p) -> dict:
+
+def tracked_params(cfg: Masker, seeds: list[int]) -> dict:
     """The settings the stage's MLflow run records (and each round's resume fingerprint holds)."""
-    return {"seeds": ",".join(map(str, p.objects.seed_list(p.seed))), **p.masker.flat("masker.")}
+    return {"seeds": ",".join(map(str, seeds)), **cfg.flat("masker.")}
 
 
-def usage(p) -> ModelUsage:
+def usage(cfg: Masker, crop: Crop) -> ModelUsage:
     """What the masker needs to mask new images (cnnlab.serving.ForegroundMasker): the crop size,
     the context around each box (crop.context), its width and the masking settings (Masking)."""
-    masking = {"context": p.crop.context, "width": p.masker.width, **vars(Masking.of(p.masker))}
-    return ModelUsage("masker", input_size=p.crop.size, masker=masking)
+    masking = {"context": crop.context, "width": cfg.width, **vars(Masking.of(cfg))}
+    return ModelUsage("masker", input_size=crop.size, masker=masking)
 
 
 @dataclass
 class Maskers:
     """Each seed's masker and its masks of every split (`masks`: seed -> split -> (N, S, S))."""
 
-    p: object
+    cfg: Masker
+    crop: Crop
     crops: ImageSet
     chain: ChainData
     seeds: PerSeed
@@ -58,7 +63,7 @@ class Maskers:
         truth = any(s.truth() is not None for s in self.crops.splits.values())
         return {
             "data_source": self.crops.source,
-            "method": f"MaskNet, {self.p.masker.rounds} round(s): ring seeds, background patches, colour "
+            "method": f"MaskNet, {self.cfg.rounds} round(s): ring seeds, background patches, colour "
                       "affinity, each crop's colours; degenerate masks fall back",
             "mask_iou": "available" if truth else
                         "not available: the dataset folder has no masks/ (ground truth) for its crops",
@@ -75,8 +80,8 @@ class Maskers:
                     save_array(tmp / f"seed{seed}" / f"{split_name}_masks.npy", array)
         with atomic_dir(models) as tmp:
             for seed, model in self.seeds.models.items():
-                save_checkpoint(tmp / f"seed{seed}.pt", model, usage=usage(self.p).as_dict(),
-                                training=self.p.masker.model_dump())  # fmt: skip
+                save_checkpoint(tmp / f"seed{seed}.pt", model, usage=usage(self.cfg, self.crop).as_dict(),
+                                training=self.cfg.model_dump())  # fmt: skip
         write_json(metrics, self.metrics)
 
     def figures(self) -> dict:
@@ -119,12 +124,13 @@ def quality(prefix: str, found: np.ndarray, truth: np.ndarray | None, grabcut: n
     return {f"{prefix}_{k}": v for k, v in q.items()}
 
 
-def train_maskers(p, crops: ImageSet, chain: ChainData, context: ImageSet, splits: Path, *, checkpoints: Path,
-                  run) -> Maskers:  # fmt: skip
-    """Learn every seed's masker and mask every split with it, each fit and model logged to `run`;
-    `context`: the crop stage's context crops (masks: inside the photograph)."""
-    params = tracked_params(p)
-    masks, finished, masking = {}, [], Masking.of(p.masker)
+def train_maskers(cfg: Masker, crop: Crop, seeds: list[int], crops: ImageSet, chain: ChainData, context: ImageSet,
+                  splits: Path, *, checkpoints: Path, run) -> Maskers:  # fmt: skip
+    """Learn the masker of each of `seeds` (`cfg`: params.yaml's masker; `crop`: its crop section)
+    and mask every split with it, each fit and model logged to `run`; `context`: the crop stage's
+    context crops (masks: inside the photograph)."""
+    params = tracked_params(cfg, seeds)
+    masks, finished, masking = {}, [], Masking.of(cfg)
     ctx = {name: (split.images, split.masks) for name, split in context.splits.items()}
 
     def one_seed(seed: int) -> SeedResult:
@@ -134,10 +140,10 @@ def train_maskers(p, crops: ImageSet, chain: ChainData, context: ImageSet, split
             return dict(checkpoint=finished[-1], name=name, fingerprint=fingerprint({"model": name, **params}, data),
                         on_epoch=run.epoch_logger(f"seed{seed}/round{round_}"))  # fmt: skip
 
-        model, train_masks, results = learn_masks(p.masker, chain.images["train"], *ctx["train"], chain.backgrounds,
+        model, train_masks, results = learn_masks(cfg, chain.images["train"], *ctx["train"], chain.backgrounds,
                                                   seed, device(), fit_kwargs)  # fmt: skip
-        first = seed == p.objects.seed_list(p.seed)[0]  # registered: the first seed's (no val accuracy ranks them)
-        log_model(run, model, f"masker-seed{seed}", usage=usage(p), tags={"seed": seed},
+        first = seed == seeds[0]  # registered: the first seed's (no val accuracy ranks them)
+        log_model(run, model, f"masker-seed{seed}", usage=usage(cfg, crop), tags={"seed": seed},
                   registered="cnnlab-objects-masker" if first else None)  # fmt: skip
         model.to(device())
         summary, masks[seed] = {"train_loss": results[-1].history[-1]["train_loss"]}, {}
@@ -155,7 +161,7 @@ def train_maskers(p, crops: ImageSet, chain: ChainData, context: ImageSet, split
         summary |= quality("val_grabcut", chain.segments["train"][val], train.truth(val))
         return SeedResult(summary, model)
 
-    out = Maskers(p, crops, chain, for_each_seed(p.objects.seed_list(p.seed), one_seed), masks, finished)
+    out = Maskers(cfg, crop, crops, chain, for_each_seed(seeds, one_seed), masks, finished)
     log_means(run, out.seeds.over_seeds)
     tqdm.write(f"masker: {out.metrics['validation']['says']}")
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -29,12 +30,40 @@ from cnnlab.train.checkpoint import load_model, save_checkpoint
 from cnnlab.train.loop import fingerprint, fit
 from cnnlab.usage import ModelUsage
 
+if TYPE_CHECKING:
+    from cnnlab.params.schema import Crop, ObjectsNet, Params
 
-def tracked_params(p, shortcut: str | None) -> dict:
+# the learned masker's settings a segment_learned model masks new crops with (its usage record)
+MASKING_KEYS = {"width", "colour_components", "colour_prior", "seed_bins", "seed_margin"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the step reads of params.yaml (train_classifier's `params` in dvc.yaml): the seeds
+    (`seed`, `objects.seeds`), the cures (`objects.strategies`), the crops (`crop`), the network and
+    its training (`classifier`), and how a model masks new crops as the pipeline masked its test
+    crops: GrabCut's settings with its fallback (`segment`, crop.context, masker.seed_bins and
+    seed_margin) and the learned masker's masking (crop.context, masker.MASKING_KEYS)."""
+
+    seeds: list[int]
+    strategies: list[str]
+    crop: Crop
+    classifier: ObjectsNet
+    segment: dict
+    masking: dict
+
+    @classmethod
+    def of(cls, p: Params) -> Settings:
+        return cls(seeds=p.objects.seed_list(p.seed), strategies=list(p.objects.strategies), crop=p.crop,
+                   classifier=p.classifier, segment=p.segment_settings(),
+                   masking={"context": p.crop.context, **p.masker.model_dump(include=MASKING_KEYS)})  # fmt: skip
+
+
+def tracked_params(s: Settings, shortcut: str | None) -> dict:
     """The settings the stage's MLflow run records (and each fit's resume fingerprint holds);
     `shortcut`: the find_shortcut stage's shortcut class (None: none)."""
-    return {"seeds": ",".join(map(str, p.objects.seed_list(p.seed))), "strategies": ",".join(p.objects.strategies),
-            "crop.size": p.crop.size, "shortcut_class": shortcut or "none", **p.classifier.flat("classifier.")}
+    return {"seeds": ",".join(map(str, s.seeds)), "strategies": ",".join(s.strategies), "crop.size": s.crop.size,
+            "shortcut_class": shortcut or "none", **s.classifier.flat("classifier.")}  # fmt: skip
 
 
 def test_time_masker(maskers: Path, strategy: str, seed: int):
@@ -44,25 +73,23 @@ def test_time_masker(maskers: Path, strategy: str, seed: int):
     return None
 
 
-def usage(p, strategy: str, classes: list[str]) -> ModelUsage:
+def usage(s: Settings, strategy: str, classes: list[str]) -> ModelUsage:
     """What it takes to use a model of `strategy` on new images (cnnlab predict): crops of
     crop.size px, and the settings that mask them at test time: GrabCut's and its fallback's for
     `segment`, the learned masker's masking for `segment_learned` (cnnlab.train.masker.Masking and
     crop.context; the masker itself goes with the model)."""
     cure = CURE[strategy]
     learned = cure.test_masks and cure.masks == "learned"
-    masker = {"context": p.crop.context,
-              **p.masker.model_dump(include={"width", "colour_components", "colour_prior", "seed_bins", "seed_margin"})}
-    return ModelUsage("objects", classes=classes, input_size=p.crop.size, strategy=strategy,
-                      segment=p.segment_settings() if cure.test_masks and cure.masks == "segments" else None,
-                      masker=masker if learned else None)  # fmt: skip
+    return ModelUsage("objects", classes=classes, input_size=s.crop.size, strategy=strategy,
+                      segment=s.segment if cure.test_masks and cure.masks == "segments" else None,
+                      masker=s.masking if learned else None)  # fmt: skip
 
 
 @dataclass
 class TrainedStrategies:
     """Every (strategy, seed)'s model, the metrics over seeds per strategy and the mean curves."""
 
-    p: object
+    settings: Settings
     classes: list[str]
     maskers: Path
     metrics: dict
@@ -79,7 +106,7 @@ class TrainedStrategies:
                 if masker := test_time_masker(self.maskers, strategy, seed):
                     extra["masker"] = {"arch": dict(masker.arch), "model": masker.state_dict()}
                 save_checkpoint(tmp / strategy / f"seed{seed}.pt", model, classes=self.classes,
-                                usage=usage(self.p, strategy, self.classes).as_dict(), **extra)  # fmt: skip
+                                usage=usage(self.settings, strategy, self.classes).as_dict(), **extra)  # fmt: skip
         with atomic_dir(curves) as tmp:
             for strategy, rows in self.curves.items():
                 write_csv(tmp / f"{strategy}.csv", pd.DataFrame(rows))
@@ -99,18 +126,18 @@ class TrainedStrategies:
             run.log_metrics({"processes": self.metrics["processes"]})
 
 
-def train_strategies(p, crops: ImageSet, chain: ChainData, *, splits: Path, masked: Path, maskers: Path,
+def train_strategies(s: Settings, crops: ImageSet, chain: ChainData, *, splits: Path, masked: Path, maskers: Path,
                      checkpoints: Path, run, decision: Decision) -> TrainedStrategies:  # fmt: skip
     """Fit every available strategy on every seed; a strategy the data cannot serve (report
     without a shortcut class: `decision`, the find_shortcut stage's) is skipped with the reason in
     its metrics. `masked`: the gradcam_mask stage's crops; `maskers`: the masker stage's models;
     `checkpoints`: where each fit checkpoints every epoch."""
-    seeds, train = p.objects.seed_list(p.seed), crops.splits["train"]
+    seeds, train = s.seeds, crops.splits["train"]
     labels = train.labels(crops.classes)
-    settings = {"classes": crops.classes, **tracked_params(p, decision.shortcut)}
-    out = TrainedStrategies(p, crops.classes, maskers, {"data_source": crops.source, "lr": p.classifier.lr,
+    settings = {"classes": crops.classes, **tracked_params(s, decision.shortcut)}
+    out = TrainedStrategies(s, crops.classes, maskers, {"data_source": crops.source, "lr": s.classifier.lr,
                                                         "seeds": seeds, "strategies": {}})  # fmt: skip
-    for strategy in p.objects.strategies:
+    for strategy in s.strategies:
         if why := unavailable(strategy, chain) or (decision.skipped("the report's cure") if needs_gradcam(strategy)
                                                    else None):  # fmt: skip
             print(f"note: strategy {strategy!r} skipped: {why}")
@@ -121,7 +148,7 @@ def train_strategies(p, crops: ImageSet, chain: ChainData, *, splits: Path, mask
             gradcam = gradcam_crops(masked, seed, train) if needs_gradcam(strategy) else None
             data = TensorData.from_numpy(train_images(strategy, chain, seed, gradcam), labels)
             split = read_split(splits, seed, train.index.id)
-            model, result = fit_one(p, run, data, split, seed, strategy, settings, checkpoints, maskers)
+            model, result = fit_one(s, run, data, split, seed, strategy, settings, checkpoints, maskers)
             out.models[(strategy, seed)] = model
             out.finished.append(checkpoints / f"{strategy}-seed{seed}.pt")
             return SeedResult(result.summary(), history=result.history)
@@ -135,22 +162,22 @@ def train_strategies(p, crops: ImageSet, chain: ChainData, *, splits: Path, mask
     return out
 
 
-def fit_one(p, run, data: TensorData, split, seed: int, strategy: str, settings: dict, checkpoints: Path,
+def fit_one(s: Settings, run, data: TensorData, split, seed: int, strategy: str, settings: dict, checkpoints: Path,
             maskers: Path):  # fmt: skip
     """One (strategy, seed): the seed's split and initial weights (the same for every strategy),
     a fit that resumes from its checkpoint if params, seed and data are the same, logged to `run`."""
     name = f"{strategy}-seed{seed}"
     train, val = data.subset(split[0]), data.subset(split[1])
     torch.manual_seed(seed)
-    model = ObjectsCNN(len(settings["classes"]), p.classifier.hidden, p.crop.size)
+    model = ObjectsCNN(len(settings["classes"]), s.classifier.hidden, s.crop.size)
     result = fit(
-        model, train, val, p.classifier, seed=seed, device=distributed.device(), checkpoint=checkpoints / f"{name}.pt",
+        model, train, val, s.classifier, seed=seed, device=distributed.device(), checkpoint=checkpoints / f"{name}.pt",
         fingerprint=fingerprint({"model": name, **settings}, train, val), name=name,
         on_epoch=run.epoch_logger(name.replace("-seed", "/seed")),
     )  # fmt: skip
     masker = test_time_masker(maskers, strategy, seed)
     summary = result.summary()
-    log_model(run, model, name, usage=usage(p, strategy, settings["classes"]),
+    log_model(run, model, name, usage=usage(s, strategy, settings["classes"]),
               tags={"strategy": strategy, "seed": seed}, masker=masker,
               metrics={k: summary[k] for k in ("val_accuracy", "val_loss")})  # fmt: skip
     return model, result

@@ -91,14 +91,20 @@ def _train_patches(root, p) -> Split:
     return background_patches(ds, ds.classes, p.crop.size, 1, p.backgrounds.max_box_overlap, p.seed)
 
 
+def _find(p, folder, patches_of=None):
+    """find_shortcut with the settings of `p` on `folder`, its training patches drawn as `patches_of`'s."""
+    train = _train_patches(folder, patches_of or p)
+    return find_shortcut(p.backgrounds, p.crop.size, p.seed, read_objects(folder), train)
+
+
 def test_an_explicit_pair_is_kept_and_checked(tiny_objects):
     p = make_params({"backgrounds": {"classes": ["00", "03"]}, "crop": {"size": 16}})
-    found = find_shortcut(p, read_objects(tiny_objects), _train_patches(tiny_objects, p))
+    found = _find(p, tiny_objects)
     assert found.decision == Decision("00", "03") and found.metrics["decided_by"].startswith("explicit")
     assert "shortcut.png" in found.figures()
     wrong = make_params({"backgrounds": {"classes": ["00", "99"]}, "crop": {"size": 16}})
     with pytest.raises(DatasetError, match=r"'backgrounds.classes\[1\]' names class '99'"):
-        find_shortcut(wrong, read_objects(tiny_objects), _train_patches(tiny_objects, p))
+        _find(wrong, tiny_objects, patches_of=p)
 
 
 def test_test_boxes_that_leave_no_background_are_named_with_what_to_do(tiny_objects):
@@ -110,4 +116,4 @@ def test_test_boxes_that_leave_no_background_are_named_with_what_to_do(tiny_obje
     p = make_params({"crop": {"size": 16}})
     with pytest.raises(DatasetError, match=r"test/img_\d+\.jpg: its box leaves too little background.*"
                                            r"set params key backgrounds.classes"):  # fmt: skip
-        find_shortcut(p, read_objects(tiny_objects), _train_patches(tiny_objects, p))
+        _find(p, tiny_objects)
