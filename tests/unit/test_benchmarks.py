@@ -10,14 +10,13 @@ import pytest
 from tests.conftest import REPO
 
 
-def benchmarks():
-    """benchmarks/run.py as a module."""
+def benchmarks(name: str = "run"):
+    """benchmarks/<name>.py as a module (run: the cases; goals: their verdicts)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
-        import run as bench
+        return importlib.import_module(name)
     finally:
         sys.path.pop(0)
-    return bench
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,7 @@ def test_gradcam_is_compared_at_equal_masks(results):
 
 
 def test_the_transfer_goal_pairs_each_pretrained_cell_with_its_random_twin():
-    bench = benchmarks()
+    goals = benchmarks("goals")
 
     def cell(dataset, weights, frozen, acc, family="mobilenet_v3"):
         return {"matrix": "transfer", "dataset": dataset, "family": family, "frozen": frozen,
@@ -71,35 +70,35 @@ def test_the_transfer_goal_pairs_each_pretrained_cell_with_its_random_twin():
         # weights: imagenet that fell back to random is a random backbone, not a pretrained one
         "b-fallback": cell("b", "random (ImageNet weights unavailable; fallback: random)", True, 0.11),
     }
-    gains = bench.transfer_gains(cells)
+    gains = goals.transfer_gains(cells)
     assert gains == pytest.approx({"a-frozen - a-frozen-random": 0.55, "a-tuned - a-tuned-random": 0.06,
                                    "b-frozen - b-frozen-random": 0.60, "b-frozen - b-fallback": 0.61})  # fmt: skip
-    row = next(r for r in bench.summary_rows({"pipeline": {"study": cells}}) if r[0] == "transfer")
+    row = next(r for r in goals.summary_rows({"pipeline": {"study": cells}}) if r[0] == "transfer")
     assert row[1] == "0.06" and row[3] == "NOT met"
     cells["a-tuned"]["test_accuracy"] = 0.70
-    row = next(r for r in bench.summary_rows({"pipeline": {"study": cells}}) if r[0] == "transfer")
+    row = next(r for r in goals.summary_rows({"pipeline": {"study": cells}}) if r[0] == "transfer")
     assert row[1] == "0.2" and row[3] == "met"
 
 
 def test_a_suite_that_failed_meets_no_time_goal():
-    bench = benchmarks()
+    goals = benchmarks("goals")
     passed = {"seconds": 300.0, "returncode": 0, "summary": "551 passed in 300s", "failed": []}
     failed = {"seconds": 300.0, "returncode": 1, "summary": "1 failed, 550 passed in 300s",
               "failed": ["FAILED tests/unit/test_x.py::test_y - AssertionError"]}  # fmt: skip
     for tests, verdict in ((passed, "met"), (failed, "NOT met: the suite failed (1 failed, 550 passed in 300s)")):
-        (row,) = [r for r in bench.summary_rows({"tests": tests}) if r[0] == "tests"]
+        (row,) = [r for r in goals.summary_rows({"tests": tests}) if r[0] == "tests"]
         assert row == ("tests", "300", "pytest, s <= 360", verdict)
 
 
 def test_cpu_steal_is_the_stolen_share_of_the_time_and_stands_beside_the_pipeline_time():
-    bench = benchmarks()
+    bench, goals = benchmarks(), benchmarks("goals")
     before = [100, 0, 50, 800, 0, 0, 0, 50, 0, 0]
     after = [250, 0, 100, 850, 0, 0, 0, 250, 0, 0]  # 450 ticks spent, 200 of them stolen
     assert bench.steal_fraction(before, after) == pytest.approx(200 / 450)
     assert bench.steal_fraction(None, after) is None and bench.steal_fraction(before, before) is None
-    (row,) = [r for r in bench.summary_rows({"pipeline": {"ratio": 0.9, "cpu_steal": 0.25}}) if r[0] == "pipeline"]
+    (row,) = [r for r in goals.summary_rows({"pipeline": {"ratio": 0.9, "cpu_steal": 0.25}}) if r[0] == "pipeline"]
     assert row[1] == "0.9 (25% of the CPU time stolen by the hypervisor)" and row[3] == "NOT met"
-    (row,) = [r for r in bench.summary_rows({"tests": {"seconds": 300.0, "cpu_steal": 0.002}}) if r[0] == "tests"]
+    (row,) = [r for r in goals.summary_rows({"tests": {"seconds": 300.0, "cpu_steal": 0.002}}) if r[0] == "tests"]
     assert row[1] == "300"  # under 1%: not worth a word
     times = bench.cpu_times()
     assert times is None or (len(times) >= 8 and all(t >= 0 for t in times))
@@ -137,7 +136,7 @@ def test_the_batched_ensemble_trains_exactly_the_separate_models():
 def test_the_pull_case_times_a_fresh_clone_that_pulls_and_reruns_nothing(tmp_path):
     import subprocess
 
-    bench = benchmarks()
+    bench, goals = benchmarks(), benchmarks("goals")
     repo = tmp_path / "repo"
     repo.mkdir()
     env = bench.clean_env()
@@ -151,7 +150,7 @@ def test_the_pull_case_times_a_fresh_clone_that_pulls_and_reruns_nothing(tmp_pat
     pulled = bench.bench_pull(repo, tmp_path, env)
     assert pulled["pull_s"] > 0 and pulled["pulled_noop_s"] > 0
     assert (tmp_path / "fresh" / "out.txt").read_text() == "x"  # restored, not recomputed
-    (row,) = [r for r in bench.summary_rows({"pipeline": {"clean_s": 100.0, **pulled}}) if r[0] == "pull"]
+    (row,) = [r for r in goals.summary_rows({"pipeline": {"clean_s": 100.0, **pulled}}) if r[0] == "pull"]
     assert float(row[1]) == pytest.approx((pulled["pull_s"] + pulled["pulled_noop_s"]) / 100, rel=0.01)
 
 
