@@ -93,7 +93,8 @@ def make_repo(path: Path, params: dict) -> Path:
     shutil.copy(REPO / ".dvc" / "plots_offline.html", path / ".dvc" / "plots_offline.html")
     html_template = configparser.ConfigParser()
     html_template.read(REPO / ".dvc" / "config")
-    sh(f"dvc config plots.html_template {html_template['plots']['html_template']}", path)
+    with open(path / ".dvc" / "config", "a") as config:  # as `dvc config plots.html_template ...` writes it
+        config.write(f"[plots]\n    html_template = {html_template['plots']['html_template']}\n")
     sh("git add -A && git commit -qm init", path)
     return path
 
