@@ -28,13 +28,10 @@ from cnnlab.tensors import TensorData
 from cnnlab.train import distributed
 from cnnlab.train.checkpoint import load_model, save_checkpoint
 from cnnlab.train.loop import fingerprint, fit
-from cnnlab.usage import ModelUsage
+from cnnlab.usage import MASKING_KEYS, ModelUsage
 
 if TYPE_CHECKING:
     from cnnlab.params.schema import Crop, ObjectsNet, Params
-
-# the learned masker's settings a segment_learned model masks new crops with (its usage record)
-MASKING_KEYS = {"width", "colour_components", "colour_prior", "seed_bins", "seed_margin"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +40,8 @@ class Settings:
     (`seed`, `objects.seeds`), the cures (`objects.strategies`), the crops (`crop`), the network and
     its training (`classifier`), and how a model masks new crops as the pipeline masked its test
     crops: GrabCut's settings with its fallback (`segment`, crop.context, masker.seed_bins and
-    seed_margin) and the learned masker's masking (crop.context, masker.MASKING_KEYS)."""
+    seed_margin) and the learned masker's masking (cnnlab.usage.MASKING_KEYS: crop.context and five
+    keys of masker)."""
 
     seeds: list[int]
     strategies: list[str]
@@ -56,7 +54,8 @@ class Settings:
     def of(cls, p: Params) -> Settings:
         return cls(seeds=p.objects.seed_list(p.seed), strategies=list(p.objects.strategies), crop=p.crop,
                    classifier=p.classifier, segment=p.segment_settings(),
-                   masking={"context": p.crop.context, **p.masker.model_dump(include=MASKING_KEYS)})  # fmt: skip
+                   masking={"context": p.crop.context,
+                            **p.masker.model_dump(include=set(MASKING_KEYS) - {"context"})})  # fmt: skip
 
 
 def tracked_params(s: Settings, shortcut: str | None) -> dict:
