@@ -516,7 +516,7 @@ QUEUED = ["none", "segment"]
 def test_queued_experiments_two_at_a_time_all_land(chain_repo, tmp_path, store):
     repo = chain_repo  # the objects chain has run and is committed; the MLflow store is empty
     # two workers: SQLite gets three, so the queue also turns over past the first pair; the server
-    # two, both at once (the queue's turnover is the same code, and each experiment costs ~40 s)
+    # two, both at once (the queue's turnover is the same code, and each experiment costs seconds)
     lrs = LRS[:3] if store == "sqlite" else LRS[1::2]
     with contextlib.ExitStack() as stack:
         env = clean_env()
